@@ -1,0 +1,30 @@
+# Two commands, from a fresh clone with Python 3.11 and pip:
+#   make sweep   set up .venv, then run the default sweep (search_spaces/vae_latent.yaml)
+#   make test    set up .venv, then run the test suite
+# .venv is reused when present (the torch wheels make it several GB); it is never deleted here.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.gensweep-installed
+
+.PHONY: setup sweep test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+sweep: setup
+	$(BIN)/gensweep run search_spaces/vae_latent.yaml
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/train_throughput.py
+
+clean:
+	rm -rf runs .pytest_cache build *.egg-info

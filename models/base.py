@@ -1,0 +1,101 @@
+"""What every generative model offers the runner, and the training plumbing they share."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a model needs to know of its data before it sees any."""
+
+    image_shape: tuple[int, int, int]  # (C, H, W)
+    num_classes: int | None  # None for unlabelled data
+
+
+@dataclass
+class Batch:
+    images: Tensor  # (B, C, H, W) float in [0, 1], on the model's device
+    labels: Tensor | None = None  # (B,) int64, or None for unlabelled data
+
+
+class GenerativeModel(nn.Module):
+    """Base class: a model owns its networks, its optimizers and its mathematics.
+
+    train_step returns detached 0-dim tensors rather than floats so that the step loop never
+    waits for the device; the runner converts them at its logging interval.
+    """
+
+    metric_names: tuple[str, ...] = ("loss",)  # what train_step and evaluate report
+
+    def __init__(self, config, data: DataInfo, lr: float):
+        super().__init__()
+        self.config = config
+        self.data = data
+        self.lr = lr
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self._autocast_dtype: torch.dtype | None = None
+        self._grad_scaler: torch.amp.GradScaler | None = None
+
+    # -- what each model implements -------------------------------------------------------
+    def train_step(self, batch: Batch) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def evaluate(self, batches) -> dict[str, float]:
+        raise NotImplementedError
+
+    def sample(self, count: int, generator: torch.Generator | None = None) -> Tensor:
+        """(count, C, H, W) images in [0, 1]."""
+        raise NotImplementedError
+
+    def log_images(self, batch: Batch) -> dict[str, Tensor]:
+        """Named (C, H, W) image grids in [0, 1] that show how training goes."""
+        return {}
+
+    # -- shared plumbing --------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def use_mixed_precision(self, dtype: torch.dtype | None) -> None:
+        """Autocast forward passes to `dtype` (None: full precision); fp16 also scales gradients."""
+        self._autocast_dtype = dtype
+        scale = dtype == torch.float16
+        self._grad_scaler = torch.amp.GradScaler(self.device.type, enabled=scale) if scale else None
+
+    def autocast(self):
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self._autocast_dtype)
+
+    def optimize(self, optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
+        """One optimizer step on `loss`, through the gradient scaler when fp16 needs it."""
+        optimizer.zero_grad(set_to_none=True)
+        if self._grad_scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            self._grad_scaler.scale(loss).backward()
+            self._grad_scaler.step(optimizer)
+            self._grad_scaler.update()
+
+    def training_state(self) -> dict:
+        """Everything a resumed trial needs: weights, optimizer moments, gradient scale."""
+        state = {
+            "model": self.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+        }
+        if self._grad_scaler is not None:
+            state["grad_scaler"] = self._grad_scaler.state_dict()
+        return state
+
+    def load_training_state(self, state: dict) -> None:
+        self.load_state_dict(state["model"])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        if self._grad_scaler is not None and "grad_scaler" in state:
+            self._grad_scaler.load_state_dict(state["grad_scaler"])

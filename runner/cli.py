@@ -1,0 +1,149 @@
+"""The `gensweep` command. Heavy imports (torch, Ray) happen inside commands: --help is instant."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from runner import __version__
+
+USAGE_ERROR = 2  # a user's mistake: bad spec, override, path or address
+
+
+class UserError(click.ClickException):
+    """One line on stderr, exit 2, no traceback."""
+
+    exit_code = USAGE_ERROR
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+def _user_errors():
+    from models.config import ConfigError
+    from runner.data import DataError
+    from runner.spec import SpecError
+    from runner.sweep import SweepError
+
+    return (SpecError, DataError, ConfigError, SweepError)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gensweep")
+def main() -> None:
+    """Sweep generative image models with Ray Tune and Optuna; compare them in TensorBoard.
+
+    \b
+    Start with:
+      gensweep run search_spaces/vae_latent.yaml
+      tensorboard --logdir runs/vae_latent
+    """
+
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option("--name", help="Run name (default: the spec's name). Results go to STORAGE/NAME.")
+@click.option(
+    "--storage-path",
+    default="runs",
+    show_default=True,
+    help="Directory (or shared storage on a cluster) for results, checkpoints and TensorBoard files.",
+)
+@click.option("--address", help="Join a running Ray cluster: 'auto' or HOST:PORT. Default: start Ray here.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec field, e.g. --set train.epochs=3 (repeatable; values typed as YAML).")
+@click.option("-v", "--verbose", count=True, help="More of Ray Tune's own progress output.")
+def run(spec_path, name, storage_path, address, overrides, verbose) -> None:
+    """Run the sweep described by SPEC; print a summary table at the end.
+
+    Exits 0 when at least one trial finished, 1 when none did, 2 for a bad spec.
+    """
+    from runner.report import format_table
+    from runner.spec import load_spec
+    from runner.sweep import choose_run_dir, prepare_data, run_sweep
+
+    try:
+        spec = load_spec(spec_path, overrides)
+        run_dir = choose_run_dir(Path(storage_path).expanduser().resolve(), name or spec.name)
+        click.echo(
+            f"gensweep: {spec.name}: {spec.num_samples} trials of {spec.model_name} on {spec.data_name}, "
+            f"sampler {spec.sampler if spec.search else '-'}, optimizing {spec.tune.metric} ({spec.tune.mode})"
+        )
+        click.echo(f"gensweep: results in {_relative(run_dir)}")
+        prepare_data(spec)
+        outcome = run_sweep(spec, run_dir, address=address, verbose=1 + verbose)
+    except _user_errors() as error:
+        raise UserError(str(error)) from None
+    click.echo()
+    click.echo(format_table(outcome.trials, spec.tune.metric))
+    click.echo()
+    minutes, seconds = divmod(round(outcome.seconds), 60)
+    click.echo(f"{outcome.finished} of {len(outcome.trials)} trials finished in {minutes}m{seconds:02d}s.")
+    click.echo(f"Compare them:  tensorboard --logdir {_relative(run_dir)}")
+    sys.exit(0 if outcome.finished else 1)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="A JSON list, one object a trial.")
+def show(run_dir, as_json) -> None:
+    """Show the trials of a run directory: swept params, status, last metrics."""
+    from runner.report import SWEEP_FILE, collect, format_table
+    from runner.trial import read_json
+
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise UserError(f"{run_dir}: no such run directory")
+    trials = collect(path)
+    if not trials and not (path / SWEEP_FILE).exists():
+        raise UserError(f"{run_dir}: not a gensweep run directory (no {SWEEP_FILE}, no trials)")
+    if as_json:
+        click.echo(json.dumps([t.to_json() for t in trials], indent=2, default=str))
+        return
+    metric = (read_json(path / SWEEP_FILE) or {}).get("metric")
+    click.echo(format_table(trials, metric))
+
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec field.")
+def validate(spec_path, overrides) -> None:
+    """Check SPEC without running anything; print what it would run."""
+    from runner.spec import load_spec
+
+    try:
+        spec = load_spec(spec_path, overrides)
+        from runner.data import SOURCES
+
+        SOURCES[spec.data_name].check(spec.data)
+    except _user_errors() as error:
+        raise UserError(str(error)) from None
+    click.echo(f"{spec_path}: ok: {spec.num_samples} trials of {spec.model_name} on {spec.data_name}")
+    for path, dim in spec.search.items():
+        span = list(dim.values) if dim.values else [dim.low, dim.high]
+        click.echo(f"  {path}: {dim.kind} {span}")
+    sampler = spec.sampler if spec.search else "-"
+    click.echo(f"  sampler {sampler}, scheduler {spec.tune.scheduler}, optimizing {spec.tune.metric} ({spec.tune.mode})")
+
+
+@main.command("models")
+def list_models() -> None:
+    """List the registered models with their parameters and defaults."""
+    import models
+    from models.config import describe_fields
+
+    for name in models.names():
+        entry = models.entry(name)
+        click.echo(f"{name}: {entry.summary}")
+        for field_name, kind, default, description in describe_fields(entry.config_class):
+            click.echo(f"    {field_name:<14} {kind:<24} {default!r:<10} {description}")
+        click.echo()
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,301 @@
+"""Data sets as uint8 tensors in memory: loaded once per trial, batches drawn by indexing.
+
+Each source is a name, a config dataclass (the `data:` section of a spec) and three functions:
+`describe` (shape and classes, without loading), `check` (cheap problems found before Ray
+starts: a missing directory, missing files) and `load`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+from pydantic import Field
+
+from models import Batch, DataInfo
+from models.config import config
+from runner import digits as digits_generator
+
+
+class DataError(ValueError):
+    """A data set that cannot be loaded; the message names the key or file."""
+
+
+@dataclass
+class ImageData:
+    """Train and val images (N, C, H, W) uint8 and labels (N,) int64 (or None), on one device."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor | None
+    val_images: torch.Tensor
+    val_labels: torch.Tensor | None
+    num_classes: int | None
+
+    @property
+    def info(self) -> DataInfo:
+        return DataInfo(tuple(self.train_images.shape[1:]), self.num_classes)
+
+    def to(self, device: torch.device | str) -> ImageData:
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return ImageData(
+            move(self.train_images),
+            move(self.train_labels),
+            move(self.val_images),
+            move(self.val_labels),
+            self.num_classes,
+        )
+
+
+def batches(
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    max_batches: int | None = None,
+) -> Iterator[Batch]:
+    """Batches of float images in [0, 1] on the images' device; shuffled when given a generator.
+
+    Indexing a device tensor with a permutation replaces a DataLoader: no workers, no per-sample
+    transforms, one gather and one conversion per batch.
+    """
+    count = len(images)
+    if generator is None:
+        order = torch.arange(count, device=images.device)
+    else:
+        order = torch.randperm(count, generator=generator, device=generator.device).to(images.device)
+    starts = range(0, count, batch_size)
+    if max_batches is not None:
+        starts = starts[:max_batches]
+    for start in starts:
+        index = order[start : start + batch_size]
+        batch_labels = None if labels is None else labels[index]
+        yield Batch(images[index].float().div_(255.0), batch_labels)
+
+
+# -- digits: the embedded default ---------------------------------------------------------------
+@config
+class DigitsData:
+    train_size: int = Field(10_000, ge=1, description="training images to draw")
+    val_size: int = Field(2_000, ge=1, description="validation images, from a separate stream")
+    seed: int = Field(0, description="same seed, same bytes")
+
+
+def _describe_digits(_: DigitsData) -> DataInfo:
+    return DataInfo((1, digits_generator.IMAGE_SIDE, digits_generator.IMAGE_SIDE), 10)
+
+
+def _load_digits(data: DigitsData) -> ImageData:
+    train = cached_digits(data.train_size, data.seed, "train")
+    val = cached_digits(data.val_size, data.seed, "val")
+    return _as_tensors(train[0][:, None], train[1], val[0][:, None], val[1], 10)
+
+
+def cached_digits(count: int, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """make_digits, kept on disk: drawing takes about a millisecond an image, loading far less."""
+    key = f"digits-v{DIGITS_VERSION}-{split}-seed{seed}-n{count}"
+    path = cache_dir() / f"{key}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as stored:
+            return stored["images"], stored["labels"]
+    images, labels = digits_generator.make_digits(count, seed, split)
+    _write_atomically(path, lambda handle: np.savez(handle, images=images, labels=labels))
+    return images, labels
+
+
+DIGITS_VERSION = 1  # bump when the generator changes, so stale caches are not reused
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("GENSWEEP_CACHE") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    ) / "gensweep"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_atomically(path: Path, write: Callable) -> None:
+    # Two trials may fill the same cache entry at once: each writes a private file, then renames.
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+# -- mnist: the standard IDX files --------------------------------------------------------------
+@config
+class MnistData:
+    path: str = Field(description="directory with train-* and/or t10k-* IDX files (.gz or raw)")
+    download: bool = Field(False, description="fetch the files with torchvision if absent")
+    val_fraction: float = Field(
+        0.2, gt=0, lt=1, description="share of t10k held out for val when there are no train files"
+    )
+    train_size: int | None = Field(None, ge=1, description="use only the first N training images")
+    val_size: int | None = Field(None, ge=1, description="use only the first N val images")
+    seed: int = Field(0, description="seed of the t10k train/val split")
+
+
+_IDX_PARTS = {"train": ("train-images", "train-labels"), "t10k": ("t10k-images", "t10k-labels")}
+
+
+def _mnist_files(directory: Path) -> dict[str, tuple[Path, Path]]:
+    found = {}
+    for where in (directory, directory / "MNIST" / "raw"):  # the latter is torchvision's layout
+        for split, (image_prefix, label_prefix) in _IDX_PARTS.items():
+            images = sorted(where.glob(f"{image_prefix}*"))
+            labels = sorted(where.glob(f"{label_prefix}*"))
+            if images and labels and split not in found:
+                found[split] = (images[0], labels[0])
+    return found
+
+
+def _describe_mnist(_: MnistData) -> DataInfo:
+    return DataInfo((1, 28, 28), 10)
+
+
+def _check_mnist(data: MnistData) -> None:
+    directory = Path(data.path)
+    if data.download:
+        return
+    if not directory.is_dir():
+        raise DataError(f"data.path: directory {directory} does not exist")
+    if "t10k" not in _mnist_files(directory):
+        raise DataError(
+            f"data.path: no MNIST t10k-images*/t10k-labels* files in {directory} "
+            "(set data.download: true to fetch them)"
+        )
+
+
+def _load_mnist(data: MnistData) -> ImageData:
+    directory = Path(data.path)
+    if data.download and "t10k" not in _mnist_files(directory):
+        import torchvision  # only here: the one place gensweep may download anything
+
+        torchvision.datasets.MNIST(str(directory), train=True, download=True)
+        torchvision.datasets.MNIST(str(directory), train=False, download=True)
+    _check_mnist(MnistData(path=data.path, download=False))
+    files = _mnist_files(directory)
+    test_images, test_labels = (read_idx(path) for path in files["t10k"])
+    if "train" in files:
+        train_images, train_labels = (read_idx(path) for path in files["train"])
+        val_images, val_labels = test_images, test_labels
+    else:
+        order = np.random.default_rng(data.seed).permutation(len(test_images))
+        val_count = round(len(order) * data.val_fraction)
+        val_index, train_index = order[:val_count], order[val_count:]
+        train_images, train_labels = test_images[train_index], test_labels[train_index]
+        val_images, val_labels = test_images[val_index], test_labels[val_index]
+    train_images, train_labels = train_images[: data.train_size], train_labels[: data.train_size]
+    val_images, val_labels = val_images[: data.val_size], val_labels[: data.val_size]
+    return _as_tensors(train_images[:, None], train_labels, val_images[:, None], val_labels, 10)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (LeCun's format: magic, dimensions, big-endian data) as a uint8 array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as stream:
+            raw = stream.read()
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path}: not an unsigned-byte IDX file")
+    dims = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    body = np.frombuffer(raw, np.uint8, offset=4 + 4 * dims)
+    if body.size != int(np.prod(shape)):
+        raise DataError(f"{path}: header says {shape} but holds {body.size} bytes of data")
+    return body.reshape(shape)
+
+
+# -- folder: any directory of images ------------------------------------------------------------
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@config
+class FolderData:
+    path: str = Field(description="directory of images (searched recursively)")
+    image_size: int = Field(64, ge=4, description="images are resized to image_size x image_size")
+    channels: Literal[1, 3] = Field(1, description="1: grayscale, 3: RGB")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of images held out for val")
+    seed: int = Field(0, description="seed of the train/val split")
+
+
+def image_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _describe_folder(data: FolderData) -> DataInfo:
+    return DataInfo((data.channels, data.image_size, data.image_size), None)
+
+
+def _check_folder(data: FolderData) -> None:
+    directory = Path(data.path)
+    if not directory.is_dir():
+        raise DataError(f"data.path: directory {directory} does not exist")
+    files = image_files(directory)
+    if len(files) < 2:
+        raise DataError(f"data.path: {directory} holds {len(files)} images; need at least 2")
+
+
+def _load_folder(data: FolderData) -> ImageData:
+    _check_folder(data)
+    files = image_files(Path(data.path))
+    flag = cv2.IMREAD_GRAYSCALE if data.channels == 1 else cv2.IMREAD_COLOR
+    images = np.empty((len(files), data.channels, data.image_size, data.image_size), np.uint8)
+    for index, path in enumerate(files):
+        image = cv2.imread(str(path), flag)
+        if image is None:
+            raise DataError(f"{path}: not a readable image")
+        image = cv2.resize(image, (data.image_size,) * 2, interpolation=cv2.INTER_AREA)
+        if data.channels == 3:
+            images[index] = cv2.cvtColor(image, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)
+        else:
+            images[index, 0] = image
+    order = np.random.default_rng(data.seed).permutation(len(files))
+    val_count = min(len(files) - 1, max(1, round(len(files) * data.val_fraction)))
+    val, train = order[:val_count], order[val_count:]
+    return _as_tensors(images[train], None, images[val], None, None)
+
+
+# -- the table of sources -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataSource:
+    config_class: type
+    describe: Callable[..., DataInfo]
+    check: Callable[..., None]
+    load: Callable[..., ImageData]
+
+
+SOURCES: dict[str, DataSource] = {
+    "digits": DataSource(DigitsData, _describe_digits, lambda _: None, _load_digits),
+    "mnist": DataSource(MnistData, _describe_mnist, _check_mnist, _load_mnist),
+    "folder": DataSource(FolderData, _describe_folder, _check_folder, _load_folder),
+}
+
+
+def load(name: str, data_config) -> ImageData:
+    return SOURCES[name].load(data_config)
+
+
+def _as_tensors(train_images, train_labels, val_images, val_labels, num_classes) -> ImageData:
+    as_labels = lambda labels: None if labels is None else torch.from_numpy(labels.astype(np.int64))  # noqa: E731
+    return ImageData(
+        torch.from_numpy(np.ascontiguousarray(train_images)),
+        as_labels(train_labels),
+        torch.from_numpy(np.ascontiguousarray(val_images)),
+        as_labels(val_labels),
+        num_classes,
+    )

@@ -1,0 +1,163 @@
+"""The training loop: spec in, trained model and per-epoch metrics out. No Ray here.
+
+The loop owns devices, precision, shuffling, logging intervals and the finite-loss check;
+the model owns its mathematics. Host syncs happen only at logging intervals and epoch ends,
+so on a GPU the step loop never waits for the device.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torchvision.utils import make_grid
+
+import models
+from runner import data as data_sources
+from runner.spec import Spec
+from runner.tblog import TrialLogger
+
+SAMPLE_COUNT = 64  # prior samples per epoch: an 8x8 grid
+FIXED_VAL_IMAGES = 16  # the same val images reconstructed every epoch
+EVAL_BATCH_SIZE = 512
+SAMPLES_FILE = "samples.png"  # the last epoch's samples, for the sweep's comparison image
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss, a device that is not there); one-line message."""
+
+
+@dataclass
+class EpochEnd:
+    epoch: int  # 1-based: epochs finished so far
+    global_step: int
+    metrics: dict[str, float]  # "train/loss", "val/recon", ...
+    model: models.GenerativeModel
+    generator: torch.Generator
+
+
+def choose_device(requested: str) -> torch.device:
+    if requested == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPU, so cuda:0 is the one it assigned.
+        return torch.device("cuda", 0)
+    if requested == "cuda":
+        raise TrainingError("train.device: cuda asked for, but this trial sees no GPU (resources.gpu?)")
+    return torch.device("cpu")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return torch.float16
+
+
+def train(
+    spec: Spec,
+    logger: TrialLogger | None = None,
+    on_epoch_end: Callable[[EpochEnd], None] = lambda _: None,
+    resume_state: dict | None = None,
+) -> dict[str, float]:
+    """Train `spec` for its epochs; returns the last epoch's metrics.
+
+    logger: where scalars, image grids and the latest sample PNG go (None: nowhere).
+    on_epoch_end: called after every epoch (the Tune trial reports and checkpoints there).
+    resume_state: a checkpoint made by training_state(), to continue from.
+    """
+    device = choose_device(spec.train.device)
+    torch.manual_seed(spec.train.seed)
+    data = data_sources.load(spec.data_name, spec.data).to(device)
+    model = models.build(spec.model_name, spec.model, data.info, spec.train.lr, device)
+    model.use_mixed_precision(autocast_dtype(spec.train.precision, device))
+    generator = torch.Generator(device=device).manual_seed(spec.train.seed)
+    start_epoch, global_step = 0, 0
+    if resume_state is not None:
+        model.load_training_state(resume_state)
+        generator.set_state(resume_state["generator"].cpu())
+        start_epoch, global_step = resume_state["epoch"], resume_state["global_step"]
+
+    fixed_batch = next(data_sources.batches(data.val_images[:FIXED_VAL_IMAGES], _head(data.val_labels), FIXED_VAL_IMAGES))
+    metrics: dict[str, float] = {}
+    for epoch in range(start_epoch + 1, spec.train.epochs + 1):
+        train_metrics, global_step = _train_epoch(model, data, spec, generator, epoch, global_step, logger)
+        model.eval()
+        val_metrics = model.evaluate(data_sources.batches(data.val_images, data.val_labels, EVAL_BATCH_SIZE))
+        _check_finite(val_metrics, f"val at epoch {epoch}", "val")
+        metrics = {f"train/{k}": v for k, v in train_metrics.items()}
+        metrics |= {f"val/{k}": v for k, v in val_metrics.items()}
+        if logger is not None:
+            logger.scalars("train", train_metrics, epoch)
+            logger.scalars("val", val_metrics, epoch)
+            _log_images(model, fixed_batch, spec, epoch, logger)
+        on_epoch_end(EpochEnd(epoch, global_step, metrics, model, generator))
+    return metrics
+
+
+def training_state(end: EpochEnd) -> dict:
+    """What a checkpoint holds: the model's training state plus where the loop stood."""
+    state = end.model.training_state()
+    state |= {"epoch": end.epoch, "global_step": end.global_step, "generator": end.generator.get_state()}
+    return state
+
+
+def _train_epoch(model, data, spec: Spec, generator, epoch: int, global_step: int, logger):
+    model.train()
+    sums: dict[str, torch.Tensor] = {}
+    seen = 0
+    for batch in data_sources.batches(
+        data.train_images, data.train_labels, spec.train.batch_size, generator, spec.train.steps_per_epoch
+    ):
+        parts = model.train_step(batch)
+        count = len(batch.images)
+        for name, value in parts.items():
+            sums[name] = sums[name] + value * count if name in sums else value * count
+        seen += count
+        global_step += 1
+        if global_step % spec.train.log_every == 0:  # the only host sync inside the epoch
+            values = {name: float(value) for name, value in parts.items()}
+            _check_finite(values, f"epoch {epoch}, step {global_step}", "train")
+            if logger is not None:
+                logger.scalars("train_step", values, global_step)
+    means = {name: float(total) / seen for name, total in sums.items()}
+    _check_finite(means, f"epoch {epoch}", "train")
+    return means, global_step
+
+
+def _check_finite(values: dict[str, float], where: str, prefix: str) -> None:
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise TrainingError(f"{prefix}/{name} became {value} at {where}; try a lower train.lr")
+
+
+@torch.no_grad()
+def _log_images(model, fixed_batch, spec: Spec, epoch: int, logger: TrialLogger) -> None:
+    # The same noise every epoch, so the grids show the model changing, not the noise.
+    noise = torch.Generator(device=model.device).manual_seed(spec.train.seed + 1)
+    samples = make_grid(model.sample(SAMPLE_COUNT, noise).float(), nrow=8)
+    logger.image("samples", samples, epoch)
+    for name, grid in model.log_images(fixed_batch).items():
+        logger.image(name, grid, epoch)
+    save_png(samples, logger.logdir / SAMPLES_FILE)
+
+
+def save_png(grid: torch.Tensor, path: Path) -> None:
+    """A (C, H, W) image in [0, 1] as a PNG file, written whole or not at all."""
+    pixels = (grid.float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    if pixels.shape[2] == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels))
+    temporary = path.with_suffix(".tmp.png")
+    temporary.write_bytes(encoded.tobytes())
+    temporary.replace(path)
+
+
+def _head(labels):
+    return None if labels is None else labels[:FIXED_VAL_IMAGES]

@@ -1,0 +1,143 @@
+"""What a run directory holds, read back: trial records, the summary table, the comparison image.
+
+Reads only JSON and PNG files that gensweep wrote, never Ray's pickles, so `gensweep show` is
+fast and safe on any run directory.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from runner.trial import RECORD_FILE, read_json
+
+SWEEP_FILE = "sweep.json"  # written by `gensweep run` at the start: the spec and its metric
+COMPARISON_FILE = "comparison.png"
+COMPARISON_RUN = "_comparison"  # TensorBoard run holding the sweep-level image
+TABLE_METRICS = 4  # metric columns beside the optimized one
+
+
+@dataclass
+class TrialSummary:
+    trial_id: str
+    status: str  # running | finished | error | stopped
+    swept: dict[str, Any]
+    config: dict[str, Any]
+    metrics: dict[str, float]
+    logdir: str
+    epoch: int = 0
+    error: str | None = None
+    best: bool = field(default=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def collect(run_dir: Path) -> list[TrialSummary]:
+    """Every trial of the run, sorted by its swept values."""
+    trials = []
+    for record_path in sorted(run_dir.glob(f"*/{RECORD_FILE}")):
+        record = read_json(record_path)
+        if not isinstance(record, dict) or "trial_id" not in record:
+            continue
+        trials.append(
+            TrialSummary(
+                trial_id=record["trial_id"],
+                status=record.get("status", "unknown"),
+                swept=record.get("swept", {}),
+                config=record.get("config", {}),
+                metrics=record.get("metrics", {}),
+                logdir=str(record_path.parent),
+                epoch=record.get("epoch", 0),
+                error=record.get("error"),
+            )
+        )
+    trials.sort(key=lambda t: [_sortable(t.swept[k]) for k in sorted(t.swept)] + [t.trial_id])
+    sweep = read_json(run_dir / SWEEP_FILE) or {}
+    mark_best(trials, sweep.get("metric"), sweep.get("mode", "min"))
+    return trials
+
+
+def mark_best(trials: list[TrialSummary], metric: str | None, mode: str) -> TrialSummary | None:
+    scored = [t for t in trials if t.status == "finished" and _finite(t.metrics.get(metric))]
+    for trial in trials:
+        trial.best = False
+    if not scored:
+        return None
+    pick = min if mode == "min" else max
+    best = pick(scored, key=lambda t: t.metrics[metric])
+    best.best = True
+    return best
+
+
+def format_table(trials: list[TrialSummary], metric: str | None = None) -> str:
+    """One row a trial: swept params, status, epochs, the metric first, then a few others."""
+    if not trials:
+        return "(no trials)"
+    swept_keys = sorted({key for t in trials for key in t.swept})
+    metric_keys = sorted({key for t in trials for key in t.metrics if key.startswith("val/")})
+    if metric in metric_keys:
+        metric_keys.remove(metric)
+    metric_keys = ([metric] if metric else []) + metric_keys[:TABLE_METRICS]
+    header = ["", "trial"] + [k.split(".")[-1] for k in swept_keys] + ["status", "epochs"] + metric_keys
+    rows = [header]
+    for trial in trials:
+        status = trial.status if not trial.error else f"{trial.status}: {trial.error}"
+        rows.append(
+            ["*" if trial.best else "", trial.trial_id]
+            + [_format(trial.swept.get(k)) for k in swept_keys]
+            + [status, str(trial.epoch)]
+            + [_format(trial.metrics.get(k)) for k in metric_keys]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)] + [0]
+    lines = ["  ".join(cell.ljust(width) if i < len(header) - 1 else cell for i, (cell, width) in enumerate(zip(row, widths))).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def comparison_image(trials: list[TrialSummary], samples_file: str, scale: int = 2) -> np.ndarray | None:
+    """Each trial's last sample grid side by side, labelled with its swept values: (H, W, 3) uint8."""
+    panels = []
+    for trial in trials:
+        image = cv2.imread(str(Path(trial.logdir) / samples_file), cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        label = ", ".join(f"{k.split('.')[-1]}={_format(v)}" for k, v in sorted(trial.swept.items()))
+        panels.append(_with_caption(image, label or trial.trial_id, trial.best))
+    if not panels:
+        return None
+    height = max(p.shape[0] for p in panels)
+    gap = np.full((height, 12, 3), 255, np.uint8)
+    padded = [np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0)), constant_values=255) for p in panels]
+    row = np.hstack([piece for p in padded for piece in (p, gap)][:-1])
+    return cv2.cvtColor(row, cv2.COLOR_BGR2RGB)
+
+
+def _with_caption(image: np.ndarray, text: str, best: bool) -> np.ndarray:
+    font, scale, thickness = cv2.FONT_HERSHEY_SIMPLEX, 0.7, 2
+    (width, height), _ = cv2.getTextSize(text, font, scale, thickness)
+    strip = np.full((height + 20, image.shape[1], 3), 255, np.uint8)
+    colour = (0, 120, 0) if best else (0, 0, 0)  # BGR: the best trial's label in green
+    cv2.putText(strip, text + (" (best)" if best else ""), (6, height + 8), font, scale, colour, thickness, cv2.LINE_AA)
+    return np.vstack([strip, image])
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _sortable(value: Any) -> tuple:
+    return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))

@@ -1,0 +1,386 @@
+"""The sweep spec: one YAML file, validated completely before anything starts.
+
+A spec has these top-level keys (README, "The spec", documents every one):
+
+    name, description          the run's name (default: the file's stem) and free text
+    model: {name, ...}         a registered model and its config fields
+    data: {name, ...}          a data source (digits | mnist | folder) and its fields
+    train: {...}               TrainSpec
+    search: {path: dimension}  swept fields, e.g. model.latent_dim: {grid: [2, 4, 8]}
+    tune: {...}                TuneSpec
+    resources: {cpu, gpu}      per trial
+
+Every error is a SpecError whose text is one line: where (file or --set), key path, problem.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field
+
+import models
+from models.config import ConfigError, as_dict, config, parse_config
+from runner import data as data_sources
+
+
+class SpecError(ValueError):
+    """A spec problem, as one line naming where it is and what is wrong."""
+
+    def __init__(self, source: str, key: str, message: str):
+        super().__init__(f"{source}: {key}: {message}" if key else f"{source}: {message}")
+        self.source, self.key, self.message = source, key, message
+
+
+@config
+class TrainSpec:
+    epochs: int = Field(10, ge=1, description="passes over the training set")
+    batch_size: int = Field(128, ge=1, description="images per optimizer step")
+    lr: float = Field(1e-3, gt=0, description="learning rate of the model's optimizers")
+    seed: int = Field(0, description="seeds weights, shuffling and noise: same seed, same run")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: the GPU Ray assigned to the trial, else the CPU"
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU"
+    )
+    steps_per_epoch: int | None = Field(
+        None, ge=1, description="cap on optimizer steps per epoch (smoke tests); null: all"
+    )
+    log_every: int = Field(50, ge=1, description="optimizer steps between per-step scalars")
+
+
+@config
+class TuneSpec:
+    metric: str = Field("val/loss", description="the reported metric the search optimizes")
+    mode: Literal["min", "max"] = Field("min", description="minimize or maximize the metric")
+    num_samples: int | None = Field(
+        None, ge=1, description="trials to run; null: the grid's size, or 10 for other samplers"
+    )
+    sampler: Literal["auto", "grid", "tpe", "random", "cmaes"] = Field(
+        "auto", description="Optuna sampler; auto: grid when every dimension is a grid, else tpe"
+    )
+    seed: int = Field(0, description="seed of the sampler")
+    scheduler: Literal["none", "asha"] = Field("none", description="early stopping of poor trials")
+    grace_period: int = Field(1, ge=1, description="asha: epochs every trial runs at least")
+    reduction_factor: float = Field(3.0, gt=1, description="asha: 1/fraction kept at each rung")
+    max_concurrent: int = Field(0, ge=0, description="trials at once; 0: as many as resources allow")
+
+
+@config
+class ResourcesSpec:
+    cpu: float = Field(1.0, gt=0, description="CPU cores per trial (also its torch threads)")
+    gpu: float = Field(0.0, ge=0, description="GPUs per trial; fractions share one GPU")
+
+
+SEARCH_KINDS = ("grid", "choice", "uniform", "loguniform", "int")
+SWEEPABLE_SECTIONS = ("model", "data", "train")
+TOP_LEVEL_KEYS = ("name", "description", "model", "data", "train", "search", "tune", "resources")
+DEFAULT_RANDOM_SAMPLES = 10
+
+
+@dataclass(frozen=True)
+class SearchDim:
+    """One swept field: `grid`/`choice` list values; `uniform`/`loguniform`/`int` span [low, high]."""
+
+    kind: str
+    values: tuple = ()
+    low: float | None = None
+    high: float | None = None
+
+    def candidates(self) -> tuple:
+        """Values to validate against the field: every listed value, or both ends of a range."""
+        return self.values if self.values else (self.low, self.high)
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    source: str  # the file it came from, for messages
+    document: dict = field(repr=False)  # the validated YAML document, paths made absolute
+    model_name: str = ""
+    model: Any = None
+    data_name: str = "digits"
+    data: Any = None
+    train: TrainSpec = TrainSpec()
+    search: dict[str, SearchDim] = field(default_factory=dict)
+    tune: TuneSpec = TuneSpec()
+    resources: ResourcesSpec = ResourcesSpec()
+
+    @property
+    def data_info(self) -> models.DataInfo:
+        return data_sources.SOURCES[self.data_name].describe(self.data)
+
+    @property
+    def sampler(self) -> str:
+        if self.tune.sampler != "auto":
+            return self.tune.sampler
+        if self.search and all(dim.kind == "grid" for dim in self.search.values()):
+            return "grid"
+        return "tpe"
+
+    @property
+    def grid_size(self) -> int:
+        return math.prod(len(dim.values) for dim in self.search.values() if dim.kind == "grid")
+
+    @property
+    def num_samples(self) -> int:
+        if self.tune.num_samples is not None:
+            return self.tune.num_samples
+        if not self.search:
+            return 1
+        return self.grid_size if self.sampler == "grid" else DEFAULT_RANDOM_SAMPLES
+
+    def metric_names(self) -> list[str]:
+        reported = models.entry(self.model_name).model_class.metric_names
+        return [f"{split}/{name}" for split in ("train", "val") for name in reported]
+
+    def with_values(self, values: Mapping[str, Any]) -> Spec:
+        """This spec with swept `values` ({"model.latent_dim": 4}) set: what one trial runs."""
+        document = copy.deepcopy(self.document)
+        for path, value in values.items():
+            _set_path(document, path.split("."), value)
+        return parse_document(document, self.source)
+
+    def flat_config(self) -> dict[str, Any]:
+        """Every field of model, data, train as {"section.field": value}, defaults included."""
+        flat = {"model.name": self.model_name, "data.name": self.data_name}
+        for section, values in (("model", self.model), ("data", self.data), ("train", self.train)):
+            for key, value in as_dict(values).items():
+                flat[f"{section}.{key}"] = value
+        return flat
+
+
+def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> Spec:
+    """Read, override and validate a spec file. Raises SpecError."""
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise SpecError(source, "", "no such spec file")
+    try:
+        document = yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        raise SpecError(source, "", f"YAML syntax error at {where}: {error.problem}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise SpecError(source, "", f"cannot read as YAML: {error}") from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise SpecError(source, "", "expected a mapping of keys at the top level")
+    document.setdefault("name", path.stem)
+    parse_document(document, source)  # errors in the file itself are the file's, named so
+    overrides = list(overrides)
+    for override in overrides:
+        key, value = parse_override(override)
+        _set_path(document, _override_path(key), value)
+    try:
+        spec = parse_document(document, source)
+    except SpecError as error:
+        raise SpecError(_blame(overrides, error.key), error.key, error.message) from None
+    return _with_absolute_paths(spec)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`model.latent_dim=4` -> ("model.latent_dim", 4): the value typed as YAML would type it."""
+    key, separator, value = text.partition("=")
+    if not separator or not key.strip():
+        raise SpecError(f"--set {text}", "", "expected dotted.key=value")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        raise SpecError(f"--set {text}", key, f"value is not valid YAML ({error})") from None
+
+
+def parse_document(document: Mapping[str, Any], source: str) -> Spec:
+    """Validate a spec document (already loaded from YAML). Raises SpecError."""
+    try:
+        return _parse(document, source)
+    except ConfigError as error:
+        raise SpecError(source, error.key, error.message) from None
+
+
+def _parse(document: Mapping[str, Any], source: str) -> Spec:
+    for key in document:
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(str(key), f"unknown key (known keys: {', '.join(TOP_LEVEL_KEYS)})")
+    name = document.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ConfigError("name", f"expected letters, digits, '_', '.' or '-', got {name!r}")
+    if "description" in document and not isinstance(document["description"], str):
+        raise ConfigError("description", "expected text")
+
+    model_section = _section(document, "model")
+    model_name = model_section.get("name")
+    if model_name is None:
+        raise ConfigError("model.name", f"required key is missing (known models: {', '.join(models.names())})")
+    if not isinstance(model_name, str):
+        raise ConfigError("model.name", f"expected a model name, got {model_name!r}")
+    model_params = {k: v for k, v in model_section.items() if k != "name"}
+    model_config = models.make_config(model_name, model_params)
+
+    data_section = _section(document, "data")
+    data_name = data_section.get("name", "digits")
+    if data_name not in data_sources.SOURCES:
+        known = ", ".join(data_sources.SOURCES)
+        raise ConfigError("data.name", f"unknown data source {data_name!r} (known: {known})")
+    data_params = {k: v for k, v in data_section.items() if k != "name"}
+    data_config = parse_config(data_sources.SOURCES[data_name].config_class, data_params, "data")
+
+    spec = Spec(
+        name=name,
+        source=source,
+        document=copy.deepcopy(dict(document)),
+        model_name=model_name,
+        model=model_config,
+        data_name=data_name,
+        data=data_config,
+        train=parse_config(TrainSpec, _section(document, "train"), "train"),
+        search=_parse_search(_section(document, "search")),
+        tune=parse_config(TuneSpec, _section(document, "tune"), "tune"),
+        resources=parse_config(ResourcesSpec, _section(document, "resources"), "resources"),
+    )
+    _check_model_fits_data(spec)
+    _check_search(spec)
+    _check_tune(spec)
+    return spec
+
+
+def _section(document: Mapping[str, Any], key: str) -> dict:
+    value = document.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(key, f"expected a mapping of keys to values, got {value!r}")
+    return value
+
+
+def _parse_search(section: Mapping[str, Any]) -> dict[str, SearchDim]:
+    dims = {}
+    for path, body in section.items():
+        key = f"search.{path}"
+        if not isinstance(body, dict) or len(body) != 1:
+            raise ConfigError(key, f"expected one of {{{': ..., '.join(SEARCH_KINDS)}: ...}}, got {body!r}")
+        kind, arguments = next(iter(body.items()))
+        if kind not in SEARCH_KINDS:
+            raise ConfigError(key, f"unknown dimension {kind!r} (known: {', '.join(SEARCH_KINDS)})")
+        if kind in ("grid", "choice"):
+            if not isinstance(arguments, list) or not arguments:
+                raise ConfigError(key, f"{kind} expects a non-empty list of values, got {arguments!r}")
+            if len(set(map(repr, arguments))) != len(arguments):
+                raise ConfigError(key, f"{kind} lists a value twice: {arguments!r}")
+            dims[path] = SearchDim(kind, values=tuple(arguments))
+            continue
+        if (
+            not isinstance(arguments, list)
+            or len(arguments) != 2
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in arguments)
+        ):
+            raise ConfigError(key, f"{kind} expects [low, high], got {arguments!r}")
+        low, high = arguments
+        if kind == "int" and not all(isinstance(x, int) for x in arguments):
+            raise ConfigError(key, f"int expects whole numbers [low, high], got {arguments!r}")
+        if not low < high:
+            raise ConfigError(key, f"{kind} expects low < high, got {arguments!r}")
+        if kind == "loguniform" and low <= 0:
+            raise ConfigError(key, f"loguniform expects low > 0, got {arguments!r}")
+        dims[path] = SearchDim(kind, low=low, high=high)
+    return dims
+
+
+def _check_search(spec: Spec) -> None:
+    for path, dim in spec.search.items():
+        key = f"search.{path}"
+        section, _, field_name = path.partition(".")
+        if section not in SWEEPABLE_SECTIONS or not field_name or "." in field_name:
+            raise ConfigError(key, f"expected section.field with section one of {', '.join(SWEEPABLE_SECTIONS)}")
+        if field_name == "name":
+            raise ConfigError(key, f"{section}.name cannot be swept: write one spec per {section}")
+        known = as_dict(getattr(spec, section)).keys()
+        if field_name not in known:
+            raise ConfigError(key, f"{section} has no field {field_name!r} (known: {', '.join(known)})")
+        for value in dim.candidates():
+            document = copy.deepcopy(spec.document)
+            _set_path(document, [section, field_name], value)
+            try:
+                _parse({**document, "search": {}}, spec.source)
+            except ConfigError as error:
+                raise ConfigError(key, f"value {value!r} does not fit: {error.message}") from None
+    kinds = {dim.kind for dim in spec.search.values()}
+    if "grid" in kinds and kinds != {"grid"}:
+        raise ConfigError("search", "grid dimensions cannot mix with others; use choice with tpe/random")
+    if spec.tune.sampler == "grid" and kinds - {"grid"}:
+        raise ConfigError("tune.sampler", "grid needs every search dimension to be a grid")
+    if "grid" in kinds and spec.tune.sampler not in ("auto", "grid"):
+        raise ConfigError("tune.sampler", f"{spec.tune.sampler} cannot walk a grid; write choice instead")
+
+
+def _check_tune(spec: Spec) -> None:
+    known = spec.metric_names()
+    if spec.tune.metric not in known:
+        raise ConfigError("tune.metric", f"{spec.model_name} does not report {spec.tune.metric!r} (it reports: {', '.join(known)})")
+    if spec.tune.scheduler == "asha" and spec.tune.grace_period > spec.train.epochs:
+        raise ConfigError("tune.grace_period", f"exceeds train.epochs ({spec.train.epochs})")
+
+
+def _check_model_fits_data(spec: Spec) -> None:
+    entry = models.entry(spec.model_name)
+    try:  # build on the CPU: cheap, and catches a shape a config cannot know (conv on odd sizes)
+        entry.model_class(spec.model, spec.data_info, spec.train.lr)
+    except ValueError as error:
+        message = str(error)
+        key, _, rest = message.partition(": ")
+        raise ConfigError(key if rest else "model", rest or message) from None
+
+
+def _override_path(key: str) -> list[str]:
+    # search.model.latent_dim names one dimension whose own key has a dot: keep it whole.
+    head, _, rest = key.partition(".")
+    return [head, rest] if head == "search" and rest else key.split(".")
+
+
+def _set_path(document: dict, path: list[str], value: Any) -> None:
+    node = document
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[path[-1]] = value
+
+
+def _blame(overrides: list[str], key: str) -> str:
+    """The --set option that an error's key path points at, or all of them."""
+    for override in overrides:
+        name = override.partition("=")[0].strip()
+        if key == name or key.startswith(name + ".") or name.startswith(key + "."):
+            return f"--set {override}"
+    return "--set " + " --set ".join(overrides) if overrides else "spec"
+
+
+def _with_absolute_paths(spec: Spec) -> Spec:
+    # Trials run in their own directories, maybe on other machines: resolve paths here, once.
+    document = copy.deepcopy(spec.document)
+    changed = False
+    for section in ("model", "data"):
+        for key, value in (document.get(section) or {}).items():
+            if (key == "path" or key.endswith("_path")) and isinstance(value, str):
+                absolute = str(Path(value).expanduser().resolve())
+                changed |= absolute != value
+                document[section][key] = absolute
+    return parse_document(document, spec.source) if changed else spec
+
+
+def grid_points(spec: Spec) -> list[dict[str, Any]]:
+    """Every point of a grid search, in order (the cartesian product of the grid dimensions)."""
+    paths = list(spec.search)
+    return [dict(zip(paths, values)) for values in itertools.product(*(spec.search[p].values for p in paths))]

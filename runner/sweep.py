@@ -1,0 +1,208 @@
+"""A sweep: the spec's search space run as Ray Tune trials, with Optuna choosing the values.
+
+The only module that builds Tuners, samplers and schedulers. Ray is started here with the
+machine's cores (or joined with --address) and shut down here when it was started here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner import data as data_sources
+from runner.report import COMPARISON_FILE, COMPARISON_RUN, SWEEP_FILE, TrialSummary, collect, comparison_image
+from runner.spec import SearchDim, Spec
+from runner.trial import one_line, run_trial, write_json
+
+# Tune's own CSV/JSON files stay (they are the standard format); its TensorBoard logger goes:
+# every trial writes its own, richer event files, and two writers in one run clutter the tab.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+# Snapshotting the experiment every epoch is what gives resumability; its warning is noise.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+CHECKPOINTS_KEPT = 2
+
+
+class SweepError(RuntimeError):
+    """The sweep cannot start (no Ray cluster at an address, for example); one-line message."""
+
+
+@dataclass
+class SweepOutcome:
+    run_dir: Path
+    trials: list[TrialSummary]
+    seconds: float
+
+    @property
+    def finished(self) -> int:
+        return sum(t.status == "finished" for t in self.trials)
+
+
+def choose_run_dir(storage_path: Path, name: str) -> Path:
+    """storage_path/name, or name-2, name-3, ... when a earlier run is there: never overwrite."""
+    candidate, number = storage_path / name, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        number += 1
+        candidate = storage_path / f"{name}-{number}"
+    return candidate
+
+
+def prepare_data(spec: Spec) -> None:
+    """Find data problems before Ray starts, and draw the digits once for all trials."""
+    data_sources.SOURCES[spec.data_name].check(spec.data)
+    if spec.data_name == "digits":
+        data_sources.cached_digits(spec.data.train_size, spec.data.seed, "train")
+        data_sources.cached_digits(spec.data.val_size, spec.data.seed, "val")
+
+
+def run_sweep(spec: Spec, run_dir: Path, address: str | None = None, verbose: int = 1) -> SweepOutcome:
+    import ray
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    started = time.time()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(
+        run_dir / SWEEP_FILE,
+        {"name": spec.name, "source": spec.source, "metric": spec.tune.metric, "mode": spec.tune.mode,
+         "document": spec.document, "started": time.strftime("%Y-%m-%dT%H:%M:%S")},
+    )
+    started_ray = _start_ray(address)
+    try:
+        grid = {path: list(dim.values) for path, dim in spec.search.items() if dim.kind == "grid"}
+        trainable = tune.with_parameters(run_trial, document=spec.document, source=spec.source, grid=grid)
+        trainable = tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+        tuner = tune.Tuner(
+            trainable,
+            param_space={path: _domain(dim) for path, dim in spec.search.items()},
+            tune_config=tune.TuneConfig(
+                metric=spec.tune.metric,
+                mode=spec.tune.mode,
+                search_alg=_search_algorithm(spec),
+                scheduler=_scheduler(spec),
+                num_samples=spec.num_samples,
+                max_concurrent_trials=spec.tune.max_concurrent or None,
+                trial_dirname_creator=trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=run_dir.name,
+                storage_path=str(run_dir.parent),
+                callbacks=[JsonLoggerCallback(), CSVLoggerCallback()],
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+                verbose=verbose,
+            ),
+        )
+        results = tuner.fit()
+        errors = {Path(r.path).name: one_line(r.error) for r in results if r.error is not None}
+    finally:
+        if started_ray:
+            ray.shutdown()
+    trials = finish_records(run_dir, errors)
+    write_comparison(run_dir, trials)
+    return SweepOutcome(run_dir, trials, time.time() - started)
+
+
+def finish_records(run_dir: Path, errors: dict[str, str]) -> list[TrialSummary]:
+    """Trials Tune saw fail without their own record saying so (a killed process) are marked."""
+    from runner.trial import RECORD_FILE, read_json
+
+    for trial_dir_name, message in errors.items():
+        path = run_dir / trial_dir_name / RECORD_FILE
+        record = read_json(path) or {}
+        if record.get("status") != "error":
+            record.update(status="error", error=record.get("error") or message)
+            if "trial_id" in record:
+                write_json(path, record)
+    return collect(run_dir)
+
+
+def write_comparison(run_dir: Path, trials: list[TrialSummary]) -> Path | None:
+    """The sweep-level picture: every trial's samples side by side, as PNG and in TensorBoard."""
+    from runner.loop import SAMPLES_FILE
+    from runner.tblog import write_image_event
+
+    image = comparison_image(trials, SAMPLES_FILE)
+    if image is None:
+        return None
+    import cv2
+
+    path = run_dir / COMPARISON_FILE
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    write_image_event(run_dir / COMPARISON_RUN, "comparison/samples", image)
+    return path
+
+
+def trial_dirname(trial) -> str:
+    """latent_dim=2_ab12cd34: readable run names in TensorBoard, unique by Tune's trial id."""
+    parts = [f"{path.split('.')[-1]}={_short(value)}" for path, value in sorted(trial.config.items())]
+    name = "_".join(parts + [trial.trial_id])
+    return re.sub(r"[^A-Za-z0-9_.=+-]", "-", name)[:120]
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _domain(dim: SearchDim):
+    from ray import tune
+
+    if dim.kind in ("grid", "choice"):
+        return tune.choice(list(dim.values))
+    if dim.kind == "uniform":
+        return tune.uniform(dim.low, dim.high)
+    if dim.kind == "loguniform":
+        return tune.loguniform(dim.low, dim.high)
+    return tune.randint(int(dim.low), int(dim.high) + 1)  # randint excludes high; ours includes it
+
+
+def _search_algorithm(spec: Spec):
+    if not spec.search:
+        return None  # nothing to choose: Tune runs num_samples copies of the spec
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    seed = spec.tune.seed
+    samplers = {
+        "grid": lambda: optuna.samplers.GridSampler(
+            {path: list(dim.values) for path, dim in spec.search.items()}, seed=seed
+        ),
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed),
+    }
+    return OptunaSearch(sampler=samplers[spec.sampler]())
+
+
+def _scheduler(spec: Spec):
+    if spec.tune.scheduler == "none":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=spec.train.epochs,
+        grace_period=spec.tune.grace_period,
+        reduction_factor=spec.tune.reduction_factor,
+    )
+
+
+def _start_ray(address: str | None) -> bool:
+    """Join the cluster at `address`, or start a local Ray with this machine's cores."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    try:
+        if address:
+            ray.init(address=address, logging_level=logging.WARNING)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        where = f"at {address}" if address else "on this machine"
+        raise SweepError(f"cannot start or reach Ray {where}: {one_line(error)}") from None
+    return True

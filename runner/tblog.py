@@ -1,0 +1,89 @@
+"""TensorBoard files for one trial: scalars, image grids and HParams session data.
+
+HParams records are made with TensorBoard's own hparams summary API, written into the trial's
+own run so the HParams tab lists one session per trial, beside that trial's curves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import time
+
+from tensorboard.compat.proto import summary_pb2
+from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+from tensorboard.plugins.hparams import summary_v2 as hparams_api
+from torch.utils.tensorboard import SummaryWriter
+
+HParamValue = int | float | str | bool
+
+
+class TrialLogger:
+    def __init__(self, logdir: Path, purge_step: int | None = None):
+        # purge_step: on a resumed trial, events at or past this step from the crashed run go.
+        self.logdir = Path(logdir)
+        self.writer = SummaryWriter(str(logdir), purge_step=purge_step, flush_secs=10)
+
+    def scalars(self, prefix: str, values: Mapping[str, float], step: int) -> None:
+        for name, value in values.items():
+            self.writer.add_scalar(f"{prefix}/{name}", value, step)
+
+    def image(self, tag: str, grid: torch.Tensor, step: int) -> None:
+        """A (C, H, W) image in [0, 1]."""
+        self.writer.add_image(tag, grid.detach().float().clamp(0, 1).cpu(), step)
+
+    def hparams(
+        self,
+        values: Mapping[str, Any],
+        metric_tags: list[str],
+        discrete: Mapping[str, list] | None = None,
+    ) -> None:
+        """Declare this trial a session with `values` and list the metrics to compare."""
+        values = {name: _hparam_value(value) for name, value in values.items()}
+        discrete = discrete or {}
+        declared = [
+            hparams_api.HParam(name, hparams_api.Discrete([_hparam_value(v) for v in discrete[name]]))
+            if name in discrete
+            else hparams_api.HParam(name)
+            for name in values
+        ]
+        metrics = [hparams_api.Metric(tag) for tag in metric_tags]
+        file_writer = self.writer._get_file_writer()
+        file_writer.add_summary(hparams_api.hparams_config_pb(declared, metrics))
+        file_writer.add_summary(hparams_api.hparams_pb(values))
+
+    def finish(self, succeeded: bool) -> None:
+        status = api_pb2.STATUS_SUCCESS if succeeded else api_pb2.STATUS_FAILURE
+        self.writer._get_file_writer().add_summary(_session_end_pb(status))
+        self.close()
+
+    def close(self) -> None:
+        self.writer.flush()
+        self.writer.close()
+
+
+def _hparam_value(value: Any) -> HParamValue:
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)  # None, lists: shown as text rather than dropped
+
+
+def _session_end_pb(status: int) -> summary_pb2.Summary:
+    # TensorBoard's v2 API writes session starts but not ends; this is the record it reads.
+    end = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time())
+    data = plugin_data_pb2.HParamsPluginData(session_end_info=end, version=metadata.PLUGIN_DATA_VERSION)
+    value = summary_pb2.Summary.Value(
+        tag=metadata.SESSION_END_INFO_TAG, metadata=metadata.create_summary_metadata(data)
+    )
+    return summary_pb2.Summary(value=[value])
+
+
+def write_image_event(logdir: Path, tag: str, image_hwc: np.ndarray) -> None:
+    """One uint8 (H, W, 3) image as its own run: the sweep-level comparison in TensorBoard."""
+    writer = SummaryWriter(str(logdir))
+    writer.add_image(tag, image_hwc, 0, dataformats="HWC")
+    writer.close()

@@ -1,0 +1,113 @@
+"""One Ray Tune trial: the spec with its sampled values, trained, reported and checkpointed.
+
+A thin adapter around runner.loop.train: Tune's context, checkpoints and reports live here and
+nowhere else. Each trial also keeps a small JSON record (its status, config and last metrics)
+in its directory, which `gensweep show` reads without unpickling anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+import cv2
+import torch
+from ray import tune
+
+from runner import loop
+from runner.spec import Spec, parse_document
+from runner.tblog import TrialLogger
+
+STATE_FILE = "state.pt"
+RECORD_FILE = "gensweep.json"
+
+
+def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dict[str, list]) -> None:
+    """The Tune function trainable. `sampled` holds the swept values by dotted path."""
+    spec = parse_document(document, source).with_values(sampled)
+    # Two trials on two cores must not each start a thread per core and fight over them.
+    torch.set_num_threads(max(1, int(spec.resources.cpu)))
+    cv2.setNumThreads(1)
+    context = tune.get_context()
+    trial_dir = Path(context.get_trial_dir())
+    record = TrialRecord(trial_dir / RECORD_FILE, context.get_trial_id(), spec, sampled)
+
+    resume_state = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            # weights_only: tensors and plain containers, never arbitrary pickled objects.
+            resume_state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
+
+    logger = TrialLogger(trial_dir, purge_step=resume_state["epoch"] + 1 if resume_state else None)
+    if resume_state is None:
+        logger.hparams(
+            {path: sampled[path] for path in sorted(sampled)},
+            spec.metric_names(),
+            discrete={path: grid[path] for path in grid},
+        )
+
+    def report(end: loop.EpochEnd) -> None:
+        record.update(status="running", epoch=end.epoch, metrics=end.metrics)
+        with tempfile.TemporaryDirectory() as directory:
+            torch.save(loop.training_state(end), Path(directory) / STATE_FILE)
+            tune.report(end.metrics | {"epoch": end.epoch}, checkpoint=tune.Checkpoint.from_directory(directory))
+
+    try:
+        loop.train(spec, logger, report, resume_state)
+    except Exception as error:
+        record.update(status="error", error=one_line(error))
+        logger.finish(succeeded=False)
+        raise
+    record.update(status="finished")
+    logger.finish(succeeded=True)
+
+
+class TrialRecord:
+    """gensweep.json in the trial directory, rewritten whole at every change."""
+
+    def __init__(self, path: Path, trial_id: str, spec: Spec, sampled: dict[str, Any]):
+        self.path = path
+        previous = read_json(path) or {}
+        self.fields = {
+            "trial_id": trial_id,
+            "status": "running",
+            "swept": dict(sampled),
+            "config": spec.flat_config(),
+            "metrics": previous.get("metrics", {}),
+            "epoch": previous.get("epoch", 0),
+            "error": None,
+        }
+        self.update()
+
+    def update(self, **changes: Any) -> None:
+        self.fields.update(changes)
+        write_json(self.path, self.fields)
+
+
+def write_json(path: Path, value: Any) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(value, indent=2, default=str))
+    temporary.replace(path)  # a reader never sees half a file
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    message = text[0] if text else ""
+    name = type(error).__name__
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    if name in ("TrainingError", "DataError"):
+        return message
+    return f"{name}: {message}{where}"
