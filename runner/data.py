@@ -217,7 +217,7 @@ def read_idx(path: Path) -> np.ndarray:
     body = np.frombuffer(raw, np.uint8, offset=4 + 4 * dims)
     if body.size != int(np.prod(shape)):
         raise DataError(f"{path}: header says {shape} but holds {body.size} bytes of data")
-    return body.reshape(shape)
+    return body.reshape(shape).copy()  # frombuffer is read-only; tensors want to own their memory
 
 
 # -- folder: any directory of images ------------------------------------------------------------

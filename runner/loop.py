@@ -82,6 +82,9 @@ def train(
     if resume_state is not None:
         model.load_training_state(resume_state)
         generator.set_state(resume_state["generator"].cpu())
+        torch.set_rng_state(resume_state["torch_rng"].cpu())
+        if "cuda_rng" in resume_state and device.type == "cuda":
+            torch.cuda.set_rng_state(resume_state["cuda_rng"].cpu(), device)
         start_epoch, global_step = resume_state["epoch"], resume_state["global_step"]
 
     fixed_batch = next(data_sources.batches(data.val_images[:FIXED_VAL_IMAGES], _head(data.val_labels), FIXED_VAL_IMAGES))
@@ -91,6 +94,7 @@ def train(
         model.eval()
         val_metrics = model.evaluate(data_sources.batches(data.val_images, data.val_labels, EVAL_BATCH_SIZE))
         _check_finite(val_metrics, f"val at epoch {epoch}", "val")
+        train_metrics |= _evaluation_only_metrics(model, data, train_metrics)
         metrics = {f"train/{k}": v for k, v in train_metrics.items()}
         metrics |= {f"val/{k}": v for k, v in val_metrics.items()}
         if logger is not None:
@@ -104,7 +108,14 @@ def train(
 def training_state(end: EpochEnd) -> dict:
     """What a checkpoint holds: the model's training state plus where the loop stood."""
     state = end.model.training_state()
-    state |= {"epoch": end.epoch, "global_step": end.global_step, "generator": end.generator.get_state()}
+    state |= {
+        "epoch": end.epoch,
+        "global_step": end.global_step,
+        "generator": end.generator.get_state(),  # the shuffling order
+        "torch_rng": torch.get_rng_state(),  # the models' noise (reparameterization, dropout)
+    }
+    if end.model.device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(end.model.device)
     return state
 
 
@@ -129,6 +140,21 @@ def _train_epoch(model, data, spec: Spec, generator, epoch: int, global_step: in
     means = {name: float(total) / seen for name, total in sums.items()}
     _check_finite(means, f"epoch {epoch}", "train")
     return means, global_step
+
+
+def _evaluation_only_metrics(model, data, running: dict[str, float]) -> dict[str, float]:
+    """Metrics a step cannot give (active units need the whole posterior), on a train subset.
+
+    The subset is as large as the val set, so train and val figures are comparable and the
+    extra pass costs what the val pass costs.
+    """
+    missing = set(type(model).metric_names) - set(running)
+    if not missing:
+        return {}
+    count = len(data.val_images)
+    labels = None if data.train_labels is None else data.train_labels[:count]
+    measured = model.evaluate(data_sources.batches(data.train_images[:count], labels, EVAL_BATCH_SIZE))
+    return {name: measured[name] for name in sorted(missing)}
 
 
 def _check_finite(values: dict[str, float], where: str, prefix: str) -> None:

@@ -52,7 +52,7 @@ def collect(run_dir: Path) -> list[TrialSummary]:
                 swept=record.get("swept", {}),
                 config=record.get("config", {}),
                 metrics=record.get("metrics", {}),
-                logdir=str(record_path.parent),
+                logdir=str(record_path.parent.resolve()),
                 epoch=record.get("epoch", 0),
                 error=record.get("error"),
             )

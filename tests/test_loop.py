@@ -1,0 +1,73 @@
+"""The training loop without Ray: epochs, TensorBoard files, non-finite losses, resuming."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from runner import loop
+from runner.spec import parse_document
+from runner.tblog import TrialLogger
+from tests.tb import hparams_of, read_events
+
+
+def test_train_logs_scalars_images_and_hparams(tmp_path, tiny_document):
+    tiny_document["train"] |= {"epochs": 2, "log_every": 2}
+    spec = parse_document(tiny_document, "tiny.yaml")
+    logger = TrialLogger(tmp_path)
+    logger.hparams({"model.latent_dim": 2}, spec.metric_names(), discrete={"model.latent_dim": [2, 4]})
+    ends = []
+    metrics = loop.train(spec, logger, ends.append)
+    logger.finish(succeeded=True)
+
+    assert [end.epoch for end in ends] == [1, 2] and ends[-1].global_step == 8  # 256 / 64 * 2
+    assert set(metrics) == set(spec.metric_names())
+    events = read_events(tmp_path)
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/recon", "train/kl", "val/recon", "val/active_units", "train_step/loss"} <= scalars
+    assert [e.step for e in events.Scalars("val/recon")] == [1, 2]
+    assert [e.step for e in events.Scalars("train_step/loss")] == [2, 4, 6, 8]
+    assert events.Scalars("val/recon")[-1].value == pytest.approx(metrics["val/recon"])
+    assert set(events.Tags()["images"]) == {"samples", "reconstruction", "manifold"}
+    assert (tmp_path / loop.SAMPLES_FILE).stat().st_size > 1000
+
+    records = hparams_of(events)
+    start = next(r.session_start_info for r in records.values() if r.HasField("session_start_info"))
+    assert start.hparams["model.latent_dim"].number_value == 2
+    experiment = next(r.experiment for r in records.values() if r.HasField("experiment"))
+    assert "val/recon" in [m.name.tag for m in experiment.metric_infos]
+    end = next(r.session_end_info for r in records.values() if r.HasField("session_end_info"))
+    assert end.status == 1  # STATUS_SUCCESS
+
+
+def test_a_nan_loss_stops_training_with_a_clear_message(tiny_document):
+    tiny_document["train"] |= {"lr": 1000.0, "log_every": 1}
+    with pytest.raises(loop.TrainingError, match=r"train/\w+ became nan at epoch 1, step \d+; try a lower train.lr"):
+        loop.train(parse_document(tiny_document, "tiny.yaml"))
+
+
+def test_cuda_asked_for_without_a_gpu(tiny_document):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    tiny_document["train"]["device"] = "cuda"
+    with pytest.raises(loop.TrainingError, match="cuda asked for, but this trial sees no GPU"):
+        loop.train(parse_document(tiny_document, "tiny.yaml"))
+
+
+def test_resuming_continues_where_the_checkpoint_stopped(tiny_document):
+    tiny_document["train"]["epochs"] = 3
+    spec = parse_document(tiny_document, "tiny.yaml")
+    states, straight = {}, []
+    def keep(end):  # a deep copy, as torch.save would make: the live tensors go on training
+        states[end.epoch] = copy.deepcopy(loop.training_state(end))
+        straight.append(end.metrics)
+
+    loop.train(spec, on_epoch_end=keep)
+    resumed = []
+    loop.train(spec, on_epoch_end=lambda end: resumed.append((end.epoch, end.metrics)), resume_state=states[1])
+    assert [epoch for epoch, _ in resumed] == [2, 3]
+    # Same weights, optimizer moments, shuffling and noise: the resumed run is the same run.
+    for (_, metrics), expected in zip(resumed, straight[1:]):
+        assert metrics["train/loss"] == pytest.approx(expected["train/loss"], rel=1e-5)

@@ -1,0 +1,118 @@
+"""Every registered model: builds, trains on a fixed batch, samples, checkpoints, is deterministic.
+
+Parametrized over the registry, so a newly registered model is tested by being registered.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import models
+from models import Batch, DataInfo
+from models.config import ConfigError
+from runner.data import DigitsData, batches, load
+
+MODEL_NAMES = models.names()
+DIGITS = DataInfo((1, 28, 28), 10)
+
+
+@pytest.fixture(scope="module")
+def fixed_batch() -> Batch:
+    data = load("digits", DigitsData(train_size=64, val_size=16, seed=0))
+    return next(batches(data.train_images, data.train_labels, 64))
+
+
+def _build(name, seed=0, **params):
+    torch.manual_seed(seed)
+    return models.build(name, params, DIGITS, lr=1e-3)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_train_step_lowers_the_loss_on_a_fixed_batch(name, fixed_batch):
+    model = _build(name)
+    before = [p.detach().clone() for p in model.parameters()]
+    first = model.train_step(fixed_batch)
+    for _ in range(40):
+        last = model.train_step(fixed_batch)
+    assert set(first) >= {"loss"} and all(v.dim() == 0 and not v.requires_grad for v in first.values())
+    assert last["loss"] < 0.8 * first["loss"]
+    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_samples_are_images_in_unit_range(name):
+    model = _build(name)
+    images = model.sample(5, torch.Generator().manual_seed(0))
+    assert images.shape == (5, 1, 28, 28)
+    assert images.min() >= 0 and images.max() <= 1
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_same_seed_same_numbers(name, fixed_batch):
+    runs = []
+    for _ in range(2):
+        model = _build(name, seed=7)
+        torch.manual_seed(7)
+        losses = [model.train_step(fixed_batch)["loss"].item() for _ in range(3)]
+        runs.append((losses, model.sample(2, torch.Generator().manual_seed(1))))
+    assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_training_state_round_trip(name, fixed_batch):
+    model = _build(name)
+    model.train_step(fixed_batch)
+    copy = _build(name, seed=1)
+    copy.load_training_state(model.training_state())
+    torch.manual_seed(3)
+    expected = model.train_step(fixed_batch)["loss"]
+    torch.manual_seed(3)
+    assert copy.train_step(fixed_batch)["loss"] == expected  # weights and Adam moments both carried
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_evaluate_reports_the_declared_metrics(name, fixed_batch):
+    model = _build(name)
+    metrics = model.evaluate([fixed_batch, fixed_batch])
+    assert set(metrics) == set(type(model).metric_names)
+    assert all(isinstance(v, (int, float)) for v in metrics.values())
+
+
+def test_unknown_model_lists_the_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown model 'vea' \(known models: .*vae"):
+        models.build("vea", {}, DIGITS, 1e-3)
+
+
+def test_registry_refuses_a_duplicate_name():
+    from models.registry import register
+
+    with pytest.raises(ValueError, match="registered twice"):
+        register("vae", object)(type("Another", (), {}))
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_vae_reports_nats_and_active_units(arch, fixed_batch):
+    model = _build("vae", arch=arch, latent_dim=4)
+    metrics = model.evaluate([fixed_batch])
+    # An untrained decoder outputs ~0.5 everywhere: about 784 * log 2 = 543 nats per image.
+    assert 400 < metrics["recon"] < 700
+    assert metrics["kl"] >= 0 and 0 <= metrics["active_units"] <= 4
+    assert metrics["loss"] == pytest.approx(metrics["recon"] + metrics["kl"])
+
+
+def test_vae_beta_weights_the_kl(fixed_batch):
+    torch.manual_seed(0)
+    plain = _build("vae", beta=1.0).evaluate([fixed_batch])
+    torch.manual_seed(0)
+    heavy = _build("vae", beta=4.0).evaluate([fixed_batch])
+    assert heavy["loss"] == pytest.approx(heavy["recon"] + 4.0 * heavy["kl"])
+    assert heavy["recon"] == pytest.approx(plain["recon"])
+
+
+def test_vae_images_include_the_manifold_only_for_two_latents(fixed_batch):
+    two = _build("vae", latent_dim=2).log_images(Batch(fixed_batch.images[:16]))
+    eight = _build("vae", latent_dim=8).log_images(Batch(fixed_batch.images[:16]))
+    assert set(two) == {"reconstruction", "manifold"} and set(eight) == {"reconstruction"}
+    assert two["manifold"].shape == (3, 20 * 28, 20 * 28)
+    assert two["reconstruction"].shape[1] == 2 * 28 + 3 * 2  # originals over reconstructions

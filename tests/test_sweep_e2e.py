@@ -1,0 +1,103 @@
+"""End to end through the installed command: a real Ray runtime, real Optuna, real event files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+import yaml
+
+from tests.tb import hparams_of, read_events
+
+GENSWEEP = str(Path(sys.executable).parent / "gensweep")
+pytestmark = pytest.mark.slow
+
+TINY_SWEEP = {
+    "name": "tiny_latent",
+    "model": {"name": "vae", "arch": "mlp", "hidden_dim": 64},
+    "data": {"name": "digits", "train_size": 256, "val_size": 64},
+    "train": {"epochs": 2, "batch_size": 64, "steps_per_epoch": 2, "log_every": 1},
+    "search": {"model.latent_dim": {"grid": [2, 4, 8]}},
+    "tune": {"metric": "val/recon", "mode": "min"},
+}
+
+
+def _gensweep(*args, cwd):
+    return subprocess.run([GENSWEEP, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY_SWEEP))
+    result = _gensweep("run", "tiny.yaml", "--storage-path", "out", cwd=root)
+    return root, result
+
+
+def test_run_finishes_every_trial_and_prints_the_summary(finished_sweep):
+    root, result = finished_sweep
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "3 of 3 trials finished" in result.stdout
+    assert "tensorboard --logdir out/tiny_latent" in result.stdout
+    table = result.stdout[result.stdout.index("latent_dim  status") :].splitlines()
+    assert sum(line.startswith("*") for line in table[1:4]) == 1  # exactly one best trial marked
+
+
+def test_show_json_lists_each_trial(finished_sweep):
+    root, _ = finished_sweep
+    result = _gensweep("show", "out/tiny_latent", "--json", cwd=root)
+    assert result.returncode == 0, result.stderr
+    trials = json.loads(result.stdout)
+    assert sorted(t["config"]["model.latent_dim"] for t in trials) == [2, 4, 8]
+    for trial in trials:
+        assert {"trial_id", "status", "config", "metrics", "logdir"} <= set(trial)
+        assert trial["status"] == "finished" and trial["epoch"] == 2
+        assert trial["config"]["train.epochs"] == 2 and trial["config"]["model.hidden_dim"] == 64
+        assert set(trial["metrics"]) >= {"val/recon", "val/kl", "val/loss", "val/active_units", "train/loss"}
+        assert Path(trial["logdir"]).is_dir()
+    assert sum(t["best"] for t in trials) == 1
+    best = next(t for t in trials if t["best"])
+    assert best["metrics"]["val/recon"] == min(t["metrics"]["val/recon"] for t in trials)
+
+
+def test_every_trial_has_scalars_images_and_hparams(finished_sweep):
+    root, _ = finished_sweep
+    trials = json.loads(_gensweep("show", "out/tiny_latent", "--json", cwd=root).stdout)
+    for trial in trials:
+        events = read_events(Path(trial["logdir"]))
+        assert {"train/loss", "val/recon", "val/kl", "train_step/loss"} <= set(events.Tags()["scalars"])
+        assert [e.step for e in events.Scalars("val/recon")] == [1, 2]
+        expected_images = {"samples", "reconstruction"} | ({"manifold"} if trial["config"]["model.latent_dim"] == 2 else set())
+        assert set(events.Tags()["images"]) == expected_images
+        records = hparams_of(events)
+        start = next(r.session_start_info for r in records.values() if r.HasField("session_start_info"))
+        assert start.hparams["model.latent_dim"].number_value == trial["config"]["model.latent_dim"]
+        assert any(r.HasField("session_end_info") and r.session_end_info.status == 1 for r in records.values())
+
+
+def test_the_sweep_level_comparison_image(finished_sweep):
+    root, _ = finished_sweep
+    run_dir = root / "out" / "tiny_latent"
+    image = cv2.imread(str(run_dir / "comparison.png"))
+    assert image is not None and image.shape[1] > 3 * 8 * 28  # three 8x8 grids side by side
+    events = read_events(run_dir / "_comparison")
+    assert events.Tags()["images"] == ["comparison/samples"]
+
+
+def test_a_second_run_does_not_overwrite_the_first(finished_sweep):
+    root, _ = finished_sweep
+    result = _gensweep(
+        "run", "tiny.yaml", "--storage-path", "out", "--set", "search.model.latent_dim={grid: [2]}",
+        "--set", "train.lr=1.0e+9", "--set", "train.steps_per_epoch=null", cwd=root,
+    )
+    # Every trial's loss turns NaN: exit 1, the reason in the table, the first run untouched.
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "out/tiny_latent-2" in result.stdout and "0 of 1 trials finished" in result.stdout
+    assert "became nan" in result.stdout
+    trials = json.loads(_gensweep("show", "out/tiny_latent-2", "--json", cwd=root).stdout)
+    assert [t["status"] for t in trials] == ["error"] and "try a lower train.lr" in trials[0]["error"]
+    assert len(json.loads(_gensweep("show", "out/tiny_latent", "--json", cwd=root).stdout)) == 3
