@@ -60,11 +60,12 @@ def field_names(cls) -> list[str]:
     return [field.name for field in dataclasses.fields(cls)]
 
 
-def describe_fields(cls) -> list[tuple[str, str, Any, str]]:
-    """(name, type, default, description) of each field, for `gensweep models` and the docs."""
+def describe_fields(cls) -> list[tuple[str, str, str, str]]:
+    """(name, type, default as written, description) of each field, for `gensweep models` and the docs."""
     rows = []
     for name, info in cls.__pydantic_fields__.items():
-        rows.append((name, type_name(info.annotation), info.get_default(call_default_factory=True), info.description or ""))
+        default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
+        rows.append((name, type_name(info.annotation), default, info.description or ""))
     return rows
 
 

@@ -138,7 +138,7 @@ def list_models() -> None:
         entry = models.entry(name)
         click.echo(f"{name}: {entry.summary}")
         for field_name, kind, default, description in describe_fields(entry.config_class):
-            click.echo(f"    {field_name:<14} {kind:<24} {default!r:<10} {description}")
+            click.echo(f"    {field_name:<14} {kind:<24} {default:<10} {description}")
         click.echo()
 
 

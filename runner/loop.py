@@ -90,7 +90,7 @@ def train(
     fixed_batch = next(data_sources.batches(data.val_images[:FIXED_VAL_IMAGES], _head(data.val_labels), FIXED_VAL_IMAGES))
     metrics: dict[str, float] = {}
     for epoch in range(start_epoch + 1, spec.train.epochs + 1):
-        train_metrics, global_step = _train_epoch(model, data, spec, generator, epoch, global_step, logger)
+        train_metrics, global_step = train_epoch(model, data, spec, generator, epoch, global_step, logger)
         model.eval()
         val_metrics = model.evaluate(data_sources.batches(data.val_images, data.val_labels, EVAL_BATCH_SIZE))
         _check_finite(val_metrics, f"val at epoch {epoch}", "val")
@@ -119,7 +119,7 @@ def training_state(end: EpochEnd) -> dict:
     return state
 
 
-def _train_epoch(model, data, spec: Spec, generator, epoch: int, global_step: int, logger):
+def train_epoch(model, data, spec: Spec, generator, epoch: int, global_step: int, logger):
     model.train()
     sums: dict[str, torch.Tensor] = {}
     seen = 0

@@ -27,6 +27,13 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 CHECKPOINTS_KEPT = 2
 
 
+def _allow_pending_trials(spec: Spec) -> None:
+    # With a search algorithm Tune keeps one trial pending at a time, so each trial waits for
+    # the previous one's process to start: set the bound to the trials that fit at once.
+    slots = max(1, int((os.cpu_count() or 1) // spec.resources.cpu))
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(slots))
+
+
 class SweepError(RuntimeError):
     """The sweep cannot start (no Ray cluster at an address, for example); one-line message."""
 
@@ -65,6 +72,7 @@ def run_sweep(spec: Spec, run_dir: Path, address: str | None = None, verbose: in
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     started = time.time()
+    _allow_pending_trials(spec)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(
         run_dir / SWEEP_FILE,
@@ -72,6 +80,9 @@ def run_sweep(spec: Spec, run_dir: Path, address: str | None = None, verbose: in
          "document": spec.document, "started": time.strftime("%Y-%m-%dT%H:%M:%S")},
     )
     started_ray = _start_ray(address)
+    # Optuna's GridSampler calls Study.stop once the grid is exhausted; Ray warns that this is
+    # unusual, on every sweep. It is expected here.
+    logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
     try:
         grid = {path: list(dim.values) for path, dim in spec.search.items() if dim.kind == "grid"}
         trainable = tune.with_parameters(run_trial, document=spec.document, source=spec.source, grid=grid)

@@ -8,6 +8,7 @@ in its directory, which `gensweep show` reads without unpickling anything.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import traceback
@@ -29,6 +30,9 @@ RECORD_FILE = "gensweep.json"
 def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dict[str, list]) -> None:
     """The Tune function trainable. `sampled` holds the swept values by dotted path."""
     spec = parse_document(document, source).with_values(sampled)
+    # Ray logs a line per checkpoint; the epoch's report already says as much.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    logging.getLogger("ray.tune").setLevel(logging.WARNING)
     # Two trials on two cores must not each start a thread per core and fight over them.
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
     cv2.setNumThreads(1)
