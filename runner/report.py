@@ -25,7 +25,7 @@ TABLE_METRICS = 4  # metric columns beside the optimized one
 @dataclass
 class TrialSummary:
     trial_id: str
-    status: str  # running | finished | error | stopped
+    status: str  # running | finished | error | interrupted
     swept: dict[str, Any]
     config: dict[str, Any]
     metrics: dict[str, float]

@@ -118,16 +118,23 @@ def run_sweep(spec: Spec, run_dir: Path, address: str | None = None, verbose: in
 
 
 def finish_records(run_dir: Path, errors: dict[str, str]) -> list[TrialSummary]:
-    """Trials Tune saw fail without their own record saying so (a killed process) are marked."""
+    """Once Tune has returned, no trial is running: say what became of the ones still marked so.
+
+    A trial Tune saw fail without its own record saying so (its process was killed) is an
+    error with Tune's reason; one that neither finished nor failed was interrupted (Ctrl-C).
+    """
     from runner.trial import RECORD_FILE, read_json
 
-    for trial_dir_name, message in errors.items():
-        path = run_dir / trial_dir_name / RECORD_FILE
-        record = read_json(path) or {}
-        if record.get("status") != "error":
-            record.update(status="error", error=record.get("error") or message)
-            if "trial_id" in record:
-                write_json(path, record)
+    for path in run_dir.glob(f"*/{RECORD_FILE}"):
+        record = read_json(path)
+        if not isinstance(record, dict) or record.get("status") not in ("running", None):
+            continue
+        message = errors.get(path.parent.name)
+        if message:
+            record.update(status="error", error=message)
+        else:
+            record.update(status="interrupted")
+        write_json(path, record)
     return collect(run_dir)
 
 
