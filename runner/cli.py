@@ -24,11 +24,9 @@ class UserError(click.ClickException):
 
 def _user_errors():
     from models.config import ConfigError
-    from runner.data import DataError
-    from runner.spec import SpecError
-    from runner.sweep import SweepError
+    from runner.errors import GensweepError
 
-    return (SpecError, DataError, ConfigError, SweepError)
+    return (GensweepError, ConfigError)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,7 +70,7 @@ def run(spec_path, name, storage_path, address, overrides, verbose) -> None:
             f"sampler {spec.sampler if spec.search else '-'}, optimizing {spec.tune.metric} ({spec.tune.mode})"
         )
         click.echo(f"gensweep: results in {_relative(run_dir)}")
-        prepare_data(spec)
+        prepare_data(spec, say=lambda message: click.echo(f"gensweep: {message}"))
         outcome = run_sweep(spec, run_dir, address=address, verbose=1 + verbose)
     except _user_errors() as error:
         raise UserError(str(error)) from None
@@ -91,7 +89,7 @@ def run(spec_path, name, storage_path, address, overrides, verbose) -> None:
 def show(run_dir, as_json) -> None:
     """Show the trials of a run directory: swept params, status, last metrics."""
     from runner.report import SWEEP_FILE, collect, format_table
-    from runner.trial import read_json
+    from runner.files import read_json
 
     path = Path(run_dir)
     if not path.is_dir():

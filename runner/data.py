@@ -8,8 +8,8 @@ starts: a missing directory, missing files) and `load`.
 from __future__ import annotations
 
 import gzip
+import io
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +23,11 @@ from pydantic import Field
 from models import Batch, DataInfo
 from models.config import config
 from runner import digits as digits_generator
+from runner.errors import GensweepError
+from runner.files import write_bytes
 
 
-class DataError(ValueError):
+class DataError(GensweepError, ValueError):
     """A data set that cannot be loaded; the message names the key or file."""
 
 
@@ -100,14 +102,19 @@ def _load_digits(data: DigitsData) -> ImageData:
 
 def cached_digits(count: int, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
     """make_digits, kept on disk: drawing takes about a millisecond an image, loading far less."""
-    key = f"digits-v{DIGITS_VERSION}-{split}-seed{seed}-n{count}"
-    path = cache_dir() / f"{key}.npz"
+    path = digits_cache_path(count, seed, split)
     if path.exists():
         with np.load(path, allow_pickle=False) as stored:
             return stored["images"], stored["labels"]
     images, labels = digits_generator.make_digits(count, seed, split)
-    _write_atomically(path, lambda handle: np.savez(handle, images=images, labels=labels))
+    buffer = io.BytesIO()
+    np.savez(buffer, images=images, labels=labels)
+    write_bytes(path, buffer.getvalue())  # two trials may fill one entry at once: whole files only
     return images, labels
+
+
+def digits_cache_path(count: int, seed: int, split: str) -> Path:
+    return cache_dir() / f"digits-v{DIGITS_VERSION}-{split}-seed{seed}-n{count}.npz"
 
 
 DIGITS_VERSION = 1  # bump when the generator changes, so stale caches are not reused
@@ -120,18 +127,6 @@ def cache_dir() -> Path:
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _write_atomically(path: Path, write: Callable) -> None:
-    # Two trials may fill the same cache entry at once: each writes a private file, then renames.
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 # -- mnist: the standard IDX files --------------------------------------------------------------

@@ -19,7 +19,9 @@ from torchvision.utils import make_grid
 
 import models
 from runner import data as data_sources
+from runner.errors import GensweepError
 from runner.spec import Spec
+from runner.files import write_bytes
 from runner.tblog import TrialLogger
 
 SAMPLE_COUNT = 64  # prior samples per epoch: an 8x8 grid
@@ -28,7 +30,7 @@ EVAL_BATCH_SIZE = 512
 SAMPLES_FILE = "samples.png"  # the last epoch's samples, for the sweep's comparison image
 
 
-class TrainingError(RuntimeError):
+class TrainingError(GensweepError, RuntimeError):
     """Training cannot go on (a non-finite loss, a device that is not there); one-line message."""
 
 
@@ -180,9 +182,9 @@ def save_png(grid: torch.Tensor, path: Path) -> None:
     if pixels.shape[2] == 3:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
     ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels))
-    temporary = path.with_suffix(".tmp.png")
-    temporary.write_bytes(encoded.tobytes())
-    temporary.replace(path)
+    if not ok:
+        raise TrainingError(f"{path}: OpenCV could not encode a {pixels.shape} image as PNG")
+    write_bytes(path, encoded.tobytes())
 
 
 def _head(labels):

@@ -14,7 +14,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from runner.trial import RECORD_FILE, read_json
+from runner.files import read_json
+
+RECORD_FILE = "gensweep.json"  # each trial's own record, written by runner.trial
 
 SWEEP_FILE = "sweep.json"  # written by `gensweep run` at the start: the spec and its metric
 COMPARISON_FILE = "comparison.png"
@@ -25,7 +27,7 @@ TABLE_METRICS = 4  # metric columns beside the optimized one
 @dataclass
 class TrialSummary:
     trial_id: str
-    status: str  # running | finished | error | interrupted
+    status: str  # running | finished | stopped (early, by the scheduler) | error | interrupted
     swept: dict[str, Any]
     config: dict[str, Any]
     metrics: dict[str, float]

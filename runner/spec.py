@@ -30,9 +30,10 @@ from pydantic import Field
 import models
 from models.config import ConfigError, as_dict, config, parse_config
 from runner import data as data_sources
+from runner.errors import GensweepError
 
 
-class SpecError(ValueError):
+class SpecError(GensweepError, ValueError):
     """A spec problem, as one line naming where it is and what is wrong."""
 
     def __init__(self, source: str, key: str, message: str):

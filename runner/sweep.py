@@ -14,9 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner import data as data_sources
-from runner.report import COMPARISON_FILE, COMPARISON_RUN, SWEEP_FILE, TrialSummary, collect, comparison_image
+from runner.report import (
+    COMPARISON_FILE,
+    COMPARISON_RUN,
+    RECORD_FILE,
+    SWEEP_FILE,
+    TrialSummary,
+    collect,
+    comparison_image,
+)
+from runner.errors import GensweepError, one_line
+from runner.files import read_json, write_json
 from runner.spec import SearchDim, Spec
-from runner.trial import one_line, run_trial, write_json
 
 # Tune's own CSV/JSON files stay (they are the standard format); its TensorBoard logger goes:
 # every trial writes its own, richer event files, and two writers in one run clutter the tab.
@@ -34,7 +43,7 @@ def _allow_pending_trials(spec: Spec) -> None:
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(slots))
 
 
-class SweepError(RuntimeError):
+class SweepError(GensweepError):
     """The sweep cannot start (no Ray cluster at an address, for example); one-line message."""
 
 
@@ -58,18 +67,22 @@ def choose_run_dir(storage_path: Path, name: str) -> Path:
     return candidate
 
 
-def prepare_data(spec: Spec) -> None:
+def prepare_data(spec: Spec, say=lambda message: None) -> None:
     """Find data problems before Ray starts, and draw the digits once for all trials."""
     data_sources.SOURCES[spec.data_name].check(spec.data)
     if spec.data_name == "digits":
-        data_sources.cached_digits(spec.data.train_size, spec.data.seed, "train")
-        data_sources.cached_digits(spec.data.val_size, spec.data.seed, "val")
+        for split, count in (("train", spec.data.train_size), ("val", spec.data.val_size)):
+            if not data_sources.digits_cache_path(count, spec.data.seed, split).exists():
+                say(f"drawing {count:,} {split} digits (once: cached in {data_sources.cache_dir()})")
+            data_sources.cached_digits(count, spec.data.seed, split)
 
 
 def run_sweep(spec: Spec, run_dir: Path, address: str | None = None, verbose: int = 1) -> SweepOutcome:
     import ray
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from runner.trial import run_trial  # imports Ray Tune: only when a sweep really runs
 
     started = time.time()
     _allow_pending_trials(spec)
@@ -79,6 +92,7 @@ def run_sweep(spec: Spec, run_dir: Path, address: str | None = None, verbose: in
         {"name": spec.name, "source": spec.source, "metric": spec.tune.metric, "mode": spec.tune.mode,
          "document": spec.document, "started": time.strftime("%Y-%m-%dT%H:%M:%S")},
     )
+    completed = _CompletedTrials()
     started_ray = _start_ray(address)
     # Optuna's GridSampler calls Study.stop once the grid is exhausted; Ray warns that this is
     # unusual, on every sweep. It is expected here.
@@ -102,7 +116,7 @@ def run_sweep(spec: Spec, run_dir: Path, address: str | None = None, verbose: in
             run_config=tune.RunConfig(
                 name=run_dir.name,
                 storage_path=str(run_dir.parent),
-                callbacks=[JsonLoggerCallback(), CSVLoggerCallback()],
+                callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), completed.callback()],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
                 verbose=verbose,
             ),
@@ -112,19 +126,36 @@ def run_sweep(spec: Spec, run_dir: Path, address: str | None = None, verbose: in
     finally:
         if started_ray:
             ray.shutdown()
-    trials = finish_records(run_dir, errors)
+    trials = finish_records(run_dir, errors, completed.names)
     write_comparison(run_dir, trials)
     return SweepOutcome(run_dir, trials, time.time() - started)
 
 
-def finish_records(run_dir: Path, errors: dict[str, str]) -> list[TrialSummary]:
+class _CompletedTrials:
+    """Names of the trial directories Tune completed, early-stopped ones (ASHA) included."""
+
+    def __init__(self):
+        self.names: set[str] = set()
+
+    def callback(self):
+        from ray.tune import Callback
+
+        names = self.names
+
+        class RecordCompletion(Callback):
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                names.add(Path(trial.path).name)
+
+        return RecordCompletion()
+
+
+def finish_records(run_dir: Path, errors: dict[str, str], completed: set[str] = frozenset()) -> list[TrialSummary]:
     """Once Tune has returned, no trial is running: say what became of the ones still marked so.
 
     A trial Tune saw fail without its own record saying so (its process was killed) is an
-    error with Tune's reason; one that neither finished nor failed was interrupted (Ctrl-C).
+    error with Tune's reason; one Tune completed before its last epoch was stopped early by
+    the scheduler; any other was interrupted (Ctrl-C).
     """
-    from runner.trial import RECORD_FILE, read_json
-
     for path in run_dir.glob(f"*/{RECORD_FILE}"):
         record = read_json(path)
         if not isinstance(record, dict) or record.get("status") not in ("running", None):
@@ -132,6 +163,8 @@ def finish_records(run_dir: Path, errors: dict[str, str]) -> list[TrialSummary]:
         message = errors.get(path.parent.name)
         if message:
             record.update(status="error", error=message)
+        elif path.parent.name in completed:
+            record.update(status="stopped")
         else:
             record.update(status="interrupted")
         write_json(path, record)

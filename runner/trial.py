@@ -7,11 +7,8 @@ in its directory, which `gensweep show` reads without unpickling anything.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import tempfile
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +17,13 @@ import torch
 from ray import tune
 
 from runner import loop
+from runner.errors import one_line
+from runner.files import read_json, write_json
+from runner.report import RECORD_FILE
 from runner.spec import Spec, parse_document
 from runner.tblog import TrialLogger
 
 STATE_FILE = "state.pt"
-RECORD_FILE = "gensweep.json"
 
 
 def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dict[str, list]) -> None:
@@ -56,7 +55,12 @@ def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dic
         )
 
     def report(end: loop.EpochEnd) -> None:
-        record.update(status="running", epoch=end.epoch, metrics=end.metrics)
+        last = end.epoch == spec.train.epochs
+        # Tune may end this process as soon as it has the last report (a scheduler's max_t), so
+        # everything the trial leaves behind is complete before it reports.
+        record.update(status="finished" if last else "running", epoch=end.epoch, metrics=end.metrics)
+        if last:
+            logger.finish(succeeded=True)
         with tempfile.TemporaryDirectory() as directory:
             torch.save(loop.training_state(end), Path(directory) / STATE_FILE)
             tune.report(end.metrics | {"epoch": end.epoch}, checkpoint=tune.Checkpoint.from_directory(directory))
@@ -67,8 +71,6 @@ def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dic
         record.update(status="error", error=one_line(error))
         logger.finish(succeeded=False)
         raise
-    record.update(status="finished")
-    logger.finish(succeeded=True)
 
 
 class TrialRecord:
@@ -93,25 +95,3 @@ class TrialRecord:
         write_json(self.path, self.fields)
 
 
-def write_json(path: Path, value: Any) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(value, indent=2, default=str))
-    temporary.replace(path)  # a reader never sees half a file
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    message = text[0] if text else ""
-    name = type(error).__name__
-    frames = traceback.extract_tb(error.__traceback__)
-    where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
-    if name in ("TrainingError", "DataError"):
-        return message
-    return f"{name}: {message}{where}"

@@ -26,12 +26,14 @@ def test_statuses_after_tune_returns_and_the_best_trial(tmp_path):
     _trial(tmp_path, "latent_dim=4_bbbb", "finished", 4, 95.0)
     _trial(tmp_path, "latent_dim=2_cccc", "running", 2, 60.0)  # lower, but never finished
     _trial(tmp_path, "latent_dim=16_dddd", "running", 16, 70.0)
-    trials = finish_records(tmp_path, {"latent_dim=16_dddd": "RayActorError: the worker died"})
+    _trial(tmp_path, "latent_dim=32_eeee", "running", 32, 75.0)
+    trials = finish_records(tmp_path, {"latent_dim=16_dddd": "RayActorError: the worker died"}, {"latent_dim=32_eeee"})
     by_latent = {t.swept["model.latent_dim"]: t for t in trials}
-    assert [t.swept["model.latent_dim"] for t in trials] == [2, 4, 8, 16]  # sorted by value
+    assert [t.swept["model.latent_dim"] for t in trials] == [2, 4, 8, 16, 32]  # sorted by value
+    assert by_latent[32].status == "stopped"
     assert by_latent[2].status == "interrupted"
     assert by_latent[16].status == "error" and by_latent[16].error == "RayActorError: the worker died"
-    assert [t.best for t in trials] == [False, False, True, False]
+    assert [t.best for t in trials] == [False, False, True, False, False]
     table = format_table(collect(tmp_path), "val/recon").splitlines()
     assert table[0].split()[:4] == ["trial", "latent_dim", "status", "epochs"]
     assert table[3].startswith("*") and "80" in table[3]

@@ -101,3 +101,25 @@ def test_a_second_run_does_not_overwrite_the_first(finished_sweep):
     trials = json.loads(_gensweep("show", "out/tiny_latent-2", "--json", cwd=root).stdout)
     assert [t["status"] for t in trials] == ["error"] and "try a lower train.lr" in trials[0]["error"]
     assert len(json.loads(_gensweep("show", "out/tiny_latent", "--json", cwd=root).stdout)) == 3
+
+
+def test_tpe_with_asha_over_continuous_dimensions(tmp_path):
+    spec = {
+        "name": "tiny_tpe",
+        "model": {"name": "vae", "hidden_dim": 32},
+        "data": {"name": "digits", "train_size": 128, "val_size": 64},
+        "train": {"epochs": 3, "batch_size": 64},
+        "search": {"model.beta": {"uniform": [0.5, 2.0]}, "train.lr": {"loguniform": [1e-4, 1e-2]}},
+        "tune": {"num_samples": 4, "scheduler": "asha", "grace_period": 1, "reduction_factor": 2},
+    }
+    (tmp_path / "tpe.yaml").write_text(yaml.safe_dump(spec))
+    result = _gensweep("run", "tpe.yaml", "--storage-path", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "sampler tpe" in result.stdout
+    trials = json.loads(_gensweep("show", "out/tiny_tpe", "--json", cwd=tmp_path).stdout)
+    assert len(trials) == 4 and len({t["swept"]["model.beta"] for t in trials}) == 4
+    for trial in trials:
+        assert 0.5 <= trial["swept"]["model.beta"] <= 2.0 and 1e-4 <= trial["swept"]["train.lr"] <= 1e-2
+        assert trial["config"]["model.beta"] == trial["swept"]["model.beta"]  # the sampled value is used
+        assert trial["status"] in ("finished", "stopped")
+        assert (trial["status"] == "finished") == (trial["epoch"] == 3)
