@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,14 +87,14 @@ def run_sweep(spec: Spec, run_dir: Path, address: str | None = None, verbose: in
 
     started = time.time()
     _allow_pending_trials(spec)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    completed = _CompletedTrials()
+    started_ray = _start_ray(address)
+    run_dir.mkdir(parents=True, exist_ok=True)  # only now: a sweep that cannot start leaves nothing
     write_json(
         run_dir / SWEEP_FILE,
         {"name": spec.name, "source": spec.source, "metric": spec.tune.metric, "mode": spec.tune.mode,
          "document": spec.document, "started": time.strftime("%Y-%m-%dT%H:%M:%S")},
     )
-    completed = _CompletedTrials()
-    started_ray = _start_ray(address)
     # Optuna's GridSampler calls Study.stop once the grid is exhausted; Ray warns that this is
     # unusual, on every sweep. It is expected here.
     logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
@@ -242,12 +243,25 @@ def _scheduler(spec: Spec):
     )
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not minutes, when HOST:PORT has no Ray head listening (ray.init retries)."""
+    host, separator, port = address.rpartition(":")
+    if not separator or "://" in address or not port.isdigit():
+        return  # "auto" and ray:// client addresses: ray.init itself says what is wrong
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise SweepError(f"--address {address}: no Ray cluster answers there ({error.strerror or error})") from None
+
+
 def _start_ray(address: str | None) -> bool:
     """Join the cluster at `address`, or start a local Ray with this machine's cores."""
     import ray
 
     if ray.is_initialized():
         return False
+    if address:
+        _check_reachable(address)
     try:
         if address:
             ray.init(address=address, logging_level=logging.WARNING)

@@ -1,0 +1,40 @@
+"""`gensweep run` refuses bad input before anything starts: exit 2, one line, no run directory."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from runner.cli import main
+
+
+def _run(tmp_path, document, *extra):
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(document))
+    return CliRunner().invoke(main, ["run", str(tmp_path / "s.yaml"), "--storage-path", str(tmp_path / "out"), *extra])
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # closed again: nothing listens there
+
+
+@pytest.mark.parametrize(
+    "change, extra, expected",
+    [
+        ({"model": {"name": "vae", "latent_dim": "big"}}, [], "model.latent_dim: Input should be a valid integer"),
+        ({"data": {"name": "mnist", "path": "/no/such/mnist"}}, [], "data.path: directory /no/such/mnist does not exist"),
+        ({}, ["--set", "tune.sampler=bayes"], "--set tune.sampler=bayes: tune.sampler: Input should be"),
+        ({}, ["--address", "127.0.0.1:PORT"], "no Ray cluster answers there"),
+    ],
+)
+def test_run_refuses_before_starting(tmp_path, tiny_document, change, extra, expected):
+    extra = [arg.replace("PORT", str(_free_port())) for arg in extra]
+    result = _run(tmp_path, {**tiny_document, **change}, *extra)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
+    assert not (tmp_path / "out").exists()
