@@ -28,10 +28,10 @@ from torchvision import transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import models  # noqa: E402
-from runner import loop  # noqa: E402
-from runner.data import cached_digits, load  # noqa: E402
-from runner.spec import parse_document  # noqa: E402
+import models
+from runner import loop
+from runner.data import cached_digits, load
+from runner.spec import parse_document
 
 LATENT, BATCH, LR = 20, 128, 1e-3
 

@@ -88,8 +88,8 @@ def run(spec_path, name, storage_path, address, overrides, verbose) -> None:
 @click.option("--json", "as_json", is_flag=True, help="A JSON list, one object a trial.")
 def show(run_dir, as_json) -> None:
     """Show the trials of a run directory: swept params, status, last metrics."""
-    from runner.report import SWEEP_FILE, collect, format_table
     from runner.files import read_json
+    from runner.report import SWEEP_FILE, collect, format_table
 
     path = Path(run_dir)
     if not path.is_dir():

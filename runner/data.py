@@ -46,7 +46,7 @@ class ImageData:
         return DataInfo(tuple(self.train_images.shape[1:]), self.num_classes)
 
     def to(self, device: torch.device | str) -> ImageData:
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        move = lambda t: None if t is None else t.to(device)
         return ImageData(
             move(self.train_images),
             move(self.train_labels),
@@ -286,7 +286,7 @@ def load(name: str, data_config) -> ImageData:
 
 
 def _as_tensors(train_images, train_labels, val_images, val_labels, num_classes) -> ImageData:
-    as_labels = lambda labels: None if labels is None else torch.from_numpy(labels.astype(np.int64))  # noqa: E731
+    as_labels = lambda labels: None if labels is None else torch.from_numpy(labels.astype(np.int64))
     return ImageData(
         torch.from_numpy(np.ascontiguousarray(train_images)),
         as_labels(train_labels),

@@ -20,8 +20,8 @@ from torchvision.utils import make_grid
 import models
 from runner import data as data_sources
 from runner.errors import GensweepError
-from runner.spec import Spec
 from runner.files import write_bytes
+from runner.spec import Spec
 from runner.tblog import TrialLogger
 
 SAMPLE_COUNT = 64  # prior samples per epoch: an 8x8 grid

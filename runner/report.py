@@ -122,7 +122,7 @@ def comparison_image(trials: list[TrialSummary], samples_file: str, scale: int =
 
 def _with_caption(image: np.ndarray, text: str, best: bool) -> np.ndarray:
     font, scale, thickness = cv2.FONT_HERSHEY_SIMPLEX, 0.7, 2
-    (width, height), _ = cv2.getTextSize(text, font, scale, thickness)
+    (_, height), _ = cv2.getTextSize(text, font, scale, thickness)
     strip = np.full((height + 20, image.shape[1], 3), 255, np.uint8)
     colour = (0, 120, 0) if best else (0, 0, 0)  # BGR: the best trial's label in green
     cv2.putText(strip, text + (" (best)" if best else ""), (6, height + 8), font, scale, colour, thickness, cv2.LINE_AA)

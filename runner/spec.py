@@ -107,14 +107,14 @@ class Spec:
     name: str
     source: str  # the file it came from, for messages
     document: dict = field(repr=False)  # the validated YAML document, paths made absolute
-    model_name: str = ""
-    model: Any = None
-    data_name: str = "digits"
-    data: Any = None
-    train: TrainSpec = TrainSpec()
-    search: dict[str, SearchDim] = field(default_factory=dict)
-    tune: TuneSpec = TuneSpec()
-    resources: ResourcesSpec = ResourcesSpec()
+    model_name: str
+    model: Any  # the model's config dataclass
+    data_name: str
+    data: Any  # the data source's config dataclass
+    train: TrainSpec
+    search: dict[str, SearchDim]
+    tune: TuneSpec
+    resources: ResourcesSpec
 
     @property
     def data_info(self) -> models.DataInfo:

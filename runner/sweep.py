@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner import data as data_sources
+from runner.errors import GensweepError, one_line
+from runner.files import read_json, write_json
 from runner.report import (
     COMPARISON_FILE,
     COMPARISON_RUN,
@@ -24,8 +26,6 @@ from runner.report import (
     collect,
     comparison_image,
 )
-from runner.errors import GensweepError, one_line
-from runner.files import read_json, write_json
 from runner.spec import SearchDim, Spec
 
 # Tune's own CSV/JSON files stay (they are the standard format); its TensorBoard logger goes:

@@ -122,6 +122,6 @@ def test_cli_reports_one_line_and_exits_2(tmp_path, content, overrides, expected
 
 
 def test_missing_spec_file_through_the_installed_command():
-    result = subprocess.run([GENSWEEP, "validate", "no/such.yaml"], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run([GENSWEEP, "validate", "no/such.yaml"], capture_output=True, text=True, cwd=ROOT, check=False)
     assert result.returncode == 2
     assert result.stderr == "error: no/such.yaml: no such spec file\n"

@@ -62,7 +62,8 @@ def test_run_directories_are_never_reused(tmp_path):
 
 def test_trial_directories_are_named_by_their_values():
     class FakeTrial:  # Tune hands the creator a Trial; only these two attributes are read
-        config = {"model.latent_dim": 2, "train.lr": 0.000123456}
-        trial_id = "ab12cd34"
+        def __init__(self):
+            self.config = {"model.latent_dim": 2, "train.lr": 0.000123456}
+            self.trial_id = "ab12cd34"
 
     assert trial_dirname(FakeTrial()) == "latent_dim=2_lr=0.0001235_ab12cd34"
