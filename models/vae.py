@@ -10,7 +10,7 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from models import losses, nets
-from models.base import Batch, DataInfo, GenerativeModel
+from models.base import Batch, DataInfo, GenerativeModel, adam
 from models.config import config
 from models.metrics import active_units
 from models.registry import register
@@ -42,7 +42,7 @@ class VAE(GenerativeModel):
         shape, hidden, latent = data.image_shape, config.hidden_dim, config.latent_dim
         self.encoder = nets.ENCODERS[config.arch](shape, hidden, 2 * latent)  # -> (mean, log var)
         self.decoder = nets.DECODERS[config.arch](latent, hidden, shape)  # -> pixel logits
-        self.optimizers["vae"] = torch.optim.Adam(self.parameters(), lr=lr)
+        self.optimizers["vae"] = adam(self.parameters(), lr)
 
     def _forward(self, images: Tensor) -> dict[str, Tensor]:
         with self.autocast():
