@@ -37,7 +37,15 @@ class GenerativeModel(nn.Module):
     waits for the device; the runner converts them at its logging interval.
     """
 
-    metric_names: tuple[str, ...] = ("loss",)  # what train_step and evaluate report
+    default_metric = "val/loss"  # what a sweep optimizes when its spec does not say
+    # The train_step value that falls as the model fits a fixed batch; None for two-player
+    # models, whose players are tested one at a time (tests/test_gan.py).
+    training_signal: str | None = "loss"
+
+    @classmethod
+    def reported_metrics(cls, config) -> tuple[str, ...]:
+        """The names evaluate() reports for this config (train_step reports a subset)."""
+        return ("loss",)
 
     def __init__(self, config, data: DataInfo, lr: float):
         super().__init__()
@@ -49,6 +57,8 @@ class GenerativeModel(nn.Module):
         self._grad_scaler: torch.amp.GradScaler | None = None
 
     # -- what each model implements -------------------------------------------------------
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before each epoch (1-based): for schedules such as a KL warm-up."""
     def train_step(self, batch: Batch) -> dict[str, Tensor]:
         raise NotImplementedError
 
@@ -104,5 +114,10 @@ class GenerativeModel(nn.Module):
         self.load_state_dict(state["model"])
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
+            # The saved state carries the learning rate it ran with; this model's config rules.
+            # (Population-based training restarts a trial from another's checkpoint with a new
+            # rate; a plain resume restores the same one.)
+            for group in optimizer.param_groups:
+                group["lr"] = optimizer.defaults["lr"]
         if self._grad_scaler is not None and "grad_scaler" in state:
             self._grad_scaler.load_state_dict(state["grad_scaler"])

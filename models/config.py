@@ -46,7 +46,10 @@ def parse_config(cls, values: Mapping[str, Any] | None, where: str = ""):
 
 def _first_problem(error: pydantic.ValidationError, cls, where: str) -> ConfigError:
     problem = error.errors()[0]
-    name = ".".join(str(part) for part in problem["loc"])
+    # A union's error location names the member type tried ("literal['min','max']", "str"):
+    # the user wrote a key, not a type, so keep only the parts that are keys.
+    parts = [str(part) for part in problem["loc"] if str(part).isidentifier() and str(part) not in _TYPE_TAGS]
+    name = ".".join(parts)
     key = f"{where}.{name}" if where and name else (where or name)
     if problem["type"] == "unexpected_keyword_argument":
         known = ", ".join(field_names(cls))
@@ -54,6 +57,9 @@ def _first_problem(error: pydantic.ValidationError, cls, where: str) -> ConfigEr
     if problem["type"] == "missing_argument":
         return ConfigError(key, "required key is missing")
     return ConfigError(key, f"{problem['msg']}, got {_show(problem.get('input'))}")
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "none", "dict", "list"}
 
 
 def field_names(cls) -> list[str]:
@@ -73,6 +79,9 @@ def type_name(annotation: Any) -> str:
     """int, float | None, mlp|conv: a field's type as the docs show it."""
     if typing.get_origin(annotation) is typing.Literal:
         return "|".join(str(choice) for choice in typing.get_args(annotation))
+    if typing.get_origin(annotation) is dict:
+        key = typing.get_args(annotation)[0]
+        return "{" + type_name(key) + ": weight}"
     if isinstance(annotation, type):
         return annotation.__name__
     return str(annotation).replace("typing.", "").replace("NoneType", "None")

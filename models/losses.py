@@ -34,3 +34,117 @@ def gaussian_kl_to_standard_normal(mean: Tensor, log_variance: Tensor) -> Tensor
 def reparameterize(mean: Tensor, log_variance: Tensor) -> Tensor:
     """z = mean + sigma * eps, differentiable in mean and log_variance."""
     return mean + torch.randn_like(mean) * (0.5 * log_variance).exp()
+
+
+# -- reconstruction terms: each (prediction logits, target) -> (B,) per image -------------------
+# A model's `loss:` mix names these and weights them; every term is also reported on its own.
+# Predictions come as logits so that bce stays exact; the others compare sigmoid(logits).
+
+
+def l1_error(prediction: Tensor, target: Tensor) -> Tensor:
+    """Sum of absolute pixel errors per image: (B, ...) -> (B,)."""
+    return (prediction.float() - target.float()).abs().flatten(1).sum(dim=1)
+
+
+def ssim_loss(prediction: Tensor, target: Tensor) -> Tensor:
+    """1 - SSIM per image (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5), images in [0, 1].
+
+    torchmetrics' implementation: differentiable, maintained, and it takes the data range
+    explicitly rather than guessing it from the batch (which skimage's would, per image).
+    """
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    similarity = structural_similarity_index_measure(
+        prediction.float(), target.float(), data_range=1.0, reduction="none"
+    )
+    return 1.0 - similarity
+
+
+def log_kernel(size: int = 15, sigma: float = 1.5) -> Tensor:
+    """Laplacian-of-Gaussian kernel (size, size), zero-sum so flat regions give no response."""
+    half = (size - 1) / 2
+    coords = torch.arange(size, dtype=torch.float64) - half
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    radius2 = (xx**2 + yy**2) / (2 * sigma**2)
+    kernel = -(1 - radius2) * torch.exp(-radius2) / (torch.pi * sigma**4)
+    return (kernel - kernel.mean()).float()
+
+
+def hfen(prediction: Tensor, target: Tensor, kernel: Tensor | None = None) -> Tensor:
+    """High-frequency error norm per image (Ravishankar & Bresler 2011).
+
+    ||LoG(prediction - target)|| / ||LoG(target)||, with a 15x15 LoG of sigma 1.5: (B, C, H, W) -> (B,).
+    """
+    kernel = log_kernel() if kernel is None else kernel
+    kernel = kernel.to(prediction.device)[None, None]
+    channels = prediction.shape[1]
+    weight = kernel.expand(channels, 1, *kernel.shape[-2:])
+    pad = kernel.shape[-1] // 2
+
+    def filtered(images: Tensor) -> Tensor:
+        padded = F.pad(images.float(), (pad,) * 4, mode="reflect" if images.shape[-1] > pad else "replicate")
+        return F.conv2d(padded, weight, groups=channels).flatten(1)
+
+    difference = filtered(prediction - target).norm(dim=1)
+    reference = filtered(target).norm(dim=1).clamp_min(1e-8)
+    return difference / reference
+
+
+RECONSTRUCTION_TERMS = {
+    "bce": lambda logits, target: bernoulli_nll(logits, target),
+    "mse": lambda logits, target: squared_error(torch.sigmoid(logits.float()), target),
+    "l1": lambda logits, target: l1_error(torch.sigmoid(logits.float()), target),
+    "ssim": lambda logits, target: ssim_loss(torch.sigmoid(logits.float()), target),
+    "hfen": lambda logits, target: hfen(torch.sigmoid(logits.float()), target),
+}
+
+
+def reconstruction_mix(logits: Tensor, target: Tensor, weights: dict[str, float]) -> tuple[Tensor, dict[str, Tensor]]:
+    """Σ weight * term, per image (B,), and each term's own per-image values."""
+    parts = {name: RECONSTRUCTION_TERMS[name](logits, target) for name in weights}
+    total = sum(weights[name] * value for name, value in parts.items())
+    return total, parts
+
+
+# -- adversarial losses: discriminator outputs (logits or critic values) -> scalar -------------
+def gradient_penalty(critic, real: Tensor, fake: Tensor, *critic_args) -> Tensor:
+    """WGAN-GP's penalty (Gulrajani et al. 2017): E[(||grad critic(x_hat)||_2 - 1)^2].
+
+    x_hat = eps * real + (1 - eps) * fake with one eps ~ U(0, 1) per sample; the norm is taken
+    over all of a sample's pixels.
+    """
+    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    mixed = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    scores = critic(mixed, *critic_args)
+    (gradients,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
+    return (gradients.flatten(1).norm(dim=1) - 1).square().mean()
+
+
+def discriminator_loss(variant: str, real: Tensor, fake: Tensor, real_label: float = 1.0) -> Tensor:
+    """The discriminator's (critic's) loss on its outputs for real and generated images.
+
+    real_label < 1 is one-sided label smoothing (Salimans et al. 2016), for the BCE family.
+    """
+    real, fake = real.float(), fake.float()
+    if variant in ("gan", "dcgan"):
+        return F.binary_cross_entropy_with_logits(real, torch.full_like(real, real_label)) + \
+            F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+    if variant == "lsgan":
+        return 0.5 * ((real - real_label).square().mean() + fake.square().mean())
+    if variant in ("wgan", "wgan-gp"):
+        return fake.mean() - real.mean()
+    if variant == "hinge":
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    raise ValueError(f"unknown GAN variant {variant!r}")
+
+
+def generator_loss(variant: str, fake: Tensor) -> Tensor:
+    """The generator's loss on the discriminator's outputs for its images (non-saturating BCE)."""
+    fake = fake.float()
+    if variant in ("gan", "dcgan"):
+        return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
+    if variant == "lsgan":
+        return 0.5 * (fake - 1).square().mean()
+    if variant in ("wgan", "wgan-gp", "hinge"):
+        return -fake.mean()
+    raise ValueError(f"unknown GAN variant {variant!r}")

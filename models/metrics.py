@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 
@@ -12,3 +13,64 @@ def active_units(posterior_means: Tensor, threshold: float = 0.01) -> Tensor:
     `threshold`: (N, Z) -> 0-dim count.
     """
     return (posterior_means.float().var(dim=0) > threshold).sum()
+
+
+# -- sample quality: every generator judged in one feature space ---------------------------------
+# Features are (N, D) float tensors from one network (runner.quality's classifier); the same
+# functions serve Inception features. All computed in float64: covariances of a few thousand
+# samples lose digits in float32.
+
+
+def frechet_distance(real: Tensor, fake: Tensor) -> Tensor:
+    """||mu_r - mu_f||^2 + Tr(S_r + S_f - 2 (S_r S_f)^(1/2)) between Gaussians fitted to features.
+
+    Heusel et al. 2017's FID formula. The trace of the matrix square root is the sum of the
+    square roots of the eigenvalues of S_r S_f, which are real and non-negative for two
+    covariance matrices (up to round-off, clipped here).
+    """
+    real, fake = real.double(), fake.double()
+    mean_gap = (real.mean(dim=0) - fake.mean(dim=0)).square().sum()
+    cov_real, cov_fake = torch.cov(real.T), torch.cov(fake.T)
+    eigenvalues = torch.linalg.eigvals(cov_real @ cov_fake).real.clamp_min(0)
+    return mean_gap + cov_real.trace() + cov_fake.trace() - 2 * eigenvalues.sqrt().sum()
+
+
+def kernel_inception_distance(real: Tensor, fake: Tensor) -> Tensor:
+    """Unbiased MMD^2 with the cubic polynomial kernel (x.y / d + 1)^3 (Binkowski et al. 2018)."""
+    real, fake = real.double(), fake.double()
+    dim = real.shape[1]
+    kernel = lambda a, b: (a @ b.T / dim + 1) ** 3  # noqa: E731
+    k_rr, k_ff, k_rf = kernel(real, real), kernel(fake, fake), kernel(real, fake)
+    m, n = len(real), len(fake)
+    within_real = (k_rr.sum() - k_rr.diagonal().sum()) / (m * (m - 1))
+    within_fake = (k_ff.sum() - k_ff.diagonal().sum()) / (n * (n - 1))
+    return within_real + within_fake - 2 * k_rf.mean()
+
+
+def precision_recall(real: Tensor, fake: Tensor, k: int = 3) -> tuple[Tensor, Tensor]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019).
+
+    Each set's manifold is the union of balls around its points reaching their k-th nearest
+    neighbour. Precision: share of fakes inside the real manifold; recall: share of reals
+    inside the fake manifold.
+    """
+    real, fake = real.double(), fake.double()
+
+    def radii(points: Tensor) -> Tensor:  # distance to the k-th neighbour, self excluded
+        return torch.cdist(points, points).kthvalue(k + 1, dim=1).values
+
+    def covered(points: Tensor, centres: Tensor, centre_radii: Tensor) -> Tensor:
+        return (torch.cdist(points, centres) <= centre_radii[None]).any(dim=1).double().mean()
+
+    return covered(fake, real, radii(real)), covered(real, fake, radii(fake))
+
+
+def classifier_score(probabilities: Tensor) -> Tensor:
+    """exp(E_x KL(p(y|x) || p(y))): the Inception Score's formula with any classifier.
+
+    Confident and varied samples of 10 balanced classes score 10; one class, or mush, scores 1.
+    """
+    probabilities = probabilities.double().clamp_min(1e-12)
+    marginal = probabilities.mean(dim=0, keepdim=True)
+    kl = (probabilities * (probabilities.log() - marginal.log())).sum(dim=1)
+    return kl.mean().exp()

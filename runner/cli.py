@@ -67,15 +67,15 @@ def run(spec_path, name, storage_path, address, overrides, verbose) -> None:
         run_dir = choose_run_dir(Path(storage_path).expanduser().resolve(), name or spec.name)
         click.echo(
             f"gensweep: {spec.name}: {spec.num_samples} trials of {spec.model_name} on {spec.data_name}, "
-            f"sampler {spec.sampler if spec.search else '-'}, optimizing {spec.tune.metric} ({spec.tune.mode})"
+            f"sampler {spec.sampler if spec.search else '-'}, optimizing {spec.objective_text}"
         )
-        click.echo(f"gensweep: results in {_relative(run_dir)}")
         prepare_data(spec, say=lambda message: click.echo(f"gensweep: {message}"))
+        click.echo(f"gensweep: results in {_relative(run_dir)}")
         outcome = run_sweep(spec, run_dir, address=address, verbose=1 + verbose)
     except _user_errors() as error:
         raise UserError(str(error)) from None
     click.echo()
-    click.echo(format_table(outcome.trials, spec.tune.metric))
+    click.echo(format_table(outcome.trials, spec.metrics))
     click.echo()
     minutes, seconds = divmod(round(outcome.seconds), 60)
     click.echo(f"{outcome.finished} of {len(outcome.trials)} trials finished in {minutes}m{seconds:02d}s.")
@@ -100,8 +100,7 @@ def show(run_dir, as_json) -> None:
     if as_json:
         click.echo(json.dumps([t.to_json() for t in trials], indent=2, default=str))
         return
-    metric = (read_json(path / SWEEP_FILE) or {}).get("metric")
-    click.echo(format_table(trials, metric))
+    click.echo(format_table(trials, (read_json(path / SWEEP_FILE) or {}).get("metrics")))
 
 
 @main.command()
@@ -123,7 +122,7 @@ def validate(spec_path, overrides) -> None:
         span = list(dim.values) if dim.values else [dim.low, dim.high]
         click.echo(f"  {path}: {dim.kind} {span}")
     sampler = spec.sampler if spec.search else "-"
-    click.echo(f"  sampler {sampler}, scheduler {spec.tune.scheduler}, optimizing {spec.tune.metric} ({spec.tune.mode})")
+    click.echo(f"  sampler {sampler}, scheduler {spec.tune.scheduler}, optimizing {spec.objective_text}")
 
 
 @main.command("models")

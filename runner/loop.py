@@ -21,6 +21,7 @@ import models
 from runner import data as data_sources
 from runner.errors import GensweepError
 from runner.files import write_bytes
+from runner.quality import QualityMeter
 from runner.spec import Spec
 from runner.tblog import TrialLogger
 
@@ -80,8 +81,11 @@ def train(
     model = models.build(spec.model_name, spec.model, data.info, spec.train.lr, device)
     model.use_mixed_precision(autocast_dtype(spec.train.precision, device))
     generator = torch.Generator(device=device).manual_seed(spec.train.seed)
+    quality = None
+    if spec.quality_metrics():
+        quality = QualityMeter(data, spec.quality.samples, device, inception_fid=spec.quality.fid)
     start_epoch, global_step = 0, 0
-    if resume_state is not None:
+    if resume_state is not None:  # last of the set-up: nothing may draw random numbers after it
         model.load_training_state(resume_state)
         generator.set_state(resume_state["generator"].cpu())
         torch.set_rng_state(resume_state["torch_rng"].cpu())
@@ -90,19 +94,28 @@ def train(
         start_epoch, global_step = resume_state["epoch"], resume_state["global_step"]
 
     fixed_batch = next(data_sources.batches(data.val_images[:FIXED_VAL_IMAGES], _head(data.val_labels), FIXED_VAL_IMAGES))
+    quality_metrics: dict[str, float] = {}
     metrics: dict[str, float] = {}
     for epoch in range(start_epoch + 1, spec.train.epochs + 1):
+        model.on_epoch_start(epoch)
         train_metrics, global_step = train_epoch(model, data, spec, generator, epoch, global_step, logger)
         model.eval()
         val_metrics = model.evaluate(data_sources.batches(data.val_images, data.val_labels, EVAL_BATCH_SIZE))
         _check_finite(val_metrics, f"val at epoch {epoch}", "val")
         train_metrics |= _evaluation_only_metrics(model, data, train_metrics)
+        if quality is not None and (epoch % spec.quality.every == 0 or epoch == spec.train.epochs or not quality_metrics):
+            # The same noise every time, so a change in the score is the model's, not the draw's.
+            noise = torch.Generator(device=device).manual_seed(spec.train.seed + 2)
+            quality_metrics = quality.measure(model, noise)
+        # Between measurements the last value stands: schedulers need the metric every epoch.
+        val_metrics |= quality_metrics
         metrics = {f"train/{k}": v for k, v in train_metrics.items()}
         metrics |= {f"val/{k}": v for k, v in val_metrics.items()}
         if logger is not None:
-            logger.scalars("train", train_metrics, epoch)
-            logger.scalars("val", val_metrics, epoch)
-            _log_images(model, fixed_batch, spec, epoch, logger)
+            # Every scalar on one axis, optimizer steps, so a resumed trial can purge past a step.
+            logger.scalars("train", train_metrics | {"epoch": epoch}, global_step)
+            logger.scalars("val", val_metrics, global_step)
+            _log_images(model, fixed_batch, spec, global_step, logger)
         on_epoch_end(EpochEnd(epoch, global_step, metrics, model, generator))
     return metrics
 
@@ -124,7 +137,7 @@ def training_state(end: EpochEnd) -> dict:
 def train_epoch(model, data, spec: Spec, generator, epoch: int, global_step: int, logger):
     model.train()
     sums: dict[str, torch.Tensor] = {}
-    seen = 0
+    seen: dict[str, int] = {}  # per value: a GAN reports its generator's loss on some steps only
     for batch in data_sources.batches(
         data.train_images, data.train_labels, spec.train.batch_size, generator, spec.train.steps_per_epoch
     ):
@@ -132,14 +145,14 @@ def train_epoch(model, data, spec: Spec, generator, epoch: int, global_step: int
         count = len(batch.images)
         for name, value in parts.items():
             sums[name] = sums[name] + value * count if name in sums else value * count
-        seen += count
+            seen[name] = seen.get(name, 0) + count
         global_step += 1
         if global_step % spec.train.log_every == 0:  # the only host sync inside the epoch
             values = {name: float(value) for name, value in parts.items()}
             _check_finite(values, f"epoch {epoch}, step {global_step}", "train")
             if logger is not None:
                 logger.scalars("train_step", values, global_step)
-    means = {name: float(total) / seen for name, total in sums.items()}
+    means = {name: float(total) / seen[name] for name, total in sums.items()}
     _check_finite(means, f"epoch {epoch}", "train")
     return means, global_step
 
@@ -150,7 +163,7 @@ def _evaluation_only_metrics(model, data, running: dict[str, float]) -> dict[str
     The subset is as large as the val set, so train and val figures are comparable and the
     extra pass costs what the val pass costs.
     """
-    missing = set(type(model).metric_names) - set(running)
+    missing = set(type(model).reported_metrics(model.config)) - set(running)
     if not missing:
         return {}
     count = len(data.val_images)
@@ -166,13 +179,13 @@ def _check_finite(values: dict[str, float], where: str, prefix: str) -> None:
 
 
 @torch.no_grad()
-def _log_images(model, fixed_batch, spec: Spec, epoch: int, logger: TrialLogger) -> None:
+def _log_images(model, fixed_batch, spec: Spec, step: int, logger: TrialLogger) -> None:
     # The same noise every epoch, so the grids show the model changing, not the noise.
     noise = torch.Generator(device=model.device).manual_seed(spec.train.seed + 1)
     samples = make_grid(model.sample(SAMPLE_COUNT, noise).float(), nrow=8)
-    logger.image("samples", samples, epoch)
+    logger.image("samples", samples, step)
     for name, grid in model.log_images(fixed_batch).items():
-        logger.image(name, grid, epoch)
+        logger.image(name, grid, step)
     save_png(samples, logger.logdir / SAMPLES_FILE)
 
 

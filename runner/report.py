@@ -34,7 +34,8 @@ class TrialSummary:
     logdir: str
     epoch: int = 0
     error: str | None = None
-    best: bool = field(default=False)
+    best: bool = field(default=False)  # one objective: the best finished trial
+    pareto: bool = field(default=False)  # several objectives: on the Pareto front
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,37 +62,47 @@ def collect(run_dir: Path) -> list[TrialSummary]:
         )
     trials.sort(key=lambda t: [_sortable(t.swept[k]) for k in sorted(t.swept)] + [t.trial_id])
     sweep = read_json(run_dir / SWEEP_FILE) or {}
-    mark_best(trials, sweep.get("metric"), sweep.get("mode", "min"))
+    mark_best(trials, sweep.get("metrics") or [], sweep.get("modes") or [])
     return trials
 
 
-def mark_best(trials: list[TrialSummary], metric: str | None, mode: str) -> TrialSummary | None:
-    scored = [t for t in trials if t.status == "finished" and _finite(t.metrics.get(metric))]
+def mark_best(trials: list[TrialSummary], metrics: list[str], modes: list[str]) -> None:
+    """One objective: mark the best finished trial. Several: mark the Pareto front."""
     for trial in trials:
-        trial.best = False
-    if not scored:
-        return None
-    pick = min if mode == "min" else max
-    best = pick(scored, key=lambda t: t.metrics[metric])
-    best.best = True
-    return best
+        trial.best = trial.pareto = False
+    scored = [t for t in trials if t.status == "finished" and all(_finite(t.metrics.get(m)) for m in metrics)]
+    if not scored or not metrics:
+        return
+    # Every objective as "lower is better".
+    costs = {t.trial_id: [t.metrics[m] * (1 if mode == "min" else -1) for m, mode in zip(metrics, modes)] for t in scored}
+    if len(metrics) == 1:
+        min(scored, key=lambda t: costs[t.trial_id]).best = True
+        return
+    for trial in scored:
+        mine = costs[trial.trial_id]
+        trial.pareto = not any(
+            all(o <= m for o, m in zip(costs[other.trial_id], mine)) and costs[other.trial_id] != mine
+            for other in scored
+        )
 
 
-def format_table(trials: list[TrialSummary], metric: str | None = None) -> str:
-    """One row a trial: swept params, status, epochs, the metric first, then a few others."""
+def format_table(trials: list[TrialSummary], objectives: list[str] | None = None) -> str:
+    """One row a trial: swept params, status, epochs, the objectives first, then a few others.
+
+    The first column marks the best trial (*) or, for several objectives, the Pareto front (P).
+    """
     if not trials:
         return "(no trials)"
+    objectives = list(objectives or [])
     swept_keys = sorted({key for t in trials for key in t.swept})
-    metric_keys = sorted({key for t in trials for key in t.metrics if key.startswith("val/")})
-    if metric in metric_keys:
-        metric_keys.remove(metric)
-    metric_keys = ([metric] if metric else []) + metric_keys[:TABLE_METRICS]
+    others = sorted({key for t in trials for key in t.metrics if key.startswith("val/")} - set(objectives))
+    metric_keys = objectives + others[:TABLE_METRICS]
     header = ["", "trial"] + [k.split(".")[-1] for k in swept_keys] + ["status", "epochs"] + metric_keys
     rows = [header]
     for trial in trials:
         status = trial.status if not trial.error else f"{trial.status}: {trial.error}"
         rows.append(
-            ["*" if trial.best else "", trial.trial_id]
+            ["*" if trial.best else "P" if trial.pareto else "", trial.trial_id]
             + [_format(trial.swept.get(k)) for k in swept_keys]
             + [status, str(trial.epoch)]
             + [_format(trial.metrics.get(k)) for k in metric_keys]

@@ -59,21 +59,36 @@ class TrainSpec:
     log_every: int = Field(50, ge=1, description="optimizer steps between per-step scalars")
 
 
+Mode = Literal["min", "max"]
+
+
 @config
 class TuneSpec:
-    metric: str = Field("val/loss", description="the reported metric the search optimizes")
-    mode: Literal["min", "max"] = Field("min", description="minimize or maximize the metric")
+    metric: str | list[str] | None = Field(
+        None, description="the metric to optimize, or a list for multi-objective; null: the model's default"
+    )
+    mode: Mode | list[Mode] = Field("min", description="min or max, or a list matching a metric list")
     num_samples: int | None = Field(
         None, ge=1, description="trials to run; null: the grid's size, or 10 for other samplers"
     )
-    sampler: Literal["auto", "grid", "tpe", "random", "cmaes"] = Field(
+    sampler: Literal["auto", "grid", "tpe", "random", "cmaes", "nsga2"] = Field(
         "auto", description="Optuna sampler; auto: grid when every dimension is a grid, else tpe"
     )
     seed: int = Field(0, description="seed of the sampler")
-    scheduler: Literal["none", "asha"] = Field("none", description="early stopping of poor trials")
+    scheduler: Literal["none", "asha", "pbt"] = Field(
+        "none", description="asha: stop poor trials early; pbt: population-based training"
+    )
     grace_period: int = Field(1, ge=1, description="asha: epochs every trial runs at least")
     reduction_factor: float = Field(3.0, gt=1, description="asha: 1/fraction kept at each rung")
+    perturbation_interval: int = Field(2, ge=1, description="pbt: epochs between exploit/explore steps")
     max_concurrent: int = Field(0, ge=0, description="trials at once; 0: as many as resources allow")
+
+
+@config
+class QualitySpec:
+    every: int = Field(1, ge=0, description="epochs between sample-quality measurements; 0: never")
+    samples: int = Field(2000, ge=10, description="generated images measured against as many val images")
+    fid: bool = Field(False, description="also Inception FID; needs the weights in the torch hub cache")
 
 
 @config
@@ -84,7 +99,7 @@ class ResourcesSpec:
 
 SEARCH_KINDS = ("grid", "choice", "uniform", "loguniform", "int")
 SWEEPABLE_SECTIONS = ("model", "data", "train")
-TOP_LEVEL_KEYS = ("name", "description", "model", "data", "train", "search", "tune", "resources")
+TOP_LEVEL_KEYS = ("name", "description", "model", "data", "train", "search", "tune", "quality", "resources")
 DEFAULT_RANDOM_SAMPLES = 10
 
 
@@ -114,6 +129,7 @@ class Spec:
     train: TrainSpec
     search: dict[str, SearchDim]
     tune: TuneSpec
+    quality: QualitySpec
     resources: ResourcesSpec
 
     @property
@@ -121,7 +137,24 @@ class Spec:
         return data_sources.SOURCES[self.data_name].describe(self.data)
 
     @property
+    def metrics(self) -> list[str]:
+        """The optimized metrics: one, or several for a multi-objective search."""
+        metric = self.tune.metric or models.entry(self.model_name).model_class.default_metric
+        return [metric] if isinstance(metric, str) else list(metric)
+
+    @property
+    def modes(self) -> list[str]:
+        mode = self.tune.mode
+        return [mode] * len(self.metrics) if isinstance(mode, str) else list(mode)
+
+    @property
+    def objective_text(self) -> str:
+        return ", ".join(f"{metric} ({mode})" for metric, mode in zip(self.metrics, self.modes))
+
+    @property
     def sampler(self) -> str:
+        if self.tune.scheduler == "pbt":
+            return "pbt"  # PBT samples its population itself and refuses a search algorithm
         if self.tune.sampler != "auto":
             return self.tune.sampler
         if self.search and all(dim.kind == "grid" for dim in self.search.values()):
@@ -140,9 +173,18 @@ class Spec:
             return 1
         return self.grid_size if self.sampler == "grid" else DEFAULT_RANDOM_SAMPLES
 
+    def quality_metrics(self) -> list[str]:
+        """Sample-quality metrics this spec reports: only with labels (see runner.quality)."""
+        from runner.quality import QUALITY_METRICS
+
+        if self.quality.every == 0 or self.data_info.num_classes is None:
+            return []
+        return [*QUALITY_METRICS, *(["fid"] if self.quality.fid else [])]
+
     def metric_names(self) -> list[str]:
-        reported = models.entry(self.model_name).model_class.metric_names
-        return [f"{split}/{name}" for split in ("train", "val") for name in reported]
+        reported = models.entry(self.model_name).model_class.reported_metrics(self.model)
+        names = [f"{split}/{name}" for split in ("train", "val") for name in reported]
+        return names + [f"val/{name}" for name in self.quality_metrics()]
 
     def with_values(self, values: Mapping[str, Any]) -> Spec:
         """This spec with swept `values` ({"model.latent_dim": 4}) set: what one trial runs."""
@@ -248,6 +290,7 @@ def _parse(document: Mapping[str, Any], source: str) -> Spec:
         train=parse_config(TrainSpec, _section(document, "train"), "train"),
         search=_parse_search(_section(document, "search")),
         tune=parse_config(TuneSpec, _section(document, "tune"), "tune"),
+        quality=parse_config(QualitySpec, _section(document, "quality"), "quality"),
         resources=parse_config(ResourcesSpec, _section(document, "resources"), "resources"),
     )
     _check_model_fits_data(spec)
@@ -302,18 +345,21 @@ def _check_search(spec: Spec) -> None:
     for path, dim in spec.search.items():
         key = f"search.{path}"
         section, _, field_name = path.partition(".")
-        if section not in SWEEPABLE_SECTIONS or not field_name or "." in field_name:
+        field_name, _, entry = field_name.partition(".")  # model.loss.ssim: one weight of a mix
+        if section not in SWEEPABLE_SECTIONS or not field_name or "." in entry:
             raise ConfigError(key, f"expected section.field with section one of {', '.join(SWEEPABLE_SECTIONS)}")
         if field_name == "name":
             raise ConfigError(key, f"{section}.name cannot be swept: write one spec per {section}")
-        known = as_dict(getattr(spec, section)).keys()
-        if field_name not in known:
-            raise ConfigError(key, f"{section} has no field {field_name!r} (known: {', '.join(known)})")
+        fields = as_dict(getattr(spec, section))
+        if field_name not in fields:
+            raise ConfigError(key, f"{section} has no field {field_name!r} (known: {', '.join(fields)})")
+        if entry and not isinstance(fields[field_name], dict):
+            raise ConfigError(key, f"{section}.{field_name} is not a mapping, so it has no entry {entry!r}")
         for value in dim.candidates():
             document = copy.deepcopy(spec.document)
-            _set_path(document, [section, field_name], value)
+            _set_path(document, path.split("."), value)
             try:
-                _parse({**document, "search": {}}, spec.source)
+                _parse({**document, "search": {}, "tune": {}}, spec.source)  # the field alone
             except ConfigError as error:
                 raise ConfigError(key, f"value {value!r} does not fit: {error.message}") from None
     kinds = {dim.kind for dim in spec.search.values()}
@@ -327,10 +373,37 @@ def _check_search(spec: Spec) -> None:
 
 def _check_tune(spec: Spec) -> None:
     known = spec.metric_names()
-    if spec.tune.metric not in known:
-        raise ConfigError("tune.metric", f"{spec.model_name} does not report {spec.tune.metric!r} (it reports: {', '.join(known)})")
+    for metric in spec.metrics:
+        if metric not in known:
+            why = ""
+            if metric.removeprefix("val/") in ("fd", "kid", "precision", "recall", "class_score", "fid"):
+                why = " (quality metrics need labelled data and quality.every > 0)"
+            raise ConfigError(
+                "tune.metric", f"{spec.model_name} does not report {metric!r}{why} (it reports: {', '.join(known)})"
+            )
+    if len(spec.modes) != len(spec.metrics):
+        raise ConfigError("tune.mode", f"gives {len(spec.modes)} modes for {len(spec.metrics)} metrics")
+    several = len(spec.metrics) > 1
+    if several and spec.tune.scheduler != "none":
+        raise ConfigError("tune.scheduler", f"{spec.tune.scheduler} ranks trials by one metric; a multi-objective search takes none")
+    if spec.tune.sampler == "nsga2" and not several:
+        raise ConfigError("tune.sampler", "nsga2 is for multi-objective searches: give tune.metric a list")
+    if spec.tune.sampler == "cmaes" and several:
+        raise ConfigError("tune.sampler", "cmaes optimizes one metric; use tpe or nsga2")
     if spec.tune.scheduler == "asha" and spec.tune.grace_period > spec.train.epochs:
         raise ConfigError("tune.grace_period", f"exceeds train.epochs ({spec.train.epochs})")
+    if spec.tune.scheduler == "pbt":
+        if spec.tune.sampler != "auto":
+            raise ConfigError("tune.sampler", "pbt draws its population with Ray Tune's own sampling: leave it auto")
+        if not spec.search or any(dim.kind == "grid" for dim in spec.search.values()):
+            raise ConfigError("search", "pbt needs dimensions to mutate (uniform, loguniform, int or choice), no grid")
+    if spec.quality.fid:
+        from runner.quality import check_inception_weights
+
+        try:
+            check_inception_weights()
+        except GensweepError as error:
+            raise ConfigError("quality.fid", str(error).removeprefix("quality.fid: ")) from None
 
 
 def _check_model_fits_data(spec: Spec) -> None:

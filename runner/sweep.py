@@ -69,13 +69,22 @@ def choose_run_dir(storage_path: Path, name: str) -> Path:
 
 
 def prepare_data(spec: Spec, say=lambda message: None) -> None:
-    """Find data problems before Ray starts, and draw the digits once for all trials."""
+    """Find data problems before Ray starts; draw the digits and train the quality network once,
+    here, rather than in every trial at the same time."""
     data_sources.SOURCES[spec.data_name].check(spec.data)
     if spec.data_name == "digits":
         for split, count in (("train", spec.data.train_size), ("val", spec.data.val_size)):
             if not data_sources.digits_cache_path(count, spec.data.seed, split).exists():
                 say(f"drawing {count:,} {split} digits (once: cached in {data_sources.cache_dir()})")
             data_sources.cached_digits(count, spec.data.seed, split)
+    if spec.quality_metrics():
+        from runner.quality import feature_net_accuracy, feature_net_path, load_feature_net
+
+        data = data_sources.load(spec.data_name, spec.data)
+        fresh = not feature_net_path(data).exists()
+        network = load_feature_net(data, say)
+        if fresh:
+            say(f"feature network: {feature_net_accuracy(network, data):.1%} accuracy on the val images")
 
 
 def run_sweep(spec: Spec, run_dir: Path, address: str | None = None, verbose: int = 1) -> SweepOutcome:
@@ -92,7 +101,7 @@ def run_sweep(spec: Spec, run_dir: Path, address: str | None = None, verbose: in
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a sweep that cannot start leaves nothing
     write_json(
         run_dir / SWEEP_FILE,
-        {"name": spec.name, "source": spec.source, "metric": spec.tune.metric, "mode": spec.tune.mode,
+        {"name": spec.name, "source": spec.source, "metrics": spec.metrics, "modes": spec.modes,
          "document": spec.document, "started": time.strftime("%Y-%m-%dT%H:%M:%S")},
     )
     # Optuna's GridSampler calls Study.stop once the grid is exhausted; Ray warns that this is
@@ -102,23 +111,27 @@ def run_sweep(spec: Spec, run_dir: Path, address: str | None = None, verbose: in
         grid = {path: list(dim.values) for path, dim in spec.search.items() if dim.kind == "grid"}
         trainable = tune.with_parameters(run_trial, document=spec.document, source=spec.source, grid=grid)
         trainable = tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+        search_space = {path: _domain(dim) for path, dim in spec.search.items()}
         tuner = tune.Tuner(
             trainable,
-            param_space={path: _domain(dim) for path, dim in spec.search.items()},
+            param_space=search_space,
             tune_config=tune.TuneConfig(
-                metric=spec.tune.metric,
-                mode=spec.tune.mode,
+                # One objective: Tune's own, shared by searcher and scheduler. Several: Optuna's alone.
+                metric=spec.metrics[0] if len(spec.metrics) == 1 else None,
+                mode=spec.modes[0] if len(spec.modes) == 1 else None,
                 search_alg=_search_algorithm(spec),
-                scheduler=_scheduler(spec),
+                scheduler=_scheduler(spec, search_space),
                 num_samples=spec.num_samples,
                 max_concurrent_trials=spec.tune.max_concurrent or None,
                 trial_dirname_creator=trial_dirname,
+                reuse_actors=spec.tune.scheduler == "pbt",  # PBT restarts trials often: keep processes
             ),
             run_config=tune.RunConfig(
                 name=run_dir.name,
                 storage_path=str(run_dir.parent),
                 callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), completed.callback()],
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+                # PBT's weaker trials restore a stronger one's recent checkpoint: keep a few more.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT * (2 if spec.tune.scheduler == "pbt" else 1)),
                 verbose=verbose,
             ),
         )
@@ -212,8 +225,8 @@ def _domain(dim: SearchDim):
 
 
 def _search_algorithm(spec: Spec):
-    if not spec.search:
-        return None  # nothing to choose: Tune runs num_samples copies of the spec
+    if not spec.search or spec.sampler == "pbt":
+        return None  # nothing to choose, or PBT's own sampling (it refuses a search algorithm)
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -226,14 +239,26 @@ def _search_algorithm(spec: Spec):
         "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
         "random": lambda: optuna.samplers.RandomSampler(seed=seed),
         "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
     }
+    if len(spec.metrics) > 1:
+        return OptunaSearch(sampler=samplers[spec.sampler](), metric=spec.metrics, mode=spec.modes)
     return OptunaSearch(sampler=samplers[spec.sampler]())
 
 
-def _scheduler(spec: Spec):
+def _scheduler(spec: Spec, search_space: dict):
     if spec.tune.scheduler == "none":
         return None
-    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
+
+    if spec.tune.scheduler == "pbt":
+        # Every perturbation_interval epochs the bottom quarter of the population copies a top
+        # trial's checkpoint and perturbs its values; trials checkpoint every epoch already.
+        return PopulationBasedTraining(
+            time_attr="training_iteration",
+            perturbation_interval=spec.tune.perturbation_interval,
+            hyperparam_mutations=search_space,
+        )
 
     return ASHAScheduler(
         time_attr="training_iteration",

@@ -46,7 +46,8 @@ def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dic
             # weights_only: tensors and plain containers, never arbitrary pickled objects.
             resume_state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
 
-    logger = TrialLogger(trial_dir, purge_step=resume_state["epoch"] + 1 if resume_state else None)
+    # A resumed trial drops the events its crashed run wrote after the checkpoint's step.
+    logger = TrialLogger(trial_dir, purge_step=resume_state["global_step"] + 1 if resume_state else None)
     if resume_state is None:
         logger.hparams(
             {path: sampled[path] for path in sorted(sampled)},

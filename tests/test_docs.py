@@ -24,7 +24,7 @@ def _documented_keys(section_title: str) -> set[str]:
     start = README.index(f"### `{section_title}`")
     end = README.find("\n### ", start + 1)
     body = README[start : end if end > 0 else None]
-    return set(re.findall(r"^\| `([a-z_]+)` \|", body, flags=re.MULTILINE))
+    return set(re.findall(r"^\| `([a-z_0-9]+)` \|", body, flags=re.MULTILINE))
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,8 @@ def test_train_logs_scalars_images_and_hparams(tmp_path, tiny_document):
     events = read_events(tmp_path)
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss", "train/recon", "train/kl", "val/recon", "val/active_units", "train_step/loss"} <= scalars
-    assert [e.step for e in events.Scalars("val/recon")] == [1, 2]
+    assert [e.step for e in events.Scalars("val/recon")] == [4, 8]  # optimizer steps at epoch ends
+    assert [e.value for e in events.Scalars("train/epoch")] == [1, 2]
     assert [e.step for e in events.Scalars("train_step/loss")] == [2, 4, 6, 8]
     assert events.Scalars("val/recon")[-1].value == pytest.approx(metrics["val/recon"])
     assert set(events.Tags()["images"]) == {"samples", "reconstruction", "manifold"}

@@ -22,7 +22,7 @@ SHIPPED_SPECS = sorted((ROOT / "search_spaces").glob("*.yaml"))
 def test_shipped_specs_are_valid(path):
     spec = load_spec(path)
     assert spec.num_samples >= 1
-    assert spec.tune.metric in spec.metric_names()
+    assert set(spec.metrics) <= set(spec.metric_names())
 
 
 def test_default_sweep_is_the_latent_grid():
@@ -35,7 +35,7 @@ def test_default_sweep_is_the_latent_grid():
 def test_defaults_come_from_the_dataclasses(tiny_document):
     spec = parse_document(tiny_document, "x.yaml")
     assert spec.model.beta == 1.0 and spec.model.arch == "mlp"
-    assert spec.tune.metric == "val/loss" and spec.resources.cpu == 1.0
+    assert spec.metrics == ["val/loss"] and spec.modes == ["min"] and spec.resources.cpu == 1.0
     assert spec.num_samples == 1  # no search: one trial
 
 
@@ -125,3 +125,13 @@ def test_missing_spec_file_through_the_installed_command():
     result = subprocess.run([GENSWEEP, "validate", "no/such.yaml"], capture_output=True, text=True, cwd=ROOT, check=False)
     assert result.returncode == 2
     assert result.stderr == "error: no/such.yaml: no such spec file\n"
+
+
+def test_one_weight_of_a_loss_mix_can_be_swept(tiny_document):
+    spec = parse_document({**tiny_document, "search": {"model.loss.ssim": {"uniform": [0.0, 5.0]}}}, "s.yaml")
+    assert spec.with_values({"model.loss.ssim": 2.5}).model.loss == {"ssim": 2.5}
+    bad = {**tiny_document, "search": {"model.loss.perceptual": {"uniform": [0.0, 5.0]}}}
+    with pytest.raises(SpecError, match="search.model.loss.perceptual: value 0.0 does not fit"):
+        parse_document(bad, "s.yaml")
+    with pytest.raises(SpecError, match="model.beta is not a mapping"):
+        parse_document({**tiny_document, "search": {"model.beta.x": {"uniform": [0.0, 5.0]}}}, "s.yaml")

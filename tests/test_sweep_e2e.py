@@ -70,7 +70,8 @@ def test_every_trial_has_scalars_images_and_hparams(finished_sweep):
     for trial in trials:
         events = read_events(Path(trial["logdir"]))
         assert {"train/loss", "val/recon", "val/kl", "train_step/loss"} <= set(events.Tags()["scalars"])
-        assert [e.step for e in events.Scalars("val/recon")] == [1, 2]
+        assert [e.value for e in events.Scalars("train/epoch")] == [1, 2]
+        assert len(events.Scalars("val/recon")) == 2 and {"val/fd", "val/kid"} <= set(events.Tags()["scalars"])
         expected_images = {"samples", "reconstruction"} | ({"manifold"} if trial["config"]["model.latent_dim"] == 2 else set())
         assert set(events.Tags()["images"]) == expected_images
         records = hparams_of(events)

@@ -1,0 +1,202 @@
+"""GANs: the original, DCGAN, LSGAN, WGAN, WGAN-GP and hinge, optionally class-conditional.
+
+One class covers the variants: they differ in their loss pair (models.losses), in what keeps
+the critic in check (weight clipping, a gradient penalty) and in how often the critic steps
+per generator step. Images go to the networks in [-1, 1] (the generator ends in tanh) and
+come back from sample() in [0, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor, nn
+
+from models import losses, nets
+from models.base import Batch, DataInfo, GenerativeModel, adam
+from models.config import config
+from models.registry import register
+
+Variant = Literal["gan", "dcgan", "lsgan", "wgan", "wgan-gp", "hinge"]
+WASSERSTEIN = ("wgan", "wgan-gp")
+
+
+@config
+class GANConfig:
+    variant: Variant = Field("dcgan", description="loss and critic: gan, dcgan, lsgan, wgan, wgan-gp, hinge")
+    arch: Literal["auto", "mlp", "conv"] = Field("auto", description="auto: mlp for gan, conv for the others")
+    latent_dim: int = Field(64, ge=1, description="size of the noise vector z")
+    width: int = Field(64, ge=4, description="conv: channels of the first stage; mlp: hidden width / 8")
+    conditional: bool = Field(False, description="cGAN: the class label goes into G and D (labelled data)")
+    lr_g: float | None = Field(None, gt=0, description="generator learning rate; null: train.lr")
+    lr_d: float | None = Field(None, gt=0, description="discriminator learning rate; null: train.lr")
+    beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 (DCGAN: 0.5)")
+    beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2 (WGAN-GP: 0.9)")
+    n_critic: int | None = Field(None, ge=1, description="critic steps per generator step; null: 5 for wgan/wgan-gp, else 1")
+    clip: float = Field(0.01, gt=0, description="wgan: critic weights are clipped to [-clip, clip]")
+    gp_lambda: float = Field(10.0, ge=0, description="wgan-gp: weight of the gradient penalty")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="one-sided: real label 1 - this (gan, dcgan, lsgan)")
+    instance_noise: float = Field(0.0, ge=0, description="std of Gaussian noise added to D's inputs, real and fake")
+
+
+class _Conditioned(nn.Module):
+    """A network that may also see a one-hot class label.
+
+    as_channels: the label as constant image channels (conv critics); otherwise the inputs are
+    flattened and the label appended (z for generators, pixels for MLP critics).
+    """
+
+    def __init__(self, network: nn.Module, num_classes: int | None, as_channels: bool):
+        super().__init__()
+        self.network, self.num_classes, self.as_channels = network, num_classes, as_channels
+
+    def forward(self, inputs: Tensor, labels: Tensor | None = None) -> Tensor:
+        if not self.as_channels:
+            inputs = inputs.flatten(1)
+        if self.num_classes is None:
+            return self.network(inputs)
+        one_hot = F.one_hot(labels, self.num_classes).to(inputs.dtype)
+        if self.as_channels:
+            one_hot = one_hot[:, :, None, None].expand(-1, -1, *inputs.shape[-2:])
+        return self.network(torch.cat([inputs, one_hot], dim=1))
+
+
+@register("gan", GANConfig)
+class GAN(GenerativeModel):
+    """GAN family: gan, dcgan, lsgan, wgan, wgan-gp, hinge; optionally conditional."""
+
+    default_metric = "val/fd"
+    training_signal = None  # a two-player game: neither loss need fall while both learn
+
+    @classmethod
+    def reported_metrics(cls, config) -> tuple[str, ...]:
+        extra = ("gp",) if config.variant == "wgan-gp" else ()
+        return ("d_loss", "g_loss", "d_real", "d_fake", *extra)
+
+    def __init__(self, config: GANConfig, data: DataInfo, lr: float):
+        super().__init__(config, data, lr)
+        if config.conditional and data.num_classes is None:
+            raise ValueError("model.conditional: needs labelled data (digits or mnist), this data has no labels")
+        arch = config.arch if config.arch != "auto" else ("mlp" if config.variant == "gan" else "conv")
+        if arch == "conv":
+            nets.check_conv_shape(data.image_shape, "model.arch")
+        classes = data.num_classes if config.conditional else None
+        extra = classes or 0
+        channels, height, width = data.image_shape
+        if arch == "mlp":
+            generator = nets.mlp_generator(config.latent_dim + extra, 8 * config.width, data.image_shape)
+            critic = nets.mlp_critic(channels * height * width + extra, 8 * config.width)
+        else:
+            generator = nets.conv_generator(config.latent_dim + extra, config.width, data.image_shape)
+            # WGAN-GP's penalty is per sample: batch norm in the critic would couple the samples.
+            norm = "layer" if config.variant == "wgan-gp" else "batch"
+            critic = nets.conv_critic((channels + extra, height, width), config.width, norm)
+        self.generator = _Conditioned(generator, classes, as_channels=False)
+        self.critic = _Conditioned(critic, classes, as_channels=arch == "conv")
+        betas = (config.beta1, config.beta2)
+        self.optimizers["generator"] = adam(self.generator.parameters(), config.lr_g or lr, betas)
+        self.optimizers["critic"] = adam(self.critic.parameters(), config.lr_d or lr, betas)
+        self.n_critic = config.n_critic or (5 if config.variant in WASSERSTEIN else 1)
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _labels_for(self, count: int, batch: Batch | None = None) -> Tensor | None:
+        if not self.config.conditional:
+            return None
+        if batch is not None and batch.labels is not None:
+            return batch.labels
+        return torch.arange(count, device=self.device) % self.data.num_classes
+
+    def _generate(self, count: int, labels: Tensor | None, generator: torch.Generator | None = None) -> Tensor:
+        z = torch.randn(count, self.config.latent_dim, generator=generator, device=self.device)
+        with self.autocast():
+            return self.generator(z, labels)  # (B, C, H, W) in [-1, 1]
+
+    def _judge(self, images: Tensor, labels: Tensor | None) -> Tensor:
+        if self.config.instance_noise:
+            images = images + self.config.instance_noise * torch.randn_like(images)
+        with self.autocast():
+            return self.critic(images, labels).float().flatten()
+
+    def _critic_terms(self, real: Tensor, labels: Tensor | None) -> dict[str, Tensor]:
+        fake = self._generate(len(real), labels).float().detach()
+        real_scores, fake_scores = self._judge(real, labels), self._judge(fake, labels)
+        real_label = 1.0 - self.config.label_smoothing
+        terms = {
+            "d_loss": losses.discriminator_loss(self.config.variant, real_scores, fake_scores, real_label),
+            "d_real": self._readable(real_scores),
+            "d_fake": self._readable(fake_scores),
+        }
+        if self.config.variant == "wgan-gp":
+            penalty = losses.gradient_penalty(self.critic, real, fake, labels)
+            terms["gp"] = penalty
+            terms["d_loss"] = terms["d_loss"] + self.config.gp_lambda * penalty
+        return terms
+
+    def _readable(self, scores: Tensor) -> Tensor:
+        """D(x) as people read it: a probability for the BCE family, the raw score otherwise."""
+        if self.config.variant in ("gan", "dcgan"):
+            return torch.sigmoid(scores).mean()
+        return scores.mean()
+
+    # -- the model's interface ---------------------------------------------------------------
+    def train_step(self, batch: Batch) -> dict[str, Tensor]:
+        """One critic step and, every n_critic calls, one generator step (its loss reported then)."""
+        terms = self.critic_step(batch)
+        self.steps += 1
+        if int(self.steps) % self.n_critic == 0:
+            terms |= self.generator_step(batch)
+        return terms
+
+    def critic_step(self, batch: Batch) -> dict[str, Tensor]:
+        real = batch.images * 2 - 1
+        terms = self._critic_terms(real, self._labels_for(len(real), batch))
+        self.optimize(self.optimizers["critic"], terms["d_loss"])
+        if self.config.variant == "wgan":
+            with torch.no_grad():
+                for parameter in self.critic.parameters():
+                    parameter.clamp_(-self.config.clip, self.config.clip)
+        return {name: value.detach() for name, value in terms.items()}
+
+    def generator_step(self, batch: Batch) -> dict[str, Tensor]:
+        labels = self._labels_for(len(batch.images), batch)
+        fake = self._generate(len(batch.images), labels)
+        loss = losses.generator_loss(self.config.variant, self._judge(fake.float(), labels))
+        self.optimize(self.optimizers["generator"], loss)
+        return {"g_loss": loss.detach()}
+
+    def evaluate(self, batches) -> dict[str, float]:
+        sums: dict[str, float] = {}
+        count = 0
+        for batch in batches:
+            real = batch.images * 2 - 1
+            labels = self._labels_for(len(real), batch)
+            # The penalty needs gradients, so no inference_mode here; nothing is stepped.
+            terms = self._critic_terms(real, labels)
+            with torch.no_grad():
+                fake = self._generate(len(real), labels)
+                terms["g_loss"] = losses.generator_loss(self.config.variant, self._judge(fake.float(), labels))
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach()) * len(real)
+            count += len(real)
+        return {name: total / count for name, total in sums.items()}
+
+    @torch.inference_mode()
+    def sample(self, count: int, generator: torch.Generator | None = None) -> Tensor:
+        images = self._generate(count, self._labels_for(count), generator)
+        return (images.float() + 1) / 2
+
+    @torch.inference_mode()
+    def log_images(self, batch: Batch) -> dict[str, Tensor]:
+        if not self.config.conditional:
+            return {}
+        from torchvision.utils import make_grid
+
+        classes = self.data.num_classes
+        labels = torch.arange(classes, device=self.device).repeat_interleave(10)  # a row per class
+        noise = torch.Generator(device=self.device).manual_seed(0)
+        images = (self._generate(len(labels), labels, noise).float() + 1) / 2
+        return {"by_class": make_grid(images, nrow=10)}

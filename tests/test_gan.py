@@ -1,0 +1,103 @@
+"""GAN specifics: each player's step lowers its own loss, WGAN-GP's penalty by hand, clipping."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import models
+from models import Batch, DataInfo
+from models.losses import discriminator_loss, generator_loss, gradient_penalty
+from runner.data import DigitsData, batches, load
+
+VARIANTS = ["gan", "dcgan", "lsgan", "wgan", "wgan-gp", "hinge"]
+DIGITS = DataInfo((1, 28, 28), 10)
+
+
+@pytest.fixture(scope="module")
+def fixed_batch() -> Batch:
+    data = load("digits", DigitsData(train_size=64, val_size=16, seed=0))
+    return next(batches(data.train_images, data.train_labels, 64))
+
+
+def _gan(**params):
+    torch.manual_seed(0)
+    return models.build("gan", params, DIGITS, lr=2e-4)
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_player_lowers_its_own_loss(variant, conditional, fixed_batch):
+    model = _gan(variant=variant, conditional=conditional)
+    # From the second step on: WGAN's first step clips the critic's initial weights to +-clip,
+    # which shrinks its scores before it has learnt anything.
+    critic_losses = [float(model.critic_step(fixed_batch)["d_loss"]) for _ in range(30)][1:]
+    start = critic_losses[0]
+    assert critic_losses[-1] < start - 0.02 * max(1.0, abs(start)), critic_losses
+    generator_losses = [float(model.generator_step(fixed_batch)["g_loss"]) for _ in range(25)]
+    assert generator_losses[-1] < generator_losses[0], generator_losses
+
+
+def test_wgan_gp_penalty_by_hand():
+    # A linear critic f(x) = sum(w * x) has gradient w everywhere: the penalty is (||w|| - 1)^2
+    # for every sample, whatever the interpolation weight.
+    critic = nn.Sequential(nn.Flatten(), nn.Linear(4, 1, bias=False))
+    with torch.no_grad():
+        critic[1].weight.copy_(torch.tensor([[3.0, 0.0, 4.0, 0.0]]))  # ||w|| = 5
+    real, fake = torch.rand(6, 1, 2, 2), torch.rand(6, 1, 2, 2)
+    assert gradient_penalty(critic, real, fake).item() == pytest.approx(16.0)
+
+
+def test_wgan_gp_penalty_uses_one_weight_per_sample_and_the_whole_sample_norm():
+    # f(x) = 0.5 * ||x||^2 has gradient x_hat, so the penalty is mean((||x_hat|| - 1)^2),
+    # with x_hat = eps * real + (1 - eps) * fake and one eps per sample.
+    class HalfSquaredNorm(nn.Module):
+        def forward(self, x):
+            return 0.5 * x.flatten(1).square().sum(dim=1)
+
+    real = torch.stack([torch.full((1, 2, 2), 1.0), torch.full((1, 2, 2), 2.0)])
+    fake = torch.zeros_like(real)
+    torch.manual_seed(5)
+    eps = torch.rand(2, 1, 1, 1)
+    torch.manual_seed(5)
+    penalty = gradient_penalty(HalfSquaredNorm(), real, fake)
+    mixed = eps * real  # fake is zero
+    expected = (mixed.flatten(1).norm(dim=1) - 1).square().mean()  # norms over all 4 pixels
+    assert penalty.item() == pytest.approx(expected.item())
+
+
+def test_adversarial_losses_on_known_scores():
+    zero = torch.zeros(4)
+    assert discriminator_loss("dcgan", zero, zero).item() == pytest.approx(2 * torch.log(torch.tensor(2.0)).item())
+    assert generator_loss("dcgan", zero).item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
+    assert discriminator_loss("lsgan", torch.ones(4), zero).item() == 0
+    assert discriminator_loss("wgan", torch.full((4,), 3.0), torch.ones(4)).item() == -2
+    assert discriminator_loss("hinge", torch.full((4,), 2.0), torch.full((4,), -2.0)).item() == 0
+    assert discriminator_loss("hinge", zero, zero).item() == 2
+    smoothed = discriminator_loss("dcgan", torch.full((4,), 10.0), torch.full((4,), -10.0), real_label=0.9)
+    assert smoothed.item() > 0.9  # one-sided smoothing: a confident D pays for certainty on reals
+
+
+def test_wgan_clips_the_critic(fixed_batch):
+    model = _gan(variant="wgan", clip=0.02)
+    model.train_step(fixed_batch)
+    assert max(p.abs().max().item() for p in model.critic.parameters()) <= 0.02 + 1e-7
+
+
+def test_n_critic_steps_per_generator_step(fixed_batch):
+    model = _gan(variant="wgan-gp")
+    reported = [set(model.train_step(fixed_batch)) for _ in range(10)]
+    assert [("g_loss" in keys) for keys in reported] == [False] * 4 + [True] + [False] * 4 + [True]
+    assert all("gp" in keys for keys in reported)
+
+
+def test_conditional_needs_labels():
+    with pytest.raises(ValueError, match="model.conditional: needs labelled data"):
+        models.build("gan", {"conditional": True}, DataInfo((1, 28, 28), None), 1e-3)
+
+
+def test_conditional_samples_follow_their_labels(fixed_batch):
+    model = _gan(conditional=True)
+    grids = model.log_images(fixed_batch)
+    assert grids["by_class"].shape[1:] == (10 * 28 + 11 * 2, 10 * 28 + 11 * 2)

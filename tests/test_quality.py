@@ -1,0 +1,110 @@
+"""Sample-quality metrics: formulas on known inputs, and sanity on real digits made worse."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision.transforms.functional as TF
+
+from models.metrics import classifier_score, frechet_distance, kernel_inception_distance, precision_recall
+from runner.data import DigitsData, MnistData, load
+from runner.quality import QualityError, QualityMeter, check_inception_weights, load_feature_net
+
+
+def test_frechet_distance_of_known_gaussians():
+    torch.manual_seed(0)
+    a = torch.randn(20000, 3)
+    b = torch.randn(20000, 3) * 2 + torch.tensor([1.0, 0.0, 0.0])
+    # Closed form for N(0, I) vs N(m, 4I): |m|^2 + 3 * (1 + 4 - 2 * 2) = 1 + 3 = 4
+    assert frechet_distance(a, b).item() == pytest.approx(4.0, rel=0.05)
+    assert frechet_distance(a, a).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_kid_is_unbiased_near_zero_for_one_distribution():
+    torch.manual_seed(0)
+    same = kernel_inception_distance(torch.randn(1000, 8), torch.randn(1000, 8)).item()
+    shifted = kernel_inception_distance(torch.randn(1000, 8), torch.randn(1000, 8) + 0.5).item()
+    assert abs(same) < 0.01 < shifted
+
+
+def test_precision_recall_of_a_collapsed_generator():
+    torch.manual_seed(0)
+    real = torch.randn(500, 2)
+    collapsed = real[:50].repeat(10, 1) + 0.001 * torch.randn(500, 2)  # a tenth of the modes
+    precision, recall = precision_recall(real, collapsed)
+    assert precision.item() > 0.95 and recall.item() < 0.5
+
+
+def test_classifier_score_bounds():
+    confident_balanced = torch.eye(10).repeat(5, 1)
+    assert classifier_score(confident_balanced).item() == pytest.approx(10.0, rel=1e-6)
+    assert classifier_score(torch.full((50, 10), 0.1)).item() == pytest.approx(1.0)
+    assert classifier_score(torch.eye(10)[[3] * 50]).item() == pytest.approx(1.0)  # one class only
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load("digits", DigitsData(train_size=6000, val_size=1000, seed=0))
+
+
+@pytest.fixture(scope="module")
+def meter(digits):
+    return QualityMeter(digits, samples=1000, device=torch.device("cpu"))
+
+
+def test_held_out_real_images_score_near_the_best(meter, digits):
+    real = digits.train_images[:1000].float() / 255  # other real digits than the val reference
+    scores = meter.measure_images(real)
+    assert scores["fd"] < 5 and abs(scores["kid"]) < 0.01
+    assert scores["precision"] > 0.7 and scores["recall"] > 0.7
+    assert scores["class_score"] > 8.5  # a confident, balanced classifier on real digits
+
+
+@pytest.mark.parametrize("damage", ["noise", "blur"])
+def test_scores_worsen_steadily_with_damage(meter, digits, damage):
+    real = digits.train_images[:1000].float() / 255
+    torch.manual_seed(0)
+    if damage == "noise":
+        versions = [(real + s * torch.randn_like(real)).clamp(0, 1) for s in (0.0, 0.1, 0.2, 0.4)]
+    else:
+        versions = [real] + [TF.gaussian_blur(real, 9, s) for s in (0.8, 1.4, 2.5)]
+    scores = [meter.measure_images(images) for images in versions]
+    fd = [s["fd"] for s in scores]
+    kid = [s["kid"] for s in scores]
+    assert fd == sorted(fd) and fd[-1] > 10 * max(fd[0], 1.0), fd
+    assert kid == sorted(kid), kid
+    assert scores[-1]["precision"] < scores[0]["precision"]
+    assert scores[-1]["class_score"] < scores[0]["class_score"]
+
+
+def test_feature_network_is_cached_and_deterministic(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENSWEEP_CACHE", str(tmp_path))
+    data = load("digits", DigitsData(train_size=300, val_size=50, seed=4))
+    first = load_feature_net(data)
+    assert len(list(tmp_path.glob("feature-net-*.pt"))) == 1
+    for path in tmp_path.glob("feature-net-*.pt"):
+        path.unlink()
+    retrained = load_feature_net(data)
+    for a, b in zip(first.state_dict().values(), retrained.state_dict().values()):
+        assert torch.equal(a, b)  # same data, same seed, same weights
+
+
+def test_real_mnist_digits_score_well_against_each_other(mnist_dir):
+    mnist = load("mnist", MnistData(path=str(mnist_dir)))
+    meter = QualityMeter(mnist, samples=1000, device=torch.device("cpu"))
+    scores = meter.measure_images(mnist.train_images[:1000].float() / 255)
+    assert scores["fd"] < 5 and scores["class_score"] > 8
+
+
+def test_unlabelled_data_has_no_quality_metrics(tmp_path):
+    from runner.data import ImageData
+
+    unlabelled = ImageData(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), None, torch.zeros(2, 1, 8, 8, dtype=torch.uint8), None, None)
+    with pytest.raises(QualityError, match="quality metrics need labelled data"):
+        load_feature_net(unlabelled)
+
+
+def test_inception_fid_says_where_the_weights_belong(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(QualityError, match=r"quality.fid: the Inception weights are not at .*pt_inception-2015-12-05"):
+        check_inception_weights()
