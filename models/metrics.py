@@ -39,7 +39,7 @@ def kernel_inception_distance(real: Tensor, fake: Tensor) -> Tensor:
     """Unbiased MMD^2 with the cubic polynomial kernel (x.y / d + 1)^3 (Binkowski et al. 2018)."""
     real, fake = real.double(), fake.double()
     dim = real.shape[1]
-    kernel = lambda a, b: (a @ b.T / dim + 1) ** 3  # noqa: E731
+    kernel = lambda a, b: (a @ b.T / dim + 1) ** 3
     k_rr, k_ff, k_rf = kernel(real, real), kernel(fake, fake), kernel(real, fake)
     m, n = len(real), len(fake)
     within_real = (k_rr.sum() - k_rr.diagonal().sum()) / (m * (m - 1))

@@ -45,7 +45,7 @@ def test_domains_match_the_dimensions(tiny_document):
 
 def test_asha_runs_to_the_last_epoch(tiny_document):
     tiny_document["train"]["epochs"] = 9
-    scheduler = _scheduler(_spec(tiny_document, {}, scheduler="asha", grace_period=2))
+    scheduler = _scheduler(_spec(tiny_document, {}, scheduler="asha", grace_period=2), {})
     assert scheduler._max_t == 9 and scheduler._reduction_factor == 3.0
     assert scheduler._brackets[0]._rungs[-1][0] == 2  # the first rung: the grace period
 
@@ -67,3 +67,18 @@ def test_trial_directories_are_named_by_their_values():
             self.trial_id = "ab12cd34"
 
     assert trial_dirname(FakeTrial()) == "latent_dim=2_lr=0.0001235_ab12cd34"
+
+
+def test_pbt_mutates_the_search_space_without_optuna(tiny_document):
+    spec = _spec(tiny_document, {"train.lr": {"loguniform": [1e-4, 1e-2]}}, scheduler="pbt", perturbation_interval=3)
+    space = {"train.lr": _domain(spec.search["train.lr"])}
+    scheduler = _scheduler(spec, space)
+    assert _search_algorithm(spec) is None and spec.sampler == "pbt"
+    assert scheduler._perturbation_interval == 3 and set(scheduler._hyperparam_mutations) == {"train.lr"}
+
+
+def test_multi_objective_goes_to_optuna(tiny_document):
+    spec = _spec(tiny_document, {"model.beta": {"uniform": [0.5, 2.0]}}, metric=["val/recon", "val/kl"], mode=["min", "max"], sampler="nsga2")
+    algorithm = _search_algorithm(spec)
+    assert isinstance(algorithm._sampler, optuna.samplers.NSGAIISampler)
+    assert algorithm._metric == ["val/recon", "val/kl"] and algorithm._mode == ["min", "max"]
