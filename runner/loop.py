@@ -128,6 +128,7 @@ def training_state(end: EpochEnd) -> dict:
         "global_step": end.global_step,
         "generator": end.generator.get_state(),  # the shuffling order
         "torch_rng": torch.get_rng_state(),  # the models' noise (reparameterization, dropout)
+        "metrics": dict(end.metrics),  # what this state scored: a trial restored from it reports them
     }
     if end.model.device.type == "cuda":
         state["cuda_rng"] = torch.cuda.get_rng_state(end.model.device)

@@ -48,6 +48,10 @@ def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dic
 
     # A resumed trial drops the events its crashed run wrote after the checkpoint's step.
     logger = TrialLogger(trial_dir, purge_step=resume_state["global_step"] + 1 if resume_state else None)
+    if resume_state is not None:
+        # Restored from a checkpoint: its own (a retry, a resume) or, under PBT, a stronger
+        # trial's. Either way the record now stands where that checkpoint stood.
+        record.update(epoch=resume_state["epoch"], metrics=resume_state.get("metrics", {}))
     if resume_state is None:
         logger.hparams(
             {path: sampled[path] for path in sorted(sampled)},
@@ -72,6 +76,9 @@ def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dic
         record.update(status="error", error=one_line(error))
         logger.finish(succeeded=False)
         raise
+    if record.fields["status"] != "finished":  # restored at its last epoch: nothing left to train
+        record.update(status="finished")
+        logger.finish(succeeded=True)
 
 
 class TrialRecord:
