@@ -38,11 +38,11 @@ from torchvision import transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import models  # noqa: E402
-from runner import loop  # noqa: E402
-from runner.data import DigitsData, load  # noqa: E402
-from runner.quality import QualityMeter  # noqa: E402
-from runner.spec import parse_document  # noqa: E402
+import models
+from runner import loop
+from runner.data import DigitsData, load
+from runner.quality import QualityMeter
+from runner.spec import parse_document
 
 VAE_LATENT = 20
 
@@ -183,11 +183,12 @@ def main() -> None:
         times = {"plain": [], "gensweep": []}
         losses = {"plain": [], "gensweep": []}
         for repeat in range(args.repeats):
-            for loop_name, run in (("plain", lambda: PLAIN[name](images, labels, repeat)),
-                                   ("gensweep", lambda: gensweep_epoch(name, data, args.images, repeat))):
-                start = time.perf_counter()
-                losses[loop_name].append(run())
-                times[loop_name].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            losses["plain"].append(PLAIN[name](images, labels, repeat))
+            times["plain"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            losses["gensweep"].append(gensweep_epoch(name, data, args.images, repeat))
+            times["gensweep"].append(time.perf_counter() - start)
         rates = {k: args.images / statistics.median(v) for k, v in times.items()}
         for loop_name in ("plain", "gensweep"):
             print(f"| {name} | {loop_name} | {rates[loop_name]:,.0f} | {statistics.median(times[loop_name]):.2f} | {statistics.median(losses[loop_name]):.3f} |")

@@ -70,8 +70,12 @@ class Autoencoder(GenerativeModel):
         """Encoder output -> (code to decode, code's mean, per-image extra loss terms)."""
         return code, code, {}
 
+    def reconstruction(self, logits: Tensor, images: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Per-image reconstruction loss (B,) and the terms to report, from pixel logits."""
+        return losses.reconstruction_mix(logits, images, self.config.loss)
+
     def objective(self, reconstruction: Tensor, extras: dict[str, Tensor]) -> Tensor:
-        """Per-image loss (B,) from the reconstruction mix and the extra terms."""
+        """Per-image loss (B,) from the reconstruction loss and the extra terms."""
         return reconstruction
 
     # -- shared mechanics ------------------------------------------------------------------
@@ -82,7 +86,7 @@ class Autoencoder(GenerativeModel):
         z, mean, extras = self.latent(code.float())
         with self.autocast():
             logits = self.decoder(z)
-        reconstruction, terms = losses.reconstruction_mix(logits, batch.images, self.config.loss)
+        reconstruction, terms = self.reconstruction(logits, batch.images)
         return {"loss": self.objective(reconstruction, extras), **terms, **extras, "_codes": mean}
 
     def train_step(self, batch: Batch) -> dict[str, Tensor]:

@@ -10,7 +10,6 @@ from torch import Tensor
 
 from models import losses, nets
 from models.autoencoders import AEConfig, Autoencoder, LossMix
-from models.base import Batch
 from models.config import config
 from models.registry import register
 
@@ -55,16 +54,14 @@ class VAE(Autoencoder):
         z = losses.reparameterize(mean, log_variance)
         return z, mean, {"kl": losses.gaussian_kl_to_standard_normal(mean, log_variance)}
 
-    def per_image(self, batch: Batch) -> dict[str, Tensor]:
-        with self.autocast():
-            code = self.encoder(batch.images)
-        z, mean, extras = self.latent(code.float())
-        with self.autocast():
-            logits = self.decoder(z)
+    def reconstruction(self, logits: Tensor, images: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        # The likelihood term, plus any extra weighted terms of the mix (reported one by one).
         if self.config.recon == "bce":
-            recon = losses.bernoulli_nll(logits, batch.images)
+            recon = losses.bernoulli_nll(logits, images)
         else:
-            recon = losses.squared_error(torch.sigmoid(logits.float()), batch.images)
-        extra, terms = losses.reconstruction_mix(logits, batch.images, self.config.loss)
-        loss = recon + self.beta * extras["kl"] + (extra if self.config.loss else 0)
-        return {"loss": loss, "recon": recon, "kl": extras["kl"], **terms, "_codes": mean}
+            recon = losses.squared_error(torch.sigmoid(logits.float()), images)
+        extra, terms = losses.reconstruction_mix(logits, images, self.config.loss)
+        return recon + extra, {"recon": recon, **terms}
+
+    def objective(self, reconstruction: Tensor, extras: dict[str, Tensor]) -> Tensor:
+        return reconstruction + self.beta * extras["kl"]
