@@ -1,1 +1,1 @@
-"""Frame registration for fixed-camera sequences (methods and the Ray Data pipeline): to come."""
+"""Registration of frames from a fixed, vibrating camera: methods (numpy, no Ray) and the pipeline."""
