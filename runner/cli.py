@@ -23,10 +23,11 @@ class UserError(click.ClickException):
 
 
 def _user_errors():
+    from alignment.pipeline import AlignError
     from models.config import ConfigError
     from runner.errors import GensweepError
 
-    return (GensweepError, ConfigError)
+    return (GensweepError, ConfigError, AlignError)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -137,6 +138,96 @@ def list_models() -> None:
         for field_name, kind, default, description in describe_fields(entry.config_class):
             click.echo(f"    {field_name:<14} {kind:<24} {default:<10} {description}")
         click.echo()
+
+
+class _AlignGroup(click.Group):
+    """`gensweep align IN OUT` aligns; `gensweep align synth|eval ...` are its helpers."""
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().resolve_command(ctx, args)
+
+    def format_usage(self, ctx, formatter):
+        formatter.write_usage("gensweep align", "INPUT_DIR OUTPUT_DIR [OPTIONS]  |  synth ...  |  eval ...")
+
+
+@main.group(cls=_AlignGroup)
+def align() -> None:
+    """Register frames from a fixed, vibrating camera to one reference (Ray Data, all cores).
+
+    \b
+      gensweep align INPUT_DIR OUTPUT_DIR --method ecc|fft|features
+      gensweep align synth OUT_DIR        a jittered sequence with known motion (truth.csv)
+      gensweep align eval TRANSFORMS_CSV TRUTH_CSV
+    """
+
+
+@align.command("run")
+@click.argument("input_dir", type=click.Path(file_okay=False))
+@click.argument("output_dir", type=click.Path(file_okay=False))
+@click.option("--method", type=click.Choice(["ecc", "fft", "features"]), default="ecc", show_default=True)
+@click.option("--motion", help="ecc: translation|euclidean|affine|homography (euclidean); features: homography|affine|partial (partial); fft: translation.")
+@click.option("--detector", type=click.Choice(["orb", "sift", "akaze"]), default="orb", show_default=True, help="features only.")
+@click.option("--reference", default="first", show_default=True, help="first, median (of a sample of frames), or an image file.")
+@click.option("--mask", "mask_path", type=click.Path(dir_okay=False), help="Image whose black pixels are ignored (a timestamp, moving trees).")
+@click.option("--on-fail", type=click.Choice(["copy", "skip", "identity"]), default="copy", show_default=True, help="A frame that cannot be aligned is copied as it is, left out, or written unwarped.")
+@click.option("--overwrite", is_flag=True, help="Redo frames already listed in OUTPUT_DIR/transforms.csv.")
+@click.option("--address", help="Join a running Ray cluster: 'auto' or HOST:PORT.")
+def align_run(input_dir, output_dir, method, motion, detector, reference, mask_path, on_fail, overwrite, address) -> None:
+    """Align every frame of INPUT_DIR to the reference; write OUTPUT_DIR/<same names> and transforms.csv."""
+    from alignment.pipeline import AlignSettings, align_directory
+
+    settings = AlignSettings(method=method, motion=motion, detector=detector, on_fail=on_fail)
+    try:
+        summary = align_directory(
+            Path(input_dir).resolve(), Path(output_dir).resolve(), settings, reference,
+            Path(mask_path).resolve() if mask_path else None, overwrite, address, say=click.echo,
+        )
+    except _user_errors() as error:
+        raise UserError(str(error)) from None
+    click.echo(
+        f"aligned {summary.aligned}, failed {summary.failed}, skipped (done before) {summary.skipped} of {summary.total}; "
+        f"median score {summary.median_score:.4g}; {summary.frames_per_second:.1f} frames/s"
+    )
+    for failure in summary.failures:
+        click.echo(f"  failed: {failure}")
+    click.echo(f"transforms: {Path(output_dir) / 'transforms.csv'}")
+
+
+@align.command("synth")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--frames", default=50, show_default=True)
+@click.option("--size", default=256, show_default=True)
+@click.option("--motion", type=click.Choice(["translation", "euclidean", "similarity"]), default="euclidean", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--max-shift", default=6.0, show_default=True, help="pixels")
+@click.option("--max-rotation", default=1.0, show_default=True, help="degrees")
+def align_synth(out_dir, frames, size, motion, seed, max_shift, max_rotation) -> None:
+    """Write a jittered frame sequence with known motion, and its truth.csv."""
+    from alignment.synthetic import make_sequence
+
+    truth = make_sequence(Path(out_dir), frames, size, motion, seed, max_shift, max_rotation)
+    click.echo(f"{frames} frames of {size}x{size} ({motion}) in {out_dir}; truth: {truth}")
+
+
+@align.command("eval")
+@click.argument("transforms_csv", type=click.Path(dir_okay=False, exists=True))
+@click.argument("truth_csv", type=click.Path(dir_okay=False, exists=True))
+def align_eval(transforms_csv, truth_csv) -> None:
+    """Corner error of TRANSFORMS_CSV against TRUTH_CSV, per method: median, 95th percentile, failures."""
+    import cv2
+
+    from alignment.records import accuracy, read_records
+
+    truth = read_records(Path(truth_csv))
+    sample = cv2.imread(str(Path(truth_csv).parent / next(iter(truth))), cv2.IMREAD_UNCHANGED)
+    if sample is None:
+        raise UserError(f"{truth_csv}: cannot read {next(iter(truth))} beside it to learn the frame size")
+    height, width = sample.shape[:2]
+    click.echo(f"{'method':<10} {'frames':>6} {'failed':>6} {'median px':>10} {'p95 px':>8}")
+    for row in accuracy(read_records(Path(transforms_csv)), truth, width, height):
+        click.echo(f"{row.method:<10} {row.frames:>6} {row.failed:>6} {row.median:>10.4f} {row.p95:>8.4f}")
 
 
 def _relative(path: Path) -> str:

@@ -35,6 +35,10 @@ def inception_weights_path() -> Path:
 
 
 def check_inception_weights() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("torch_fidelity") is None:
+        raise QualityError("quality.fid: needs the torch-fidelity package (pip install torch-fidelity) and local Inception weights")
     path = inception_weights_path()
     if not path.exists():
         raise QualityError(

@@ -6,11 +6,11 @@ import copy
 
 import pytest
 import torch
+from tbreader import hparams_of, read_events
 
 from runner import loop
 from runner.spec import parse_document
 from runner.tblog import TrialLogger
-from tests.tb import hparams_of, read_events
 
 
 def test_train_logs_scalars_images_and_hparams(tmp_path, tiny_document):

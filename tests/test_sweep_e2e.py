@@ -10,8 +10,7 @@ from pathlib import Path
 import cv2
 import pytest
 import yaml
-
-from tests.tb import hparams_of, read_events
+from tbreader import hparams_of, read_events
 
 GENSWEEP = str(Path(sys.executable).parent / "gensweep")
 pytestmark = pytest.mark.slow

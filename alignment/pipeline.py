@@ -1,0 +1,233 @@
+"""`gensweep align`: every frame of a directory registered to one reference, in parallel with Ray Data.
+
+The only module here that knows Ray. Frames are listed by name, the reference is chosen once,
+and Ray Data spreads batches of file names over one actor per core (each holds the reference
+and its keypoints); an actor reads, estimates, warps and writes its frames itself, so only file
+names and matrices travel. transforms.csv is rewritten as results arrive, so an interrupted run
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from alignment import methods
+from alignment.records import FrameRecord, read_records, write_records
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+TRANSFORMS_FILE = "transforms.csv"
+DEFAULT_MOTION = {"ecc": "euclidean", "features": "partial", "fft": "translation"}
+MEDIAN_SAMPLE = 31  # frames whose pixel-wise median is the `median` reference
+SAVE_EVERY_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class AlignSettings:
+    method: str = "ecc"
+    motion: str | None = None  # None: the method's usual model (DEFAULT_MOTION)
+    detector: str = "orb"  # features: orb | sift | akaze
+    levels: int = 3  # ecc: pyramid levels
+    upsample: int = 20  # fft: sub-pixel factor
+    on_fail: str = "copy"  # copy | skip | identity
+    batch_size: int = 16
+
+    @property
+    def motion_model(self) -> str:
+        return self.motion or DEFAULT_MOTION[self.method]
+
+
+@dataclass
+class AlignSummary:
+    total: int
+    skipped: int  # already done in an earlier run
+    aligned: int
+    failed: int
+    median_score: float
+    seconds: float
+    failures: list[str] = field(default_factory=list)  # "name: reason", the first few
+
+    @property
+    def frames_per_second(self) -> float:
+        return (self.aligned + self.failed) / self.seconds if self.seconds else 0.0
+
+
+class AlignError(ValueError):
+    """The alignment cannot start (no frames, a bad reference); one-line message."""
+
+
+def list_frames(input_dir: Path) -> list[Path]:
+    if not input_dir.is_dir():
+        raise AlignError(f"{input_dir}: no such directory")
+    frames = sorted(p for p in input_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not frames:
+        raise AlignError(f"{input_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    return frames
+
+
+def read_frame(path: Path) -> np.ndarray | None:
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+def choose_reference(frames: list[Path], how: str) -> np.ndarray:
+    """first | median (pixel-wise median of a spread sample: robust to a shaken first frame) | a file."""
+    if how == "first":
+        candidates = frames[:1]
+    elif how == "median":
+        picks = np.linspace(0, len(frames) - 1, min(MEDIAN_SAMPLE, len(frames))).round().astype(int)
+        candidates = [frames[i] for i in sorted(set(picks))]
+    else:
+        candidates = [Path(how)]
+    images = [image for image in (read_frame(p) for p in candidates) if image is not None]
+    if not images:
+        raise AlignError(f"reference {how}: no readable image among {', '.join(p.name for p in candidates[:3])}")
+    if len(images) == 1:
+        return images[0]
+    shape = images[0].shape
+    images = [image for image in images if image.shape == shape]
+    return np.median(np.stack(images), axis=0).astype(images[0].dtype)
+
+
+def estimate(frame: np.ndarray, reference: np.ndarray, settings: AlignSettings, mask=None, reference_features=None) -> methods.Alignment:
+    if settings.method == "ecc":
+        return methods.align_ecc(frame, reference, settings.motion_model, levels=settings.levels, mask=mask)
+    if settings.method == "fft":
+        if settings.motion_model != "translation":
+            raise AlignError(f"--motion {settings.motion_model}: fft estimates translation only")
+        return methods.align_fft(frame, reference, upsample=settings.upsample, mask=mask)
+    return methods.align_features(
+        frame, reference, settings.detector, settings.motion_model, mask=mask, reference_features=reference_features
+    )
+
+
+class FrameAligner:
+    """A Ray Data actor: holds the reference (and its keypoints), aligns batches of frame paths."""
+
+    def __init__(self, reference: np.ndarray, output_dir: str, settings: AlignSettings, mask: np.ndarray | None):
+        cv2.setNumThreads(1)  # one actor per core: OpenCV's own threads would fight over them
+        self.reference, self.output_dir, self.settings, self.mask = reference, Path(output_dir), settings, mask
+        self.reference_features = None
+        if settings.method == "features":
+            self.reference_features = methods.describe(reference, settings.detector, mask)
+
+    def __call__(self, batch: dict) -> dict:
+        rows = [self.align_one(Path(str(path))) for path in batch["path"]]
+        return {key: np.array([row[key] for row in rows]) for key in ("frame", "ok", "score", "reason", "matrix")}
+
+    def align_one(self, path: Path) -> dict:
+        frame = read_frame(path)
+        if frame is None:
+            result = methods.Alignment.failed("unreadable or corrupt image")
+        else:
+            try:
+                result = estimate(frame, self.reference, self.settings, self.mask, self.reference_features)
+            except Exception as error:  # noqa: BLE001 - one bad frame must not stop 90,000
+                result = methods.Alignment.failed(f"{type(error).__name__}: {error}")
+        self.write(path, frame, result)
+        return {"frame": path.name, "ok": result.ok, "score": result.score, "reason": result.reason,
+                "matrix": result.matrix.flatten()}
+
+    def write(self, path: Path, frame: np.ndarray | None, result: methods.Alignment) -> None:
+        target = self.output_dir / path.name
+        if result.ok:
+            height, width = self.reference.shape[:2]
+            _write_image(target, methods.warp(frame, result.matrix, (width, height)))
+        elif self.settings.on_fail == "copy":
+            temporary = target.with_name(f".{target.name}.tmp")
+            shutil.copyfile(path, temporary)
+            temporary.replace(target)
+        elif self.settings.on_fail == "identity" and frame is not None:
+            _write_image(target, frame)
+
+
+def _write_image(target: Path, image: np.ndarray) -> None:
+    ok, encoded = cv2.imencode(target.suffix, image)
+    if not ok:
+        raise OSError(f"{target.name}: OpenCV cannot encode this image as {target.suffix}")
+    temporary = target.with_name(f".{target.name}.tmp")  # a frame is written whole or not at all
+    temporary.write_bytes(encoded.tobytes())
+    temporary.replace(target)
+
+
+def align_directory(
+    input_dir: Path,
+    output_dir: Path,
+    settings: AlignSettings,
+    reference: str = "first",
+    mask_path: Path | None = None,
+    overwrite: bool = False,
+    address: str | None = None,
+    say=print,
+) -> AlignSummary:
+    import ray
+
+    started = time.perf_counter()
+    frames = list_frames(input_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    transforms = output_dir / TRANSFORMS_FILE
+    done = {} if overwrite or not transforms.exists() else read_records(transforms)
+    done = {name: record for name, record in done.items() if record.method == settings.method}
+    todo = [p for p in frames if p.name not in done]
+    reference_image = choose_reference(frames, reference)
+    mask = _read_mask(mask_path, reference_image.shape[:2]) if mask_path else None
+    say(f"align: {len(frames)} frames, {len(done)} already done, {len(todo)} to align with "
+        f"{settings.method} ({settings.motion_model}), reference {reference}")
+
+    records = dict(done)
+    started_ray = False
+    if todo:
+        if not ray.is_initialized():
+            ray.init(address=address, num_cpus=None if address else os.cpu_count(), include_dashboard=False, logging_level="ERROR")
+            started_ray = True
+        try:
+            workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            # Enough blocks that every actor has work, and no fewer than one per batch.
+            blocks = min(len(todo), max(4 * workers, len(todo) // settings.batch_size))
+            batch_size = max(1, min(settings.batch_size, len(todo) // workers))
+            dataset = ray.data.from_items([{"path": str(p)} for p in todo], override_num_blocks=blocks)
+            aligned = dataset.map_batches(
+                FrameAligner,
+                fn_constructor_kwargs={"reference": reference_image, "output_dir": str(output_dir), "settings": settings, "mask": mask},
+                batch_size=batch_size,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=min(workers, len(todo))),
+                num_cpus=1,
+            )
+            last_save = time.monotonic()
+            for batch in aligned.iter_batches(batch_size=batch_size, batch_format="numpy"):
+                for index in range(len(batch["frame"])):
+                    name = str(batch["frame"][index])
+                    records[name] = FrameRecord(name, bool(batch["ok"][index]), settings.method, float(batch["score"][index]),
+                                                str(batch["reason"][index]), np.asarray(batch["matrix"][index], float).reshape(3, 3))
+                if time.monotonic() - last_save > SAVE_EVERY_SECONDS:  # resumable if interrupted
+                    write_records(transforms, list(records.values()))
+                    last_save = time.monotonic()
+        finally:
+            write_records(transforms, list(records.values()))
+            if started_ray:
+                ray.shutdown()
+    new = [records[p.name] for p in todo if p.name in records]
+    scores = [r.score for r in new if r.ok]
+    return AlignSummary(
+        total=len(frames),
+        skipped=len(done),
+        aligned=sum(r.ok for r in new),
+        failed=sum(not r.ok for r in new),
+        median_score=statistics.median(scores) if scores else float("nan"),
+        seconds=time.perf_counter() - started,
+        failures=[f"{r.frame}: {r.reason}" for r in new if not r.ok][:10],
+    )
+
+
+def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise AlignError(f"--mask {path}: not a readable image")
+    return cv2.resize((mask > 0).astype(np.uint8) * 255, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
