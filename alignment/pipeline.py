@@ -136,6 +136,8 @@ class FrameAligner:
 
     def write(self, path: Path, frame: np.ndarray | None, result: methods.Alignment) -> None:
         target = self.output_dir / path.name
+        if frame is None:
+            return  # an unreadable file is listed as failed, never copied into a data set
         if result.ok:
             height, width = self.reference.shape[:2]
             _write_image(target, methods.warp(frame, result.matrix, (width, height)))
@@ -143,7 +145,7 @@ class FrameAligner:
             temporary = target.with_name(f".{target.name}.tmp")
             shutil.copyfile(path, temporary)
             temporary.replace(target)
-        elif self.settings.on_fail == "identity" and frame is not None:
+        elif self.settings.on_fail == "identity":
             _write_image(target, frame)
 
 
