@@ -64,7 +64,7 @@ def test_features_are_within_half_a_pixel(euclidean_sequence, detector):
 
 
 def test_the_matrix_maps_frame_pixels_to_reference_pixels(translation_sequence):
-    directory, truth = translation_sequence
+    directory, _ = translation_sequence
     reference = cv2.imread(str(directory / "frame_0000.png"), 0).astype(np.float32)
     frame = cv2.imread(str(directory / "frame_0005.png"), 0)
     result = methods.align_ecc(frame, reference, "translation")
