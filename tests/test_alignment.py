@@ -157,3 +157,46 @@ def test_align_command_and_eval(ray_runtime, tmp_path):
     assert float(line.split()[3]) < 0.2
     missing = runner.invoke(main, ["align", str(tmp_path / "nowhere"), str(tmp_path / "o2")])
     assert missing.exit_code == 2 and "no such directory" in missing.stderr
+
+
+@pytest.mark.parametrize("on_fail, written", [("copy", "same bytes"), ("identity", "re-encoded"), ("skip", None)])
+def test_what_happens_to_a_frame_that_fails(tmp_path, translation_sequence, on_fail, written):
+    from alignment.pipeline import FrameAligner
+
+    directory, _ = translation_sequence
+    reference = cv2.imread(str(directory / "frame_0000.png"), cv2.IMREAD_UNCHANGED)
+    blank = tmp_path / "blank.jpg"
+    cv2.imwrite(str(blank), np.full((256, 256), 77, np.uint8))
+    out = tmp_path / "out"
+    out.mkdir()
+    row = FrameAligner(reference, str(out), AlignSettings(method="ecc", on_fail=on_fail), None).align_one(blank)
+    assert not row["ok"] and row["reason"].startswith("blank frame")
+    target = out / "blank.jpg"
+    if written is None:
+        assert not target.exists()
+    elif written == "same bytes":
+        assert target.read_bytes() == blank.read_bytes()
+    else:
+        assert cv2.imread(str(target), 0).shape == (256, 256)
+
+
+def test_median_reference_resists_a_shaken_first_frame(translation_sequence, tmp_path):
+    from alignment.pipeline import choose_reference, list_frames
+
+    directory, _ = translation_sequence
+    frames = list_frames(directory)
+    first = choose_reference(frames, "first")
+    median = choose_reference(frames, "median")
+    assert median.shape == first.shape and median.dtype == first.dtype
+    assert not np.array_equal(median, first)
+    chosen = choose_reference(frames, str(frames[3]))
+    assert np.array_equal(chosen, cv2.imread(str(frames[3]), cv2.IMREAD_UNCHANGED))
+
+
+@pytest.mark.slow
+def test_overwrite_redoes_every_frame(ray_runtime, tmp_path):
+    make_sequence(tmp_path / "f", frames=4, size=64, motion="translation", seed=5, max_shift=2)
+    settings = AlignSettings(method="fft")
+    align_directory(tmp_path / "f", tmp_path / "o", settings, say=lambda _: None)
+    redone = align_directory(tmp_path / "f", tmp_path / "o", settings, overwrite=True, say=lambda _: None)
+    assert (redone.skipped, redone.aligned) == (0, 4)
