@@ -99,9 +99,10 @@ def estimate(frame: np.ndarray, reference: np.ndarray, settings: AlignSettings, 
     if settings.method == "ecc":
         return methods.align_ecc(frame, reference, settings.motion_model, levels=settings.levels, mask=mask)
     if settings.method == "fft":
-        if settings.motion_model != "translation":
-            raise AlignError(f"--motion {settings.motion_model}: fft estimates translation only")
-        return methods.align_fft(frame, reference, upsample=settings.upsample, mask=mask)
+        if settings.motion_model not in ("translation", "similarity"):
+            raise AlignError(f"--motion {settings.motion_model}: fft estimates translation, or similarity (log-polar)")
+        log_polar = settings.motion_model == "similarity"
+        return methods.align_fft(frame, reference, upsample=settings.upsample, mask=mask, log_polar=log_polar)
     return methods.align_features(
         frame, reference, settings.detector, settings.motion_model, mask=mask, reference_features=reference_features
     )

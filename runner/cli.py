@@ -167,7 +167,7 @@ def align() -> None:
 @click.argument("input_dir", type=click.Path(file_okay=False))
 @click.argument("output_dir", type=click.Path(file_okay=False))
 @click.option("--method", type=click.Choice(["ecc", "fft", "features"]), default="ecc", show_default=True)
-@click.option("--motion", help="ecc: translation|euclidean|affine|homography (euclidean); features: homography|affine|partial (partial); fft: translation.")
+@click.option("--motion", help="ecc: translation|euclidean|affine|homography (euclidean); features: homography|affine|partial (partial); fft: translation, or similarity (log-polar).")
 @click.option("--detector", type=click.Choice(["orb", "sift", "akaze"]), default="orb", show_default=True, help="features only.")
 @click.option("--reference", default="first", show_default=True, help="first, median (of a sample of frames), or an image file.")
 @click.option("--mask", "mask_path", type=click.Path(dir_okay=False), help="Image whose black pixels are ignored (a timestamp, moving trees).")

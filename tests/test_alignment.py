@@ -200,3 +200,10 @@ def test_overwrite_redoes_every_frame(ray_runtime, tmp_path):
     align_directory(tmp_path / "f", tmp_path / "o", settings, say=lambda _: None)
     redone = align_directory(tmp_path / "f", tmp_path / "o", settings, overwrite=True, say=lambda _: None)
     assert (redone.skipped, redone.aligned) == (0, 4)
+
+
+def test_fft_log_polar_recovers_rotation(euclidean_sequence):
+    directory, truth = euclidean_sequence
+    rotating, failures = _errors(directory, truth, lambda f, r: methods.align_fft(f, r, log_polar=True), 10)
+    shifting, _ = _errors(directory, truth, lambda f, r: methods.align_fft(f, r), 10)
+    assert not failures and rotating < 0.5 and rotating < shifting / 2
