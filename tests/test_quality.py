@@ -55,9 +55,14 @@ def meter(digits):
 def test_held_out_real_images_score_near_the_best(meter, digits):
     real = digits.train_images[:1000].float() / 255  # other real digits than the val reference
     scores = meter.measure_images(real)
-    assert scores["fd"] < 5 and abs(scores["kid"]) < 0.01
-    assert scores["precision"] > 0.7 and scores["recall"] > 0.7
-    assert scores["class_score"] > 8.5  # a confident, balanced classifier on real digits
+    torch.manual_seed(0)
+    noisy = meter.measure_images((real + 0.2 * torch.randn_like(real)).clamp(0, 1))
+    # Two samples of 1,000 from one distribution still differ a little (FD's small-sample
+    # bias): "near the best" is measured against what a visible flaw costs.
+    assert scores["fd"] < 0.3 * noisy["fd"]
+    assert abs(scores["kid"]) < 0.01  # unbiased: about zero for one distribution
+    assert scores["precision"] > 0.85 and scores["recall"] > 0.85
+    assert scores["class_score"] > 9  # a confident, balanced classifier on real digits
 
 
 @pytest.mark.parametrize("damage", ["noise", "blur"])
@@ -93,7 +98,8 @@ def test_real_mnist_digits_score_well_against_each_other(mnist_dir):
     mnist = load("mnist", MnistData(path=str(mnist_dir)))
     meter = QualityMeter(mnist, samples=1000, device=torch.device("cpu"))
     scores = meter.measure_images(mnist.train_images[:1000].float() / 255)
-    assert scores["fd"] < 5 and scores["class_score"] > 8
+    blurred = meter.measure_images(TF.gaussian_blur(mnist.train_images[:1000].float() / 255, 9, 1.4))
+    assert scores["fd"] < 0.3 * blurred["fd"] and abs(scores["kid"]) < 0.01 and scores["class_score"] > 8
 
 
 def test_unlabelled_data_has_no_quality_metrics(tmp_path):
