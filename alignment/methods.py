@@ -254,5 +254,3 @@ def _rotation_and_scale(frame: np.ndarray, reference: np.ndarray, upsample: int)
     centre = ((frame.shape[1] - 1) / 2, (frame.shape[0] - 1) / 2)
     return np.vstack([cv2.getRotationMatrix2D(centre, -angle, scale), [0, 0, 1]])
 
-
-METHODS = ("features", "ecc", "fft")

@@ -16,7 +16,6 @@ Every error is a SpecError whose text is one line: where (file or --set), key pa
 from __future__ import annotations
 
 import copy
-import itertools
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -452,9 +451,3 @@ def _with_absolute_paths(spec: Spec) -> Spec:
                 changed |= absolute != value
                 document[section][key] = absolute
     return parse_document(document, spec.source) if changed else spec
-
-
-def grid_points(spec: Spec) -> list[dict[str, Any]]:
-    """Every point of a grid search, in order (the cartesian product of the grid dimensions)."""
-    paths = list(spec.search)
-    return [dict(zip(paths, values)) for values in itertools.product(*(spec.search[p].values for p in paths))]
