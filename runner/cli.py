@@ -53,13 +53,13 @@ def main() -> None:
 )
 @click.option("--address", help="Join a running Ray cluster: 'auto' or HOST:PORT. Default: start Ray here.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec field, e.g. --set train.epochs=3 (repeatable; values typed as YAML).")
+@click.option("--keep-checkpoints", default=2, show_default=True, type=click.IntRange(min=1), help="Checkpoints kept per trial (the latest ones).")
 @click.option("-v", "--verbose", count=True, help="More of Ray Tune's own progress output.")
-def run(spec_path, name, storage_path, address, overrides, verbose) -> None:
+def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, verbose) -> None:
     """Run the sweep described by SPEC; print a summary table at the end.
 
     Exits 0 when at least one trial finished, 1 when none did, 2 for a bad spec.
     """
-    from runner.report import format_table
     from runner.spec import load_spec
     from runner.sweep import choose_run_dir, prepare_data, run_sweep
 
@@ -72,15 +72,43 @@ def run(spec_path, name, storage_path, address, overrides, verbose) -> None:
         )
         prepare_data(spec, say=lambda message: click.echo(f"gensweep: {message}"))
         click.echo(f"gensweep: results in {_relative(run_dir)}")
-        outcome = run_sweep(spec, run_dir, address=address, verbose=1 + verbose)
+        outcome = run_sweep(spec, run_dir, address=address, verbose=1 + verbose, keep_checkpoints=keep_checkpoints)
     except _user_errors() as error:
         raise UserError(str(error)) from None
+    _finish(spec, outcome)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--address", help="Join a running Ray cluster: 'auto' or HOST:PORT. Default: start Ray here.")
+def resume(run_dir, address) -> None:
+    """Continue an interrupted sweep in RUN_DIR.
+
+    Finished trials are kept as they are; unfinished and failed ones go on from their last
+    checkpoints; the Optuna search carries on where it stopped. Only resume run directories
+    you made: Ray Tune's saved state is pickled.
+    """
+    from runner.sweep import resume_sweep
+
+    if not Path(run_dir).is_dir():
+        raise UserError(f"{run_dir}: no such run directory")
+    try:
+        spec, outcome = resume_sweep(Path(run_dir).resolve(), address=address)
+    except _user_errors() as error:
+        raise UserError(str(error)) from None
+    _finish(spec, outcome)
+
+
+def _finish(spec, outcome) -> None:
+    """The summary table and the line to type next; exit 0 when any trial finished."""
+    from runner.report import format_table
+
     click.echo()
     click.echo(format_table(outcome.trials, spec.metrics))
     click.echo()
     minutes, seconds = divmod(round(outcome.seconds), 60)
     click.echo(f"{outcome.finished} of {len(outcome.trials)} trials finished in {minutes}m{seconds:02d}s.")
-    click.echo(f"Compare them:  tensorboard --logdir {_relative(run_dir)}")
+    click.echo(f"Compare them:  tensorboard --logdir {_relative(outcome.run_dir)}")
     sys.exit(0 if outcome.finished else 1)
 
 

@@ -81,6 +81,7 @@ class TuneSpec:
     reduction_factor: float = Field(3.0, gt=1, description="asha: 1/fraction kept at each rung")
     perturbation_interval: int = Field(2, ge=1, description="pbt: epochs between exploit/explore steps")
     max_concurrent: int = Field(0, ge=0, description="trials at once; 0: as many as resources allow")
+    max_failures: int = Field(1, ge=0, description="restarts of a failed trial from its last checkpoint")
 
 
 @config

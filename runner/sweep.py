@@ -87,16 +87,14 @@ def prepare_data(spec: Spec, say=lambda message: None) -> None:
             say(f"feature network: {feature_net_accuracy(network, data):.1%} accuracy on the val images")
 
 
-def run_sweep(spec: Spec, run_dir: Path, address: str | None = None, verbose: int = 1) -> SweepOutcome:
-    import ray
+def run_sweep(
+    spec: Spec, run_dir: Path, address: str | None = None, verbose: int = 1, keep_checkpoints: int = CHECKPOINTS_KEPT
+) -> SweepOutcome:
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from runner.trial import run_trial  # imports Ray Tune: only when a sweep really runs
-
     started = time.time()
     _allow_pending_trials(spec)
-    completed = _CompletedTrials()
     started_ray = _start_ray(address)
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a sweep that cannot start leaves nothing
     write_json(
@@ -104,63 +102,89 @@ def run_sweep(spec: Spec, run_dir: Path, address: str | None = None, verbose: in
         {"name": spec.name, "source": spec.source, "metrics": spec.metrics, "modes": spec.modes,
          "document": spec.document, "started": time.strftime("%Y-%m-%dT%H:%M:%S")},
     )
+    search_space = {path: _domain(dim) for path, dim in spec.search.items()}
+    tuner = tune.Tuner(
+        _trainable(spec),
+        param_space=search_space,
+        tune_config=tune.TuneConfig(
+            # One objective: Tune's own, shared by searcher and scheduler. Several: Optuna's alone.
+            metric=spec.metrics[0] if len(spec.metrics) == 1 else None,
+            mode=spec.modes[0] if len(spec.modes) == 1 else None,
+            search_alg=_search_algorithm(spec),
+            scheduler=_scheduler(spec, search_space),
+            num_samples=spec.num_samples,
+            max_concurrent_trials=spec.tune.max_concurrent or None,
+            trial_dirname_creator=trial_dirname,
+            reuse_actors=spec.tune.scheduler == "pbt",  # PBT restarts trials often: keep processes
+        ),
+        run_config=tune.RunConfig(
+            name=run_dir.name,
+            storage_path=str(run_dir.parent),
+            callbacks=[JsonLoggerCallback(), CSVLoggerCallback()],
+            # A failed trial restarts from its last checkpoint, up to max_failures times.
+            failure_config=tune.FailureConfig(max_failures=spec.tune.max_failures),
+            # PBT's weaker trials restore a stronger one's recent checkpoint: keep a few more.
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=max(keep_checkpoints, 4 if spec.tune.scheduler == "pbt" else 1)
+            ),
+            verbose=verbose,
+        ),
+    )
+    return _fit(tuner, run_dir, started, started_ray)
+
+
+def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, SweepOutcome]:
+    """Continue an interrupted sweep: unfinished and failed trials go on from their checkpoints,
+    finished ones stay as they are, and the search algorithm's state carries on."""
+    from ray import tune
+
+    from runner.spec import parse_document
+
+    sweep = read_json(run_dir / SWEEP_FILE)
+    if not isinstance(sweep, dict) or "document" not in sweep:
+        raise SweepError(f"{run_dir}: not a gensweep run directory (no readable {SWEEP_FILE})")
+    spec = parse_document(sweep["document"], sweep.get("source", str(run_dir / SWEEP_FILE)))
+    started = time.time()
+    _allow_pending_trials(spec)
+    started_ray = _start_ray(address)
+    if not tune.Tuner.can_restore(str(run_dir)):
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+        raise SweepError(f"{run_dir}: Ray Tune saved no state here to resume from")
+    # Restoring unpickles the searcher's state: our own run directory, so a trusted path.
+    tuner = tune.Tuner.restore(str(run_dir), _trainable(spec), resume_unfinished=True, resume_errored=True)
+    return spec, _fit(tuner, run_dir, started, started_ray)
+
+
+def _trainable(spec: Spec):
+    from ray import tune
+
+    from runner.trial import run_trial  # imports Ray Tune: only when a sweep really runs
+
+    grid = {path: list(dim.values) for path, dim in spec.search.items() if dim.kind == "grid"}
+    trainable = tune.with_parameters(run_trial, document=spec.document, source=spec.source, grid=grid)
+    return tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+
+
+def _fit(tuner, run_dir: Path, started: float, started_ray: bool) -> SweepOutcome:
+    import ray
+
     # Optuna's GridSampler calls Study.stop once the grid is exhausted; Ray warns that this is
     # unusual, on every sweep. It is expected here.
     logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
     try:
-        grid = {path: list(dim.values) for path, dim in spec.search.items() if dim.kind == "grid"}
-        trainable = tune.with_parameters(run_trial, document=spec.document, source=spec.source, grid=grid)
-        trainable = tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
-        search_space = {path: _domain(dim) for path, dim in spec.search.items()}
-        tuner = tune.Tuner(
-            trainable,
-            param_space=search_space,
-            tune_config=tune.TuneConfig(
-                # One objective: Tune's own, shared by searcher and scheduler. Several: Optuna's alone.
-                metric=spec.metrics[0] if len(spec.metrics) == 1 else None,
-                mode=spec.modes[0] if len(spec.modes) == 1 else None,
-                search_alg=_search_algorithm(spec),
-                scheduler=_scheduler(spec, search_space),
-                num_samples=spec.num_samples,
-                max_concurrent_trials=spec.tune.max_concurrent or None,
-                trial_dirname_creator=trial_dirname,
-                reuse_actors=spec.tune.scheduler == "pbt",  # PBT restarts trials often: keep processes
-            ),
-            run_config=tune.RunConfig(
-                name=run_dir.name,
-                storage_path=str(run_dir.parent),
-                callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), completed.callback()],
-                # PBT's weaker trials restore a stronger one's recent checkpoint: keep a few more.
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT * (2 if spec.tune.scheduler == "pbt" else 1)),
-                verbose=verbose,
-            ),
-        )
         results = tuner.fit()
         errors = {Path(r.path).name: one_line(r.error) for r in results if r.error is not None}
+        # "done": Tune completed the trial, whether at its last epoch or stopped early by ASHA.
+        completed = {Path(r.path).name for r in results if r.error is None and r.metrics and r.metrics.get("done")}
     finally:
         if started_ray:
             ray.shutdown()
-    trials = finish_records(run_dir, errors, completed.names)
+    trials = finish_records(run_dir, errors, completed)
     write_comparison(run_dir, trials)
     return SweepOutcome(run_dir, trials, time.time() - started)
-
-
-class _CompletedTrials:
-    """Names of the trial directories Tune completed, early-stopped ones (ASHA) included."""
-
-    def __init__(self):
-        self.names: set[str] = set()
-
-    def callback(self):
-        from ray.tune import Callback
-
-        names = self.names
-
-        class RecordCompletion(Callback):
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                names.add(Path(trial.path).name)
-
-        return RecordCompletion()
 
 
 def finish_records(run_dir: Path, errors: dict[str, str], completed: set[str] = frozenset()) -> list[TrialSummary]:

@@ -8,6 +8,8 @@ in its directory, which `gensweep show` reads without unpickling anything.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,7 @@ def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dic
         )
 
     def report(end: loop.EpochEnd) -> None:
+        _die_once_for_tests(end.epoch)
         last = end.epoch == spec.train.epochs
         # Tune may end this process as soon as it has the last report (a scheduler's max_t), so
         # everything the trial leaves behind is complete before it reports.
@@ -79,6 +82,21 @@ def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dic
     if record.fields["status"] != "finished":  # restored at its last epoch: nothing left to train
         record.update(status="finished")
         logger.finish(succeeded=True)
+
+
+def _die_once_for_tests(epoch: int) -> None:
+    """Test-only: GENSWEEP_TEST_KILL_ONCE=FILE kills this process, once per FILE, at epoch 2.
+
+    A real SIGKILL, before epoch 2's checkpoint: how the fault-tolerance tests lose a trial.
+    """
+    marker = os.environ.get("GENSWEEP_TEST_KILL_ONCE")
+    if marker and epoch == 2:
+        try:
+            with open(marker, "x"):  # exclusive create: the first trial to get here dies
+                pass
+        except FileExistsError:
+            return
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class TrialRecord:
