@@ -53,6 +53,7 @@ class AlignSummary:
     median_score: float
     seconds: float
     failures: list[str] = field(default_factory=list)  # "name: reason", the first few
+    nodes: int = 0  # Ray nodes whose workers aligned frames
 
     @property
     def frames_per_second(self) -> float:
@@ -119,8 +120,12 @@ class FrameAligner:
             self.reference_features = methods.describe(reference, settings.detector, mask)
 
     def __call__(self, batch: dict) -> dict:
+        import ray
+
         rows = [self.align_one(Path(str(path))) for path in batch["path"]]
-        return {key: np.array([row[key] for row in rows]) for key in ("frame", "ok", "score", "reason", "matrix")}
+        columns = {key: np.array([row[key] for row in rows]) for key in ("frame", "ok", "score", "reason", "matrix")}
+        columns["node"] = np.array([ray.get_runtime_context().get_node_id()] * len(rows))
+        return columns
 
     def align_one(self, path: Path) -> dict:
         frame = read_frame(path)
@@ -184,6 +189,7 @@ def align_directory(
         f"{settings.method} ({settings.motion_model}), reference {reference}")
 
     records = dict(done)
+    nodes: set[str] = set()
     started_ray = False
     if todo:
         if not ray.is_initialized():
@@ -191,9 +197,14 @@ def align_directory(
             started_ray = True
         try:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
-            # Enough blocks that every actor has work, and no fewer than one per batch.
-            blocks = min(len(todo), max(4 * workers, len(todo) // settings.batch_size))
-            batch_size = max(1, min(settings.batch_size, len(todo) // workers))
+            # At least four batches a worker, so every worker has some even on short runs.
+            batch_size = max(1, min(settings.batch_size, len(todo) // (4 * workers)))
+            blocks = min(len(todo), -(-len(todo) // batch_size))
+            context = ray.data.DataContext.get_current()
+            # Start every worker before handing out frames: else the first worker up takes the
+            # queue while the others (on other nodes, say) are still importing OpenCV.
+            context.wait_for_min_actors_s = 600
+            context.max_tasks_in_flight_per_actor = 2  # small queues: work goes where cores are free
             dataset = ray.data.from_items([{"path": str(p)} for p in todo], override_num_blocks=blocks)
             aligned = dataset.map_batches(
                 FrameAligner,
@@ -205,6 +216,7 @@ def align_directory(
             )
             last_save = time.monotonic()
             for batch in aligned.iter_batches(batch_size=batch_size, batch_format="numpy"):
+                nodes.update(str(node) for node in batch["node"])
                 for index in range(len(batch["frame"])):
                     name = str(batch["frame"][index])
                     records[name] = FrameRecord(name, bool(batch["ok"][index]), settings.method, float(batch["score"][index]),
@@ -226,6 +238,7 @@ def align_directory(
         median_score=statistics.median(scores) if scores else float("nan"),
         seconds=time.perf_counter() - started,
         failures=[f"{r.frame}: {r.reason}" for r in new if not r.ok][:10],
+        nodes=len(nodes),
     )
 
 

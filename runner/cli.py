@@ -133,6 +133,26 @@ def show(run_dir, as_json) -> None:
 
 
 @main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; 127.0.0.1 keeps it on this machine (reach it from elsewhere through an SSH tunnel).")
+@click.option("--port", default=6006, show_default=True, help="Port; 0 picks a free one.")
+def tensorboard(run_dir, host, port) -> None:
+    """Serve RUN_DIR (or a directory of runs) in TensorBoard and print its URL."""
+    import socket
+    import subprocess
+
+    if not Path(run_dir).is_dir():
+        raise UserError(f"{run_dir}: no such run directory")
+    if port == 0:
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(Path(run_dir).resolve()), "--host", host, "--port", str(port)]
+    click.echo(f"TensorBoard for {run_dir}: http://{host}:{port}/  (Ctrl-C stops it)")
+    sys.exit(subprocess.call(command))
+
+
+@main.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec field.")
 def validate(spec_path, overrides) -> None:
@@ -217,6 +237,7 @@ def align_run(input_dir, output_dir, method, motion, detector, reference, mask_p
     click.echo(
         f"aligned {summary.aligned}, failed {summary.failed}, skipped (done before) {summary.skipped} of {summary.total}; "
         f"median score {summary.median_score:.4g}; {summary.frames_per_second:.1f} frames/s"
+        + (f" on {summary.nodes} nodes" if summary.nodes > 1 else "")
     )
     for failure in summary.failures:
         click.echo(f"  failed: {failure}")

@@ -34,6 +34,7 @@ class TrialSummary:
     logdir: str
     epoch: int = 0
     error: str | None = None
+    node: str | None = None  # where it ran: IP and the start of Ray's node id
     best: bool = field(default=False)  # one objective: the best finished trial
     pareto: bool = field(default=False)  # several objectives: on the Pareto front
 
@@ -58,6 +59,7 @@ def collect(run_dir: Path) -> list[TrialSummary]:
                 logdir=str(record_path.parent.resolve()),
                 epoch=record.get("epoch", 0),
                 error=record.get("error"),
+                node=record.get("node"),
             )
         )
     trials.sort(key=lambda t: [_sortable(t.swept[k]) for k in sorted(t.swept)] + [t.trial_id])

@@ -40,6 +40,7 @@ def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dic
     context = tune.get_context()
     trial_dir = Path(context.get_trial_dir())
     record = TrialRecord(trial_dir / RECORD_FILE, context.get_trial_id(), spec, sampled)
+    record.update(node=_node_address())
 
     resume_state = None
     checkpoint = tune.get_checkpoint()
@@ -82,6 +83,12 @@ def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dic
     if record.fields["status"] != "finished":  # restored at its last epoch: nothing left to train
         record.update(status="finished")
         logger.finish(succeeded=True)
+
+
+def _node_address() -> str:
+    import ray
+
+    return ray.util.get_node_ip_address() + ":" + ray.get_runtime_context().get_node_id()[:8]
 
 
 def _die_once_for_tests(epoch: int) -> None:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from tbreader import read_events
 
 GENSWEEP = str(Path(sys.executable).parent / "gensweep")

@@ -123,3 +123,39 @@ def test_tpe_with_asha_over_continuous_dimensions(tmp_path):
         assert trial["config"]["model.beta"] == trial["swept"]["model.beta"]  # the sampled value is used
         assert trial["status"] in ("finished", "stopped")
         assert (trial["status"] == "finished") == (trial["epoch"] == 3)
+
+
+def test_tensorboard_serves_every_trial_on_localhost(finished_sweep):
+    import time
+    import urllib.request
+
+    root, _ = finished_sweep
+    server = subprocess.Popen([GENSWEEP, "tensorboard", "out/tiny_latent", "--port", "0"], cwd=root,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().split()[3]  # "TensorBoard for DIR: http://127.0.0.1:PORT/ ..."
+        assert url.startswith("http://127.0.0.1:")
+        runs = None
+        for _ in range(60):
+            try:
+                runs = json.loads(urllib.request.urlopen(url + "data/runs", timeout=2).read())
+                if len(runs) >= 4:
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        trial_runs = [run for run in runs if run.startswith("latent_dim=")]
+        assert len(trial_runs) == 3 and "_comparison" in runs
+        tags = json.loads(urllib.request.urlopen(url + "data/plugin/scalars/tags", timeout=5).read())
+        assert all("val/recon" in tags[run] for run in trial_runs)
+        request = urllib.request.Request(
+            url + "data/plugin/hparams/session_groups",
+            data=json.dumps({"experimentName": "", "allowedStatuses": ["STATUS_SUCCESS"], "colParams": [],
+                             "startIndex": 0, "sliceSize": 10}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        groups = json.loads(urllib.request.urlopen(request, timeout=10).read())["sessionGroups"]
+        assert sorted(g["hparams"]["model.latent_dim"] for g in groups) == [2, 4, 8]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
