@@ -8,13 +8,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.gensweep-installed
 
-.PHONY: setup sweep test bench clean
+.PHONY: setup sweep test bench clean constraints
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
 
 sweep: setup
@@ -25,6 +25,10 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/train_throughput.py
+
+# Rewrite constraints.txt from .venv after changing a dependency (cluster nodes install from it).
+constraints: setup
+	{ sed -n '1,2p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } > constraints.new && mv constraints.new constraints.txt
 
 clean:
 	rm -rf runs .pytest_cache build *.egg-info

@@ -66,12 +66,3 @@ def test_version_and_models_listing():
 def test_show_on_a_missing_directory_is_one_line():
     result = CliRunner().invoke(main, ["show", "no/such/run"])
     assert result.exit_code == 2 and result.stderr == "error: no/such/run: no such run directory\n"
-
-
-def test_cluster_config_passes_rays_own_validation():
-    from ray.autoscaler._private.util import prepare_config, validate_config
-
-    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
-    validate_config(prepare_config(config))  # raises on a schema error
-    head = " ".join(config["head_start_ray_commands"])
-    assert "--dashboard-host=127.0.0.1" in head and "0.0.0.0" not in head
