@@ -9,7 +9,6 @@ resumes where it stopped.
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import time
@@ -21,6 +20,7 @@ import numpy as np
 
 from alignment import methods
 from alignment.records import FrameRecord, read_records, write_records
+from runner.cluster import require_shared, start_or_join
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 TRANSFORMS_FILE = "transforms.csv"
@@ -192,10 +192,9 @@ def align_directory(
     nodes: set[str] = set()
     started_ray = False
     if todo:
-        if not ray.is_initialized():
-            ray.init(address=address, num_cpus=None if address else os.cpu_count(), include_dashboard=False, logging_level="ERROR")
-            started_ray = True
+        started_ray = start_or_join(address)
         try:
+            require_shared({"output": output_dir, "input": input_dir})
             workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
             # At least four batches a worker, so every worker has some even on short runs.
             batch_size = max(1, min(settings.batch_size, len(todo) // (4 * workers)))

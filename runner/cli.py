@@ -49,7 +49,7 @@ def main() -> None:
     "--storage-path",
     default="runs",
     show_default=True,
-    help="Directory (or shared storage on a cluster) for results, checkpoints and TensorBoard files.",
+    help="Directory for results, checkpoints and TensorBoard files; on several nodes, a directory every node mounts at the same path (NFS, EFS).",
 )
 @click.option("--address", help="Join a running Ray cluster: 'auto' or HOST:PORT. Default: start Ray here.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec field, e.g. --set train.epochs=3 (repeatable; values typed as YAML).")
@@ -63,6 +63,11 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
     from runner.spec import load_spec
     from runner.sweep import choose_run_dir, prepare_data, run_sweep
 
+    if "://" in storage_path:
+        raise UserError(
+            f"--storage-path {storage_path}: storage URIs are not supported; mount shared storage "
+            "(NFS, EFS, ...) at the same path on every node and give that path"
+        )
     try:
         spec = load_spec(spec_path, overrides)
         run_dir = choose_run_dir(Path(storage_path).expanduser().resolve(), name or spec.name)

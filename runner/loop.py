@@ -8,6 +8,7 @@ so on a GPU the step loop never waits for the device.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,14 +45,28 @@ class EpochEnd:
     generator: torch.Generator
 
 
-def choose_device(requested: str) -> torch.device:
+def choose_device(requested: str, assigned_gpus: list | None = None) -> torch.device:
+    """The trial's device. `assigned_gpus`: the GPUs Ray gave this trial (None outside Ray).
+
+    Under Ray a trial uses a GPU only when it was given one: Ray points CUDA_VISIBLE_DEVICES at
+    that GPU, so cuda:0 is the assigned one (whichever physical GPU it is), and a trial that
+    asked for none stays on the CPU rather than crowd a GPU another trial holds.
+    """
     if requested == "cpu":
         return torch.device("cpu")
+    if assigned_gpus is not None and not assigned_gpus:
+        if requested == "cuda":
+            raise TrainingError("train.device: cuda asked for, but the trial was given no GPU: set resources.gpu (e.g. 0.25)")
+        return torch.device("cpu")
     if torch.cuda.is_available():
-        # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPU, so cuda:0 is the one it assigned.
         return torch.device("cuda", 0)
+    if assigned_gpus:
+        raise TrainingError(
+            f"Ray gave this trial GPU {','.join(map(str, assigned_gpus))}, but torch sees no CUDA device "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r}); set train.device: cpu to train on the CPU"
+        )
     if requested == "cuda":
-        raise TrainingError("train.device: cuda asked for, but this trial sees no GPU (resources.gpu?)")
+        raise TrainingError("train.device: cuda asked for, but this machine has no CUDA device")
     return torch.device("cpu")
 
 
@@ -68,14 +83,16 @@ def train(
     logger: TrialLogger | None = None,
     on_epoch_end: Callable[[EpochEnd], None] = lambda _: None,
     resume_state: dict | None = None,
+    assigned_gpus: list | None = None,
 ) -> dict[str, float]:
     """Train `spec` for its epochs; returns the last epoch's metrics.
 
     logger: where scalars, image grids and the latest sample PNG go (None: nowhere).
     on_epoch_end: called after every epoch (the Tune trial reports and checkpoints there).
     resume_state: a checkpoint made by training_state(), to continue from.
+    assigned_gpus: the GPUs Ray assigned the trial (None: not under Ray, any GPU will do).
     """
-    device = choose_device(spec.train.device)
+    device = choose_device(spec.train.device, assigned_gpus)
     torch.manual_seed(spec.train.seed)
     data = data_sources.load(spec.data_name, spec.data).to(device)
     model = models.build(spec.model_name, spec.model, data.info, spec.train.lr, device)

@@ -35,6 +35,9 @@ class TrialSummary:
     epoch: int = 0
     error: str | None = None
     node: str | None = None  # where it ran: IP and the start of Ray's node id
+    gpus: list[str] = field(default_factory=list)  # the GPUs Ray assigned it
+    started: float | None = None  # Unix time of its first start
+    updated: float | None = None  # Unix time of its last report
     best: bool = field(default=False)  # one objective: the best finished trial
     pareto: bool = field(default=False)  # several objectives: on the Pareto front
 
@@ -60,6 +63,9 @@ def collect(run_dir: Path) -> list[TrialSummary]:
                 epoch=record.get("epoch", 0),
                 error=record.get("error"),
                 node=record.get("node"),
+                gpus=record.get("gpus", []),
+                started=record.get("started"),
+                updated=record.get("updated"),
             )
         )
     trials.sort(key=lambda t: [_sortable(t.swept[k]) for k in sorted(t.swept)] + [t.trial_id])

@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner import data as data_sources
+from runner.cluster import require_shared, start_or_join
 from runner.errors import GensweepError, one_line
 from runner.files import read_json, write_json
 from runner.report import (
@@ -37,11 +37,20 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 CHECKPOINTS_KEPT = 2
 
 
+_USER_PENDING_TRIALS = os.environ.get("TUNE_MAX_PENDING_TRIALS_PG")
+
+
 def _allow_pending_trials(spec: Spec) -> None:
     # With a search algorithm Tune keeps one trial pending at a time, so each trial waits for
-    # the previous one's process to start: set the bound to the trials that fit at once.
-    slots = max(1, int((os.cpu_count() or 1) // spec.resources.cpu))
-    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(slots))
+    # the previous one's process to start: set the bound to the trials that fit in the cluster
+    # at once (set anew for every sweep: one process may run several, on different clusters).
+    import ray
+
+    resources = ray.cluster_resources()
+    slots = resources.get("CPU", 1) / spec.resources.cpu if spec.resources.cpu else 1
+    if spec.resources.gpu and resources.get("GPU"):
+        slots = min(slots, resources["GPU"] / spec.resources.gpu)
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = _USER_PENDING_TRIALS or str(max(1, int(slots)))
 
 
 class SweepError(GensweepError):
@@ -94,8 +103,7 @@ def run_sweep(
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     started = time.time()
-    _allow_pending_trials(spec)
-    started_ray = _start_ray(address)
+    started_ray = _start_on_shared_storage(spec, run_dir, address)
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a sweep that cannot start leaves nothing
     write_json(
         run_dir / SWEEP_FILE,
@@ -145,8 +153,7 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
         raise SweepError(f"{run_dir}: not a gensweep run directory (no readable {SWEEP_FILE})")
     spec = parse_document(sweep["document"], sweep.get("source", str(run_dir / SWEEP_FILE)))
     started = time.time()
-    _allow_pending_trials(spec)
-    started_ray = _start_ray(address)
+    started_ray = _start_on_shared_storage(spec, run_dir, address)
     if not tune.Tuner.can_restore(str(run_dir)):
         if started_ray:
             import ray
@@ -156,6 +163,28 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
     # Restoring unpickles the searcher's state: our own run directory, so a trusted path.
     tuner = tune.Tuner.restore(str(run_dir), _trainable(spec), resume_unfinished=True, resume_errored=True)
     return spec, _fit(tuner, run_dir, started, started_ray)
+
+
+def _start_on_shared_storage(spec: Spec, run_dir: Path, address: str | None) -> bool:
+    """Start or join Ray; on several nodes, every node must see the results and data directories."""
+    import ray
+
+    started_ray = start_or_join(address)
+    paths = {"--storage-path": run_dir.parent}
+    if getattr(spec.data, "path", None):
+        paths["data.path"] = Path(spec.data.path)
+    try:
+        require_shared(paths)
+        if spec.resources.gpu > 0 and not ray.cluster_resources().get("GPU"):
+            if started_ray:  # nothing will ever add a GPU to Ray started here: say so, do not wait
+                raise SweepError(f"resources.gpu: {spec.resources.gpu} per trial, but this machine has no GPU for Ray")
+            print(f"gensweep: resources.gpu: {spec.resources.gpu}: no GPU in the cluster yet; trials wait for the autoscaler to add one")
+    except GensweepError:
+        if started_ray:
+            ray.shutdown()
+        raise
+    _allow_pending_trials(spec)
+    return started_ray
 
 
 def _trainable(spec: Spec):
@@ -290,33 +319,3 @@ def _scheduler(spec: Spec, search_space: dict):
         grace_period=spec.tune.grace_period,
         reduction_factor=spec.tune.reduction_factor,
     )
-
-
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail in seconds, not minutes, when HOST:PORT has no Ray head listening (ray.init retries)."""
-    host, separator, port = address.rpartition(":")
-    if not separator or "://" in address or not port.isdigit():
-        return  # "auto" and ray:// client addresses: ray.init itself says what is wrong
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as error:
-        raise SweepError(f"--address {address}: no Ray cluster answers there ({error.strerror or error})") from None
-
-
-def _start_ray(address: str | None) -> bool:
-    """Join the cluster at `address`, or start a local Ray with this machine's cores."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if address:
-        _check_reachable(address)
-    try:
-        if address:
-            ray.init(address=address, logging_level=logging.WARNING)
-        else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        where = f"at {address}" if address else "on this machine"
-        raise SweepError(f"cannot start or reach Ray {where}: {one_line(error)}") from None
-    return True

@@ -11,10 +11,12 @@ import logging
 import os
 import signal
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import cv2
+import ray
 import torch
 from ray import tune
 
@@ -40,7 +42,8 @@ def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dic
     context = tune.get_context()
     trial_dir = Path(context.get_trial_dir())
     record = TrialRecord(trial_dir / RECORD_FILE, context.get_trial_id(), spec, sampled)
-    record.update(node=_node_address())
+    assigned_gpus = [str(gpu) for gpu in ray.get_gpu_ids()]
+    record.update(node=_node_address(), gpus=assigned_gpus)
 
     resume_state = None
     checkpoint = tune.get_checkpoint()
@@ -75,7 +78,7 @@ def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dic
             tune.report(end.metrics | {"epoch": end.epoch}, checkpoint=tune.Checkpoint.from_directory(directory))
 
     try:
-        loop.train(spec, logger, report, resume_state)
+        loop.train(spec, logger, report, resume_state, assigned_gpus=assigned_gpus)
     except Exception as error:
         record.update(status="error", error=one_line(error))
         logger.finish(succeeded=False)
@@ -86,8 +89,6 @@ def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dic
 
 
 def _node_address() -> str:
-    import ray
-
     return ray.util.get_node_ip_address() + ":" + ray.get_runtime_context().get_node_id()[:8]
 
 
@@ -120,11 +121,12 @@ class TrialRecord:
             "metrics": previous.get("metrics", {}),
             "epoch": previous.get("epoch", 0),
             "error": None,
+            "started": previous.get("started", time.time()),  # first start: retries keep it
         }
         self.update()
 
     def update(self, **changes: Any) -> None:
-        self.fields.update(changes)
+        self.fields.update(changes, updated=time.time())
         write_json(self.path, self.fields)
 
 

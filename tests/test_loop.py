@@ -53,8 +53,22 @@ def test_cuda_asked_for_without_a_gpu(tiny_document):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     tiny_document["train"]["device"] = "cuda"
-    with pytest.raises(loop.TrainingError, match="cuda asked for, but this trial sees no GPU"):
+    with pytest.raises(loop.TrainingError, match="cuda asked for, but this machine has no CUDA device"):
         loop.train(parse_document(tiny_document, "tiny.yaml"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU path: this machine has a GPU")
+def test_a_trial_uses_only_the_device_ray_assigned():
+    cpu = torch.device("cpu")
+    # Under Ray with no GPU given: the CPU, even where a GPU exists; asking for cuda is an error.
+    assert loop.choose_device("auto", []) == cpu
+    with pytest.raises(loop.TrainingError, match="given no GPU: set resources.gpu"):
+        loop.choose_device("cuda", [])
+    # A GPU given but no CUDA in this process: say which, never fall back silently.
+    with pytest.raises(loop.TrainingError, match=r"Ray gave this trial GPU 3, but torch sees no CUDA device"):
+        loop.choose_device("auto", ["3"])
+    assert loop.choose_device("cpu", ["3"]) == cpu  # asked for explicitly
+    assert loop.choose_device("auto", None) == cpu  # outside Ray, on this machine
 
 
 def test_resuming_continues_where_the_checkpoint_stopped(tiny_document):

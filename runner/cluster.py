@@ -1,0 +1,106 @@
+"""The Ray cluster a command runs on: start one here or join one, and check that the paths a job
+names (results, data, frames) are the same files on every node before any work is handed out."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import uuid
+from pathlib import Path
+
+from runner.errors import GensweepError, one_line
+
+NODE_ANSWER_SECONDS = 120
+MARKER_PREFIX = ".gensweep-shared-check-"
+
+
+class ClusterError(GensweepError):
+    """Ray cannot be started or reached, or the nodes do not share a path; one-line message."""
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not minutes, when HOST:PORT has no Ray head listening (ray.init retries)."""
+    host, separator, port = address.rpartition(":")
+    if not separator or "://" in address or not port.isdigit():
+        return  # "auto" and ray:// client addresses: ray.init itself says what is wrong
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise ClusterError(f"--address {address}: no Ray cluster answers there ({error.strerror or error})") from None
+
+
+def start_or_join(address: str | None) -> bool:
+    """Join the cluster at `address`, or start a local Ray with this machine's cores and no
+    dashboard. True when Ray was started here (and so is the caller's to shut down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        check_reachable(address)
+    try:
+        if address:
+            ray.init(address=address, logging_level=logging.WARNING)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        where = f"at {address}" if address else "on this machine"
+        raise ClusterError(f"cannot start or reach Ray {where}: {one_line(error)}") from None
+    return True
+
+
+def fingerprint(path: str) -> str:
+    """What a node sees at `path`: missing, a file of some size, or a directory with some names."""
+    if os.path.isdir(path):
+        names = "\n".join(sorted(os.listdir(path))[:200])
+        return "dir:" + hashlib.sha256(names.encode()).hexdigest()[:16]
+    if os.path.isfile(path):
+        return f"file:{os.path.getsize(path)}"
+    return "missing"
+
+
+def require_shared(paths: dict[str, Path]) -> None:
+    """Every live node must see the same files at each path (label -> path): a results directory
+    only the head can see would make trials on other nodes write where no one reads. The first
+    path, the output, gets a fresh marker file, so a node with an empty directory of its own
+    there fails too. Nodes that join later (an autoscaler's) are not checked."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    if len(nodes) < 2:
+        return
+    labels = list(paths)
+    output = Path(paths[labels[0]])
+    output.mkdir(parents=True, exist_ok=True)
+    marker = output / f"{MARKER_PREFIX}{uuid.uuid4().hex}"
+    marker.touch()
+    try:
+        here = {label: fingerprint(str(path)) for label, path in paths.items()}
+        look = ray.remote(num_cpus=0)(_look)
+        answers = [
+            look.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(
+                {label: str(path) for label, path in paths.items()}
+            )
+            for node in nodes
+        ]
+        try:
+            seen = ray.get(answers, timeout=NODE_ANSWER_SECONDS)
+        except ray.exceptions.GetTimeoutError:
+            raise ClusterError(f"a node did not answer the shared-storage check in {NODE_ANSWER_SECONDS} s") from None
+    finally:
+        marker.unlink(missing_ok=True)
+    for node, answer in zip(nodes, seen):
+        for label in labels:
+            if answer[label] != here[label]:
+                where = f"node {node['NodeManagerAddress']} ({node['NodeID'][:8]})"
+                raise ClusterError(
+                    f"{label} {paths[label]}: {where} does not see the same files there; a job on several "
+                    "nodes needs storage every node mounts at the same path (NFS, EFS, ...)"
+                )
+
+
+def _look(paths: dict[str, str]) -> dict[str, str]:
+    return {label: fingerprint(path) for label, path in paths.items()}
