@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -135,3 +136,34 @@ def test_one_weight_of_a_loss_mix_can_be_swept(tiny_document):
         parse_document(bad, "s.yaml")
     with pytest.raises(SpecError, match="model.beta is not a mapping"):
         parse_document({**tiny_document, "search": {"model.beta.x": {"uniform": [0.0, 5.0]}}}, "s.yaml")
+
+
+def test_a_spec_is_data_and_never_code(tmp_path):
+    """A spec cannot run or import anything: YAML's Python tags are refused, and no key names a
+    Python object (there is no `plugins:` key; models are added to models/ and registered)."""
+    marker = tmp_path / "ran"
+    (tmp_path / "evil.yaml").write_text(f"name: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(SpecError, match="could not determine a constructor for the tag"):
+        load_spec(tmp_path / "evil.yaml")
+    assert not marker.exists()
+    (tmp_path / "plugin.yaml").write_text("plugins: [mypackage.models]\nmodel: {name: vae}\n")
+    with pytest.raises(SpecError, match="plugins"):
+        load_spec(tmp_path / "plugin.yaml")
+    (tmp_path / "dotted.yaml").write_text("model: {name: os.system}\n")
+    with pytest.raises(SpecError, match="os.system"):
+        load_spec(tmp_path / "dotted.yaml")
+
+
+def test_the_code_never_evaluates_or_unpickles_user_input():
+    """No eval/exec/pickle/import-by-name anywhere in the package; every torch.load is weights-only
+    (tensors and plain containers), so a checkpoint cannot carry code."""
+    root = Path(__file__).resolve().parents[1]
+    sources = [p for package in ("runner", "models", "alignment") for p in (root / package).rglob("*.py")]
+    assert sources
+    for source in sources:
+        text = source.read_text()
+        for forbidden in (r"eval\(", r"exec\(", r"pickle\.loads?\(", r"import_module\(", r"__import__\(", r"yaml\.load\(", "allow_pickle=True"):
+            # a bare call: not a method (model.eval()) nor part of a longer name (align_eval)
+            assert not re.search(r"(?<![\w.])" + forbidden, text), f"{source.name}: {forbidden}"
+        for call in text.split("torch.load(")[1:]:
+            assert "weights_only=True" in call.split("\n")[0], f"{source.name}: torch.load without weights_only=True"
