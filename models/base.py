@@ -15,12 +15,17 @@ class DataInfo:
 
     image_shape: tuple[int, int, int]  # (C, H, W)
     num_classes: int | None  # None for unlabelled data
+    # None: images alone. "paired": each image (the input) has a target of the same shape.
+    # "unpaired": images are domain A, targets domain B, drawn independently.
+    pairing: str | None = None
+    scale: int = 1  # paired data made by downscaling: the factor (for pictures of the input)
 
 
 @dataclass
 class Batch:
     images: Tensor  # (B, C, H, W) float in [0, 1], on the model's device
     labels: Tensor | None = None  # (B,) int64, or None for unlabelled data
+    targets: Tensor | None = None  # paired: (B, C, H, W) targets of `images`; unpaired: domain B
 
 
 def adam(parameters, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
@@ -38,6 +43,9 @@ class GenerativeModel(nn.Module):
     """
 
     default_metric = "val/loss"  # what a sweep optimizes when its spec does not say
+    default_mode = "min"  # and in which direction
+    pairing: str | None = None  # the data it trains on: DataInfo.pairing must match
+    generates: bool = True  # sample() draws new images (image-to-image models translate instead)
     # The train_step value that falls as the model fits a fixed batch; None for two-player
     # models, whose players are tested one at a time (tests/test_gan.py).
     training_signal: str | None = "loss"
@@ -49,6 +57,10 @@ class GenerativeModel(nn.Module):
 
     def __init__(self, config, data: DataInfo, lr: float):
         super().__init__()
+        if data.pairing != self.pairing:
+            wanted = {None: "images alone (digits, mnist, folder)", "paired": "paired data (data.name: paired)",
+                      "unpaired": "two domains (data.name: unpaired)"}
+            raise ValueError(f"model.name: this model trains on {wanted[self.pairing]}, not on {wanted[data.pairing]}")
         self.config = config
         self.data = data
         self.lr = lr

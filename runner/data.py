@@ -33,27 +33,43 @@ class DataError(GensweepError, ValueError):
 
 @dataclass
 class ImageData:
-    """Train and val images (N, C, H, W) uint8 and labels (N,) int64 (or None), on one device."""
+    """Train and val images (N, C, H, W) uint8 and labels (N,) int64 (or None), on one device.
+
+    Two-image sets (runner.pairs) add targets: for "paired" data the target of each image, for
+    "unpaired" data a second domain of its own length, drawn independently.
+    """
 
     train_images: torch.Tensor
     train_labels: torch.Tensor | None
     val_images: torch.Tensor
     val_labels: torch.Tensor | None
     num_classes: int | None
+    train_targets: torch.Tensor | None = None
+    val_targets: torch.Tensor | None = None
+    pairing: str | None = None  # None, "paired" or "unpaired"
 
     @property
     def info(self) -> DataInfo:
-        return DataInfo(tuple(self.train_images.shape[1:]), self.num_classes)
+        return DataInfo(tuple(self.train_images.shape[1:]), self.num_classes, self.pairing)
 
     def to(self, device: torch.device | str) -> ImageData:
         move = lambda t: None if t is None else t.to(device)
         return ImageData(
-            move(self.train_images),
-            move(self.train_labels),
-            move(self.val_images),
-            move(self.val_labels),
-            self.num_classes,
+            move(self.train_images), move(self.train_labels), move(self.val_images), move(self.val_labels),
+            self.num_classes, move(self.train_targets), move(self.val_targets), self.pairing,
         )
+
+    def batches(
+        self, split: str, batch_size: int, generator: torch.Generator | None = None,
+        max_batches: int | None = None, count: int | None = None,
+    ) -> Iterator[Batch]:
+        """Batches of the train or val split (its first `count` images), shuffled with a generator."""
+        images, labels, targets = (getattr(self, f"{split}_{part}") for part in ("images", "labels", "targets"))
+        if count is not None:
+            images = images[:count]
+            labels = None if labels is None else labels[:count]
+            targets = None if targets is None or self.pairing == "unpaired" else targets[:count]
+        return batches(images, labels, batch_size, generator, max_batches, targets, self.pairing)
 
 
 def batches(
@@ -62,24 +78,36 @@ def batches(
     batch_size: int,
     generator: torch.Generator | None = None,
     max_batches: int | None = None,
+    targets: torch.Tensor | None = None,
+    pairing: str | None = None,
 ) -> Iterator[Batch]:
     """Batches of float images in [0, 1] on the images' device; shuffled when given a generator.
 
     Indexing a device tensor with a permutation replaces a DataLoader: no workers, no per-sample
-    transforms, one gather and one conversion per batch.
+    transforms, one gather and one conversion per batch. Paired targets follow their images;
+    unpaired targets (another domain) are drawn in an order of their own, wrapping round.
     """
     count = len(images)
-    if generator is None:
-        order = torch.arange(count, device=images.device)
-    else:
-        order = torch.randperm(count, generator=generator, device=generator.device).to(images.device)
+    order = _order(count, generator, images.device)
+    if targets is not None and pairing == "unpaired":
+        target_order = _order(len(targets), generator, targets.device).repeat(-(-count // len(targets)))
     starts = range(0, count, batch_size)
     if max_batches is not None:
         starts = starts[:max_batches]
     for start in starts:
         index = order[start : start + batch_size]
         batch_labels = None if labels is None else labels[index]
-        yield Batch(images[index].float().div_(255.0), batch_labels)
+        batch_targets = None
+        if targets is not None:
+            target_index = target_order[start : start + len(index)] if pairing == "unpaired" else index
+            batch_targets = targets[target_index].float().div_(255.0)
+        yield Batch(images[index].float().div_(255.0), batch_labels, batch_targets)
+
+
+def _order(count: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    if generator is None:
+        return torch.arange(count, device=device)
+    return torch.randperm(count, generator=generator, device=generator.device).to(device)
 
 
 # -- digits: the embedded default ---------------------------------------------------------------
@@ -97,7 +125,7 @@ def _describe_digits(_: DigitsData) -> DataInfo:
 def _load_digits(data: DigitsData) -> ImageData:
     train = cached_digits(data.train_size, data.seed, "train")
     val = cached_digits(data.val_size, data.seed, "val")
-    return _as_tensors(train[0][:, None], train[1], val[0][:, None], val[1], 10)
+    return as_tensors(train[0][:, None], train[1], val[0][:, None], val[1], 10)
 
 
 def cached_digits(count: int, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -194,7 +222,7 @@ def _load_mnist(data: MnistData) -> ImageData:
         val_images, val_labels = test_images[val_index], test_labels[val_index]
     train_images, train_labels = train_images[: data.train_size], train_labels[: data.train_size]
     val_images, val_labels = val_images[: data.val_size], val_labels[: data.val_size]
-    return _as_tensors(train_images[:, None], train_labels, val_images[:, None], val_labels, 10)
+    return as_tensors(train_images[:, None], train_labels, val_images[:, None], val_labels, 10)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -247,22 +275,32 @@ def _check_folder(data: FolderData) -> None:
 
 def _load_folder(data: FolderData) -> ImageData:
     _check_folder(data)
-    files = image_files(Path(data.path))
-    flag = cv2.IMREAD_GRAYSCALE if data.channels == 1 else cv2.IMREAD_COLOR
-    images = np.empty((len(files), data.channels, data.image_size, data.image_size), np.uint8)
+    images = read_images(image_files(Path(data.path)), data.image_size, data.channels)
+    train, val = split_indices(len(images), data.val_fraction, data.seed)
+    return as_tensors(images[train], None, images[val], None, None)
+
+
+def read_images(files: list[Path], size: int, channels: int) -> np.ndarray:
+    """Image files as (N, C, size, size) uint8, RGB order; a file OpenCV cannot read is an error."""
+    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
+    images = np.empty((len(files), channels, size, size), np.uint8)
     for index, path in enumerate(files):
         image = cv2.imread(str(path), flag)
         if image is None:
             raise DataError(f"{path}: not a readable image")
-        image = cv2.resize(image, (data.image_size,) * 2, interpolation=cv2.INTER_AREA)
-        if data.channels == 3:
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+        if channels == 3:
             images[index] = cv2.cvtColor(image, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)
         else:
             images[index, 0] = image
-    order = np.random.default_rng(data.seed).permutation(len(files))
-    val_count = min(len(files) - 1, max(1, round(len(files) * data.val_fraction)))
-    val, train = order[:val_count], order[val_count:]
-    return _as_tensors(images[train], None, images[val], None, None)
+    return images
+
+
+def split_indices(count: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices: a seeded shuffle, at least one image on each side."""
+    order = np.random.default_rng(seed).permutation(count)
+    val_count = min(count - 1, max(1, round(count * val_fraction)))
+    return order[val_count:], order[:val_count]
 
 
 # -- the table of sources -----------------------------------------------------------------------
@@ -285,12 +323,22 @@ def load(name: str, data_config) -> ImageData:
     return SOURCES[name].load(data_config)
 
 
-def _as_tensors(train_images, train_labels, val_images, val_labels, num_classes) -> ImageData:
+def as_tensors(
+    train_images, train_labels, val_images, val_labels, num_classes, train_targets=None, val_targets=None, pairing=None
+) -> ImageData:
+    """numpy arrays -> ImageData; with targets and no pairing named, the pairing is "paired"."""
     as_labels = lambda labels: None if labels is None else torch.from_numpy(labels.astype(np.int64))
+    as_images = lambda images: None if images is None else torch.from_numpy(np.ascontiguousarray(images))
+    if train_targets is not None and pairing is None:
+        pairing = "paired"
     return ImageData(
-        torch.from_numpy(np.ascontiguousarray(train_images)),
-        as_labels(train_labels),
-        torch.from_numpy(np.ascontiguousarray(val_images)),
-        as_labels(val_labels),
-        num_classes,
+        as_images(train_images), as_labels(train_labels), as_images(val_images), as_labels(val_labels),
+        num_classes, as_images(train_targets), as_images(val_targets), pairing,
     )
+
+
+# Two-image sources live in their own module, which builds on this one: registered last.
+from runner import pairs
+
+SOURCES["paired"] = pairs.PAIRED
+SOURCES["unpaired"] = pairs.UNPAIRED

@@ -95,7 +95,7 @@ def train(
     device = choose_device(spec.train.device, assigned_gpus)
     torch.manual_seed(spec.train.seed)
     data = data_sources.load(spec.data_name, spec.data).to(device)
-    model = models.build(spec.model_name, spec.model, data.info, spec.train.lr, device)
+    model = models.build(spec.model_name, spec.model, spec.data_info, spec.train.lr, device)
     model.use_mixed_precision(autocast_dtype(spec.train.precision, device))
     generator = torch.Generator(device=device).manual_seed(spec.train.seed)
     quality = None
@@ -110,14 +110,14 @@ def train(
             torch.cuda.set_rng_state(resume_state["cuda_rng"].cpu(), device)
         start_epoch, global_step = resume_state["epoch"], resume_state["global_step"]
 
-    fixed_batch = next(data_sources.batches(data.val_images[:FIXED_VAL_IMAGES], _head(data.val_labels), FIXED_VAL_IMAGES))
+    fixed_batch = next(data.batches("val", FIXED_VAL_IMAGES, count=FIXED_VAL_IMAGES))
     quality_metrics: dict[str, float] = {}
     metrics: dict[str, float] = {}
     for epoch in range(start_epoch + 1, spec.train.epochs + 1):
         model.on_epoch_start(epoch)
         train_metrics, global_step = train_epoch(model, data, spec, generator, epoch, global_step, logger)
         model.eval()
-        val_metrics = model.evaluate(data_sources.batches(data.val_images, data.val_labels, EVAL_BATCH_SIZE))
+        val_metrics = model.evaluate(data.batches("val", EVAL_BATCH_SIZE))
         _check_finite(val_metrics, f"val at epoch {epoch}", "val")
         train_metrics |= _evaluation_only_metrics(model, data, train_metrics)
         if quality is not None and (epoch % spec.quality.every == 0 or epoch == spec.train.epochs or not quality_metrics):
@@ -156,9 +156,7 @@ def train_epoch(model, data, spec: Spec, generator, epoch: int, global_step: int
     model.train()
     sums: dict[str, torch.Tensor] = {}
     seen: dict[str, int] = {}  # per value: a GAN reports its generator's loss on some steps only
-    for batch in data_sources.batches(
-        data.train_images, data.train_labels, spec.train.batch_size, generator, spec.train.steps_per_epoch
-    ):
+    for batch in data.batches("train", spec.train.batch_size, generator, spec.train.steps_per_epoch):
         parts = model.train_step(batch)
         count = len(batch.images)
         for name, value in parts.items():
@@ -184,9 +182,7 @@ def _evaluation_only_metrics(model, data, running: dict[str, float]) -> dict[str
     missing = set(type(model).reported_metrics(model.config)) - set(running)
     if not missing:
         return {}
-    count = len(data.val_images)
-    labels = None if data.train_labels is None else data.train_labels[:count]
-    measured = model.evaluate(data_sources.batches(data.train_images[:count], labels, EVAL_BATCH_SIZE))
+    measured = model.evaluate(data.batches("train", EVAL_BATCH_SIZE, count=len(data.val_images)))
     return {name: measured[name] for name in sorted(missing)}
 
 
@@ -199,12 +195,15 @@ def _check_finite(values: dict[str, float], where: str, prefix: str) -> None:
 @torch.no_grad()
 def _log_images(model, fixed_batch, spec: Spec, step: int, logger: TrialLogger) -> None:
     # The same noise every epoch, so the grids show the model changing, not the noise.
-    noise = torch.Generator(device=model.device).manual_seed(spec.train.seed + 1)
-    samples = make_grid(model.sample(SAMPLE_COUNT, noise).float(), nrow=8)
-    logger.image("samples", samples, step)
-    for name, grid in model.log_images(fixed_batch).items():
+    grids = {}
+    if model.generates:
+        noise = torch.Generator(device=model.device).manual_seed(spec.train.seed + 1)
+        grids["samples"] = make_grid(model.sample(SAMPLE_COUNT, noise).float(), nrow=8)
+    grids |= model.log_images(fixed_batch)
+    for name, grid in grids.items():
         logger.image(name, grid, step)
-    save_png(samples, logger.logdir / SAMPLES_FILE)
+    # samples.png: the picture of the trial (its samples; an image-to-image model's translations)
+    save_png(grids.get("samples", next(iter(grids.values()))), logger.logdir / SAMPLES_FILE)
 
 
 def save_png(grid: torch.Tensor, path: Path) -> None:
@@ -217,6 +216,3 @@ def save_png(grid: torch.Tensor, path: Path) -> None:
         raise TrainingError(f"{path}: OpenCV could not encode a {pixels.shape} image as PNG")
     write_bytes(path, encoded.tobytes())
 
-
-def _head(labels):
-    return None if labels is None else labels[:FIXED_VAL_IMAGES]

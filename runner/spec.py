@@ -66,7 +66,9 @@ class TuneSpec:
     metric: str | list[str] | None = Field(
         None, description="the metric to optimize, or a list for multi-objective; null: the model's default"
     )
-    mode: Mode | list[Mode] = Field("min", description="min or max, or a list matching a metric list")
+    mode: Mode | list[Mode] | None = Field(
+        None, description="min or max, or a list matching a metric list; null: the model's default metric's"
+    )
     num_samples: int | None = Field(
         None, ge=1, description="trials to run; null: the grid's size, or 10 for other samplers"
     )
@@ -145,6 +147,9 @@ class Spec:
     @property
     def modes(self) -> list[str]:
         mode = self.tune.mode
+        if mode is None:  # the model's own metric goes its own way; any other metric: minimized
+            default = models.entry(self.model_name).model_class
+            mode = default.default_mode if self.metrics == [default.default_metric] else "min"
         return [mode] * len(self.metrics) if isinstance(mode, str) else list(mode)
 
     @property
@@ -178,6 +183,8 @@ class Spec:
         from runner.quality import QUALITY_METRICS
 
         if self.quality.every == 0 or self.data_info.num_classes is None:
+            return []
+        if not models.entry(self.model_name).model_class.generates:
             return []
         return [*QUALITY_METRICS, *(["fid"] if self.quality.fid else [])]
 
