@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import Tensor, nn
 
 
@@ -138,3 +141,101 @@ def conv_critic(image_shape: tuple[int, int, int], width: int, norm: str = "batc
         nn.Flatten(),
         nn.Linear(2 * width * (height // 4) * (image_width // 4), 1),
     )
+
+
+# -- image-to-image and diffusion -----------------------------------------------------------------
+def check_unet_shape(image_shape: tuple[int, int, int], depth: int, key: str = "model.depth") -> None:
+    _, height, width = image_shape
+    if height % 2**depth or width % 2**depth:
+        raise ValueError(
+            f"{key}: {depth} halvings need image sides divisible by {2**depth}, got {height}x{width}; "
+            "use a smaller depth or resize the data"
+        )
+
+
+def _groups(channels: int) -> int:
+    return math.gcd(channels, 8)  # GroupNorm: up to 8 groups that divide the channels
+
+
+class UNetBlock(nn.Module):
+    """Two 3x3 convs with GroupNorm and SiLU; an embedding (a diffusion timestep, a class) is
+    projected to a per-channel shift added between them, as in Ho et al. 2020's U-Net."""
+
+    def __init__(self, in_channels: int, out_channels: int, embedding_dim: int = 0, dropout: float = 0.0):
+        super().__init__()
+        self.first = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.GroupNorm(_groups(out_channels), out_channels), nn.SiLU()
+        )
+        self.shift = nn.Linear(embedding_dim, out_channels) if embedding_dim else None
+        self.second = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1),
+            nn.GroupNorm(_groups(out_channels), out_channels),
+            nn.SiLU(),
+        )
+
+    def forward(self, x: Tensor, embedding: Tensor | None = None) -> Tensor:
+        x = self.first(x)
+        if self.shift is not None:
+            x = x + self.shift(embedding)[:, :, None, None]
+        return self.second(x)
+
+
+class UNet(nn.Module):
+    """U-Net (Ronneberger et al. 2015): `depth` halvings down, as many doublings up, each level's
+    features concatenated into the way up. (B, in, H, W) [+ (B, E) embedding] -> (B, out, H, W).
+
+    One network for super-resolution, pix2pix's and CycleGAN's generators and DDPM's noise
+    predictor; the output has no activation (the model decides what it means).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, width: int = 32, depth: int = 2,
+                 embedding_dim: int = 0, dropout: float = 0.0):
+        super().__init__()
+        widths = [width * 2**level for level in range(depth + 1)]
+        self.down = nn.ModuleList()
+        previous = in_channels
+        for level in range(depth):
+            self.down.append(UNetBlock(previous, widths[level], embedding_dim))
+            previous = widths[level]
+        self.pool = nn.AvgPool2d(2)
+        self.middle = UNetBlock(widths[depth - 1], widths[depth], embedding_dim, dropout)
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+        self.up = nn.ModuleList(
+            UNetBlock(widths[level + 1] + widths[level], widths[level], embedding_dim, dropout)
+            for level in reversed(range(depth))
+        )
+        self.out = nn.Conv2d(widths[0], out_channels, 1)
+
+    def forward(self, x: Tensor, embedding: Tensor | None = None) -> Tensor:
+        skips = []
+        for block in self.down:
+            x = block(x, embedding)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.middle(x, embedding)
+        for block in self.up:
+            x = block(torch.cat([self.upsample(x), skips.pop()], dim=1), embedding)
+        return self.out(x)
+
+
+def sinusoidal_embedding(steps: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
+    """Transformer-style position encoding of integer steps: (B,) -> (B, dim) (Vaswani et al. 2017)."""
+    half = dim // 2
+    frequencies = torch.exp(-math.log(max_period) * torch.arange(half, device=steps.device) / half)
+    angles = steps.float()[:, None] * frequencies[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+def patch_critic(in_channels: int, width: int = 64, layers: int = 2) -> nn.Module:
+    """PatchGAN discriminator (Isola et al. 2017): strided 4x4 convs, one real/fake logit per
+    overlapping patch -> (B, 1, h, w). InstanceNorm as in pix2pix and CycleGAN."""
+    modules: list[nn.Module] = [nn.Conv2d(in_channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+    channels = width
+    for _ in range(1, layers):
+        modules += [nn.Conv2d(channels, 2 * channels, 4, stride=2, padding=1),
+                    nn.InstanceNorm2d(2 * channels, affine=True), nn.LeakyReLU(0.2)]
+        channels *= 2
+    modules += [nn.Conv2d(channels, channels, 3, padding=1), nn.InstanceNorm2d(channels, affine=True),
+                nn.LeakyReLU(0.2), nn.Conv2d(channels, 1, 3, padding=1)]
+    return nn.Sequential(*modules)
