@@ -106,6 +106,46 @@ def reconstruction_mix(logits: Tensor, target: Tensor, weights: dict[str, float]
     return total, parts
 
 
+# -- image terms: (prediction, target) images in [0, 1] -> (B,) per image ------------------------
+# The image-to-image models' `loss:` mix. Means over pixels rather than sums, so that a weight
+# means the same at any image size and the terms sit on comparable scales.
+
+
+def mean_squared_error(prediction: Tensor, target: Tensor) -> Tensor:
+    return (prediction.float() - target.float()).square().flatten(1).mean(dim=1)
+
+
+def mean_absolute_error(prediction: Tensor, target: Tensor) -> Tensor:
+    return (prediction.float() - target.float()).abs().flatten(1).mean(dim=1)
+
+
+def psnr(prediction: Tensor, target: Tensor) -> Tensor:
+    """Peak signal-to-noise ratio per image in dB, peak 1: 10 log10(1 / MSE). Capped at 100 dB
+    (identical images) so a perfect match stays finite."""
+    return -10.0 * torch.log10(mean_squared_error(prediction, target).clamp_min(1e-10))
+
+
+def perceptual(prediction: Tensor, target: Tensor, feature_layers: list) -> Tensor:
+    """Feature reconstruction loss (Johnson et al. 2016): Σ over layers of the mean squared
+    difference of the features of prediction and target, per image. `feature_layers`: modules
+    applied in turn, each one's output a compared feature map (VGG-16 at relu2_2, relu3_3)."""
+    total = 0.0
+    x, y = prediction.float(), target.float()
+    for layer in feature_layers:
+        x, y = layer(x), layer(y)
+        total = total + (x - y).square().flatten(1).mean(dim=1)
+    return total
+
+
+IMAGE_TERMS = {
+    "mse": mean_squared_error,
+    "l1": mean_absolute_error,
+    "ssim": ssim_loss,
+    "psnr": lambda prediction, target: -psnr(prediction, target),  # as a loss: negative PSNR
+    "hfen": hfen,
+}
+
+
 # -- adversarial losses: discriminator outputs (logits or critic values) -> scalar -------------
 def gradient_penalty(critic, real: Tensor, fake: Tensor, *critic_args) -> Tensor:
     """WGAN-GP's penalty (Gulrajani et al. 2017): E[(||grad critic(x_hat)||_2 - 1)^2].

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -135,6 +136,62 @@ def show(run_dir, as_json) -> None:
         click.echo(json.dumps([t.to_json() for t in trials], indent=2, default=str))
         return
     click.echo(format_table(trials, (read_json(path / SWEEP_FILE) or {}).get("metrics")))
+
+
+@main.command()
+@click.argument("trial_dir", metavar="RUN_DIR/TRIAL", type=click.Path(file_okay=False))
+@click.option("--n", "count", default=64, show_default=True, type=click.IntRange(min=1), help="Samples, in a grid ceil(sqrt(N)) wide; with --interpolate, rows enough for N images.")
+@click.option("-o", "--output", default="samples.png", show_default=True, type=click.Path(dir_okay=False), help="The PNG file to write.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the noise: same seed, same picture.")
+@click.option("--interpolate", is_flag=True, help="Rows of images along an arc between two random latent points (ae, vae, aae, dae, gan).")
+@click.option("--steps", default=10, show_default=True, type=click.IntRange(min=2), help="--interpolate: images a row.")
+@click.option("--arithmetic", metavar="A,B,C", help="Decode the mean code of class A - class B + class C over the val images (ae, vae, aae, dae on labelled data).")
+def sample(trial_dir, count, output, seed, interpolate, steps, arithmetic) -> None:
+    """Draw pictures from a trial's latest checkpoint into one PNG.
+
+    Samples by default; --interpolate walks between random latent points; --arithmetic A,B,C
+    decodes the mean code of class A minus B's plus C's.
+    """
+    classes = _class_triple(arithmetic) if arithmetic is not None else None
+    if interpolate and classes is not None:
+        raise UserError("--interpolate and --arithmetic: choose one")
+    output_path = Path(output)
+    if output_path.suffix.lower() != ".png":
+        raise UserError(f"-o {output}: the picture is a PNG; give a name ending in .png")
+    if not output_path.parent.is_dir():
+        raise UserError(f"-o {output}: no such directory {output_path.parent}")
+    from runner import data as data_sources
+    from runner import sample as sampling
+    from runner.loop import save_png
+
+    try:
+        spec, model = sampling.load_trial(Path(trial_dir))
+        if classes is not None:
+            data = data_sources.load(spec.data_name, spec.data)
+            picture, what = sampling.arithmetic(model, data, *classes), "latent arithmetic {} - {} + {}".format(*classes)
+        elif interpolate:
+            rows = math.ceil(count / steps)
+            picture, what = sampling.interpolation(model, steps, seed, rows), f"{rows} interpolations of {steps} steps"
+        else:
+            picture, what = sampling.sample_grid(model, count, seed), f"{count} samples"
+    except _user_errors() as error:
+        raise UserError(str(error)) from None
+    try:
+        save_png(picture, output_path)
+    except OSError as error:  # a read-only directory, a full disk
+        raise UserError(f"-o {output}: cannot write ({error.strerror or error})") from None
+    click.echo(f"wrote {output}: {what} from {spec.model_name} trial {trial_dir}")
+
+
+def _class_triple(text: str) -> tuple[int, int, int]:
+    """--arithmetic 7,1,3 -> (7, 1, 3); whether they are classes of the data is checked with the data."""
+    try:
+        classes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        classes = ()
+    if len(classes) != 3:
+        raise UserError(f"--arithmetic {text}: expected three class numbers A,B,C, such as 7,1,3")
+    return classes
 
 
 @main.command()

@@ -68,7 +68,8 @@ class ImageData:
         if count is not None:
             images = images[:count]
             labels = None if labels is None else labels[:count]
-            targets = None if targets is None or self.pairing == "unpaired" else targets[:count]
+            if targets is not None and self.pairing == "paired":  # unpaired: the whole other domain
+                targets = targets[:count]
         return batches(images, labels, batch_size, generator, max_batches, targets, self.pairing)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from runner.files import read_json
 
 RECORD_FILE = "gensweep.json"  # each trial's own record, written by runner.trial
+STATE_FILE = "state.pt"  # in each checkpoint_*/ directory: runner.loop.training_state(), weights only
 
 SWEEP_FILE = "sweep.json"  # written by `gensweep run` at the start: the spec and its metric
 COMPARISON_FILE = "comparison.png"

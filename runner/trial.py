@@ -23,11 +23,9 @@ from ray import tune
 from runner import loop
 from runner.errors import one_line
 from runner.files import read_json, write_json
-from runner.report import RECORD_FILE
+from runner.report import RECORD_FILE, STATE_FILE
 from runner.spec import Spec, parse_document
 from runner.tblog import TrialLogger
-
-STATE_FILE = "state.pt"
 
 
 def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dict[str, list]) -> None:

@@ -135,6 +135,10 @@ def test_results_a_node_cannot_see_are_refused(tmp_path):
     directory: the same path, other files, as a head-local disk is to a real worker."""
     import ray
 
+    # `ray start` records its cluster in Ray's address file, where a later ray.init() would try
+    # to join it: put the file back as it was, whatever happens here.
+    address_file = Path("/tmp/ray/ray_current_cluster")
+    address_before = address_file.read_text() if address_file.exists() else None
     storage = tmp_path / "results"
     storage.mkdir()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
@@ -158,6 +162,10 @@ def test_results_a_node_cannot_see_are_refused(tmp_path):
         node.send_signal(signal.SIGTERM)
         node.wait(timeout=60)
         cluster.shutdown()
+        if address_before is None:
+            address_file.unlink(missing_ok=True)
+        else:
+            address_file.write_text(address_before)
     assert result.exit_code == 2, result.output[-3000:]
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith(f"error: --storage-path {storage}: node ") and "does not see the same files" in message

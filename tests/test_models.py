@@ -14,9 +14,14 @@ import models
 from models import Batch, DataInfo
 from models.config import ConfigError
 from runner.data import DigitsData, batches, load
+from runner.pairs import PairedData, UnpairedData
 
 MODEL_NAMES = models.names()
 DIGITS = DataInfo((1, 28, 28), 10)
+# What each kind of model trains on: digits alone, degraded/clean pairs, or two digit styles.
+INFOS = {None: DIGITS, "paired": DataInfo((1, 28, 28), None, "paired", 2), "unpaired": DataInfo((1, 28, 28), None, "unpaired")}
+# Narrow networks where the defaults are slow on a CPU: the tests check behaviour, not capacity.
+SMALL = {"unet_sr": {"width": 8}, "pix2pix": {"width": 8, "disc_width": 8}, "cyclegan": {"width": 8, "disc_width": 8}}
 # Every registered model with its defaults, plus the variants a config switches between.
 CASES = [(name, {}) for name in MODEL_NAMES] + [
     ("gan", {"variant": variant}) for variant in ("gan", "lsgan", "wgan", "wgan-gp", "hinge")
@@ -27,14 +32,30 @@ CASES = [(name, {}) for name in MODEL_NAMES] + [
     ("dae", {"corruption": "stamp"}),
     ("aae", {"arch": "conv", "loss": {"mse": 1.0, "ssim": 10.0}}),
     ("vae", {"arch": "conv", "beta": 4.0, "beta_warmup": 2, "loss": {"hfen": 10.0}}),
+    ("unet_sr", {"loss": {"l1": 1.0, "ssim": 0.5, "psnr": 0.01, "hfen": 0.1}}),
+    ("pix2pix", {"variant": "lsgan"}),
+    ("cyclegan", {"identity_weight": 0.0, "pool_size": 0}),
 ]
 CASE_IDS = [name + "".join(f"-{k}={v}" for k, v in params.items()) for name, params in CASES]
 
 
 @pytest.fixture(scope="module")
-def fixed_batch() -> Batch:
-    data = load("digits", DigitsData(train_size=64, val_size=16, seed=0))
-    return next(batches(data.train_images, data.train_labels, 64))
+def fixed_batches() -> dict:
+    digits = load("digits", DigitsData(train_size=64, val_size=16, seed=0))
+    paired = load("paired", PairedData(train_size=16, val_size=16))
+    unpaired = load("unpaired", UnpairedData(train_size=16, val_size=16))
+    return {
+        None: next(batches(digits.train_images, digits.train_labels, 64)),
+        "paired": next(paired.batches("train", 16)),
+        "unpaired": next(unpaired.batches("train", 16)),
+    }
+
+
+@pytest.fixture
+def fixed_batch(request, fixed_batches) -> Batch:
+    """The batch for the test's model: its `name` parameter says which kind of data it needs."""
+    name = request.node.callspec.params.get("name", "vae") if hasattr(request.node, "callspec") else "vae"
+    return fixed_batches[models.entry(name).model_class.pairing]
 
 
 def _values(reported: dict) -> list[tuple[str, float]]:
@@ -43,7 +64,8 @@ def _values(reported: dict) -> list[tuple[str, float]]:
 
 def _build(name, seed=0, **params):
     torch.manual_seed(seed)
-    return models.build(name, params, DIGITS, lr=1e-3)
+    info = INFOS[models.entry(name).model_class.pairing]
+    return models.build(name, SMALL.get(name, {}) | params, info, lr=1e-3)
 
 
 # Two-player models (training_signal None) are tested one player at a time (tests/test_gan.py).
@@ -68,6 +90,10 @@ def test_train_step_lowers_the_loss_on_a_fixed_batch(name, params, fixed_batch):
 @pytest.mark.parametrize("name, params", CASES, ids=CASE_IDS)
 def test_samples_are_images_in_unit_range(name, params):
     model = _build(name, **params)
+    if not model.generates:  # image-to-image: translations only, and saying so
+        with pytest.raises(ValueError, match="translates images"):
+            model.sample(5, torch.Generator().manual_seed(0))
+        return
     images = model.sample(5, torch.Generator().manual_seed(0))
     assert images.shape == (5, 1, 28, 28)
     assert images.min() >= 0 and images.max() <= 1
@@ -80,7 +106,10 @@ def test_same_seed_same_numbers(name, fixed_batch):
         model = _build(name, seed=7)
         torch.manual_seed(7)
         losses = [_values(model.train_step(fixed_batch)) for _ in range(3)]
-        runs.append((losses, model.sample(2, torch.Generator().manual_seed(1))))
+        if model.generates:
+            runs.append((losses, model.sample(2, torch.Generator().manual_seed(1))))
+        else:
+            runs.append((losses, torch.cat([grid.flatten() for grid in model.log_images(fixed_batch).values()])))
     assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
 
 
