@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from models import autoencoders, gan, translation, vae  # noqa: F401  (each registers its models)
+from models import autoencoders, diffusion, gan, translation, vae  # noqa: F401  (each registers its models)
 from models.base import Batch, DataInfo, GenerativeModel
 from models.registry import entry, make_config, names
 
