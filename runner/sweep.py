@@ -118,7 +118,7 @@ def run_sweep(
             # One objective: Tune's own, shared by searcher and scheduler. Several: Optuna's alone.
             metric=spec.metrics[0] if len(spec.metrics) == 1 else None,
             mode=spec.modes[0] if len(spec.modes) == 1 else None,
-            search_alg=_search_algorithm(spec),
+            search_alg=_search_algorithm(spec, run_dir),
             scheduler=_scheduler(spec, search_space),
             num_samples=spec.num_samples,
             max_concurrent_trials=spec.tune.max_concurrent or None,
@@ -277,7 +277,10 @@ def _domain(dim: SearchDim):
     return tune.randint(int(dim.low), int(dim.high) + 1)  # randint excludes high; ours includes it
 
 
-def _search_algorithm(spec: Spec):
+OPTUNA_FILE = "optuna.db"
+
+
+def _search_algorithm(spec: Spec, run_dir: Path):
     if not spec.search or spec.sampler == "pbt":
         return None  # nothing to choose, or PBT's own sampling (it refuses a search algorithm)
     import optuna
@@ -294,9 +297,13 @@ def _search_algorithm(spec: Spec):
         "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed),
         "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
     }
+    # The study lives beside the results, in Optuna's own SQLite storage: optuna-dashboard and
+    # Optuna's analysis read it, and a resumed sweep goes on writing to it.
+    storage = optuna.storages.RDBStorage(f"sqlite:///{run_dir / OPTUNA_FILE}")
+    study = {"sampler": samplers[spec.sampler](), "storage": storage, "study_name": spec.name}
     if len(spec.metrics) > 1:
-        return OptunaSearch(sampler=samplers[spec.sampler](), metric=spec.metrics, mode=spec.modes)
-    return OptunaSearch(sampler=samplers[spec.sampler]())
+        return OptunaSearch(metric=spec.metrics, mode=spec.modes, **study)
+    return OptunaSearch(**study)
 
 
 def _scheduler(spec: Spec, search_space: dict):

@@ -84,6 +84,16 @@ def test_an_interrupted_sweep_resumes(tmp_path):
         _assert_clean_history(trial, 6)
         if trial["trial_id"] in finished_before:  # not run again
             assert (Path(trial["logdir"]) / "result.json").read_text() == finished_before[trial["trial_id"]]
+    # The Optuna study carried on in its SQLite file beside the results: one complete trial a
+    # grid point, each with the value Tune reported last.
+    import optuna
+
+    study = optuna.load_study(study_name="faults", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(t.params["model.latent_dim"] for t in complete) == [2, 4, 8]
+    metric = json.loads((run_dir / "sweep.json").read_text())["metrics"][0]
+    reported = {t["swept"]["model.latent_dim"]: t["metrics"][metric] for t in after}
+    assert all(t.value == pytest.approx(reported[t.params["model.latent_dim"]]) for t in complete)
 
 
 def test_resume_refuses_a_directory_that_is_not_a_run(tmp_path):
