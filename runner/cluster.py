@@ -40,6 +40,9 @@ def start_or_join(address: str | None) -> bool:
         return False
     if address:
         check_reachable(address)
+    # Ray's notice that a local cluster turned token authentication on: the safe default,
+    # nothing to act on, printed at every start.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
         if address:
             ray.init(address=address, logging_level=logging.WARNING)

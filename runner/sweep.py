@@ -97,12 +97,16 @@ def prepare_data(spec: Spec, say=lambda message: None) -> None:
 
 
 def run_sweep(
-    spec: Spec, run_dir: Path, address: str | None = None, verbose: int = 1, keep_checkpoints: int = CHECKPOINTS_KEPT
+    spec: Spec, run_dir: Path, address: str | None = None, verbose: int = 0, keep_checkpoints: int = CHECKPOINTS_KEPT
 ) -> SweepOutcome:
+    """verbose 0: one gensweep progress line; 1 and 2: Ray Tune's own output instead."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+    from runner.progress import ProgressLine  # imports Ray Tune: only when a sweep really runs
+
     started = time.time()
+    _choose_output(verbose)
     started_ray = _start_on_shared_storage(spec, run_dir, address)
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a sweep that cannot start leaves nothing
     write_json(
@@ -128,7 +132,9 @@ def run_sweep(
         run_config=tune.RunConfig(
             name=run_dir.name,
             storage_path=str(run_dir.parent),
-            callbacks=[JsonLoggerCallback(), CSVLoggerCallback()],
+            callbacks=[JsonLoggerCallback(), CSVLoggerCallback()] + (
+                [ProgressLine(spec.num_samples, spec.train.epochs, spec.metrics, spec.modes)] if verbose == 0 else []
+            ),
             # A failed trial restarts from its last checkpoint, up to max_failures times.
             failure_config=tune.FailureConfig(max_failures=spec.tune.max_failures),
             # PBT's weaker trials restore a stronger one's recent checkpoint: keep a few more.
@@ -153,6 +159,7 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
         raise SweepError(f"{run_dir}: not a gensweep run directory (no readable {SWEEP_FILE})")
     spec = parse_document(sweep["document"], sweep.get("source", str(run_dir / SWEEP_FILE)))
     started = time.time()
+    _choose_output(0)
     started_ray = _start_on_shared_storage(spec, run_dir, address)
     if not tune.Tuner.can_restore(str(run_dir)):
         if started_ray:
@@ -163,6 +170,15 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
     # Restoring unpickles the searcher's state: our own run directory, so a trusted path.
     tuner = tune.Tuner.restore(str(run_dir), _trainable(spec), resume_unfinished=True, resume_errored=True)
     return spec, _fit(tuner, run_dir, started, started_ray)
+
+
+_USER_OUTPUT_CHOICE = os.environ.get("RAY_AIR_NEW_OUTPUT")
+
+
+def _choose_output(verbose: int) -> None:
+    # Tune's newer output engine prints its configuration box and result path even when told
+    # to be silent; the older one, at verbose 0, prints nothing, leaving the line to gensweep.
+    os.environ["RAY_AIR_NEW_OUTPUT"] = _USER_OUTPUT_CHOICE or ("0" if verbose == 0 else "1")
 
 
 def _start_on_shared_storage(spec: Spec, run_dir: Path, address: str | None) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,16 @@ def test_run_finishes_every_trial_and_prints_the_summary(finished_sweep):
     assert "tensorboard --logdir out/tiny_latent" in result.stdout
     table = result.stdout[result.stdout.index("latent_dim  status") :].splitlines()
     assert sum(line.startswith("*") for line in table[1:4]) == 1  # exactly one best trial marked
+
+
+def test_progress_is_one_gensweep_line_not_rays_pages(finished_sweep):
+    _, result = finished_sweep
+    progress = [line for line in result.stdout.splitlines() if re.match(r"gensweep: \d+/3 done", line)]
+    assert progress and progress[-1].startswith("gensweep: 3/3 done, 0 running, 0 failed | best val/recon ")
+    assert any("left" in line for line in progress[:-1])  # an estimate while trials remained
+    everything = result.stdout + result.stderr
+    for noise in ("Trial status", "Configuration for experiment", "View detailed results", "Token authentication"):
+        assert noise not in everything, noise
 
 
 def test_show_json_lists_each_trial(finished_sweep):
@@ -113,9 +124,10 @@ def test_tpe_with_asha_over_continuous_dimensions(tmp_path):
         "tune": {"num_samples": 4, "scheduler": "asha", "grace_period": 1, "reduction_factor": 2},
     }
     (tmp_path / "tpe.yaml").write_text(yaml.safe_dump(spec))
-    result = _gensweep("run", "tpe.yaml", "--storage-path", "out", cwd=tmp_path)
+    result = _gensweep("run", "tpe.yaml", "--storage-path", "out", "-v", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "sampler tpe" in result.stdout
+    assert "Trial status" in result.stdout and "done, " not in result.stdout  # -v: Ray's own output
     trials = json.loads(_gensweep("show", "out/tiny_tpe", "--json", cwd=tmp_path).stdout)
     assert len(trials) == 4 and len({t["swept"]["model.beta"] for t in trials}) == 4
     for trial in trials:
