@@ -55,7 +55,7 @@ def main() -> None:
 @click.option("--address", help="Join a running Ray cluster: 'auto' or HOST:PORT. Default: start Ray here.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec field, e.g. --set train.epochs=3 (repeatable; values typed as YAML).")
 @click.option("--keep-checkpoints", default=2, show_default=True, type=click.IntRange(min=1), help="Checkpoints kept per trial (the latest ones).")
-@click.option("-v", "--verbose", count=True, help="More of Ray Tune's own progress output.")
+@click.option("-v", "--verbose", count=True, help="Ray Tune's own progress output instead of one gensweep line (-vv: more of it).")
 def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, verbose) -> None:
     """Run the sweep described by SPEC; print a summary table at the end.
 
@@ -78,7 +78,7 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
         )
         prepare_data(spec, say=lambda message: click.echo(f"gensweep: {message}"))
         click.echo(f"gensweep: results in {_relative(run_dir)}")
-        outcome = run_sweep(spec, run_dir, address=address, verbose=1 + verbose, keep_checkpoints=keep_checkpoints)
+        outcome = run_sweep(spec, run_dir, address=address, verbose=verbose, keep_checkpoints=keep_checkpoints)
     except _user_errors() as error:
         raise UserError(str(error)) from None
     _finish(spec, outcome)
@@ -121,21 +121,55 @@ def _finish(spec, outcome) -> None:
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="A JSON list, one object a trial.")
-def show(run_dir, as_json) -> None:
+@click.option("--csv", "as_csv", is_flag=True, help="A CSV table: trial_id, status, swept values, metrics.")
+@click.option("--sort", "sort_metric", metavar="METRIC", help="Best first by METRIC (e.g. val/recon): in the sweep's direction for an objective, else ascending.")
+@click.option("--top", type=click.IntRange(min=1), metavar="N", help="Only the first N trials (after --sort).")
+def show(run_dir, as_json, as_csv, sort_metric, top) -> None:
     """Show the trials of a run directory: swept params, status, last metrics."""
-    from runner.files import read_json
-    from runner.report import SWEEP_FILE, collect, format_table
+    from runner.report import ReportError, format_csv, format_table, load_run, sort_trials
 
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise UserError(f"{run_dir}: no such run directory")
-    trials = collect(path)
-    if not trials and not (path / SWEEP_FILE).exists():
-        raise UserError(f"{run_dir}: not a gensweep run directory (no {SWEEP_FILE}, no trials)")
+    if as_json and as_csv:
+        raise UserError("--json and --csv: choose one")
+    try:
+        run = load_run(Path(run_dir))
+    except ReportError as error:
+        raise UserError(str(error)) from None
+    trials = run.trials
+    if sort_metric is not None:
+        try:
+            trials = sort_trials(trials, sort_metric, run.objectives, run.modes)
+        except ReportError as error:
+            raise UserError(f"--sort {sort_metric}: {error}") from None
+    trials = trials[:top] if top else trials
     if as_json:
         click.echo(json.dumps([t.to_json() for t in trials], indent=2, default=str))
-        return
-    click.echo(format_table(trials, (read_json(path / SWEEP_FILE) or {}).get("metrics")))
+    elif as_csv:
+        click.echo(format_csv(trials, run.objectives), nl=False)
+    else:
+        click.echo(format_table(trials, run.objectives))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="The HTML file to write (default: RUN_DIR/report.html).")
+def report(run_dir, output) -> None:
+    """Write one self-contained HTML page about a sweep.
+
+    The summary table, every trial's final samples, the loss curves, Optuna's parameter
+    importances, slice and contour plots, the Pareto front (several objectives) and the failed
+    trials. No JavaScript, no external files: it opens in any browser, offline.
+    """
+    from runner.html_report import write_report
+    from runner.report import ReportError
+
+    if output and not Path(output).parent.is_dir():
+        raise UserError(f"-o {output}: no such directory {Path(output).parent}")
+    output_path = Path(output) if output else Path(run_dir) / "report.html"
+    try:
+        write_report(Path(run_dir), output_path)
+    except ReportError as error:
+        raise UserError(str(error)) from None
+    click.echo(f"wrote {output_path}")
 
 
 @main.command()

@@ -1,4 +1,5 @@
-"""What a run directory holds, read back: trial records, the summary table, the comparison image.
+"""What a run directory holds, read back: trial records, the summary table (sorted, cut, or as
+CSV), the comparison image.
 
 Reads only JSON and PNG files that gensweep wrote, never Ray's pickles, so `gensweep show` is
 fast and safe on any run directory.
@@ -6,7 +7,10 @@ fast and safe on any run directory.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from runner.errors import GensweepError
 from runner.files import read_json
 
 RECORD_FILE = "gensweep.json"  # each trial's own record, written by runner.trial
@@ -44,6 +49,44 @@ class TrialSummary:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def label(self) -> str:
+        """Its swept values, short names: "beta=0.5, latent_dim=2" (its id when nothing is swept)."""
+        parts = [f"{path.split('.')[-1]}={format_value(value)}" for path, value in sorted(self.swept.items())]
+        return ", ".join(parts) or self.trial_id
+
+
+class ReportError(GensweepError):
+    """A run directory that cannot be read, or a metric no trial reports; one-line message."""
+
+
+@dataclass
+class Run:
+    """A run directory read back: its sweep.json and every trial's record."""
+
+    directory: Path
+    sweep: dict[str, Any]  # sweep.json: name, source, metrics, modes, document; {} when missing
+    trials: list[TrialSummary]
+
+    @property
+    def objectives(self) -> list[str]:
+        return list(self.sweep.get("metrics") or [])
+
+    @property
+    def modes(self) -> list[str]:
+        return list(self.sweep.get("modes") or [])
+
+
+def load_run(run_dir: Path) -> Run:
+    """The run in `run_dir`, or a ReportError saying why it is not one."""
+    if not run_dir.is_dir():
+        raise ReportError(f"{run_dir}: no such run directory")
+    trials = collect(run_dir)
+    if not trials and not (run_dir / SWEEP_FILE).exists():
+        raise ReportError(f"{run_dir}: not a gensweep run directory (no {SWEEP_FILE}, no trials)")
+    sweep = read_json(run_dir / SWEEP_FILE)
+    return Run(run_dir, sweep if isinstance(sweep, dict) else {}, trials)
 
 
 def collect(run_dir: Path) -> list[TrialSummary]:
@@ -95,6 +138,43 @@ def mark_best(trials: list[TrialSummary], metrics: list[str], modes: list[str]) 
         )
 
 
+def sort_trials(
+    trials: list[TrialSummary], metric: str, objectives: Sequence[str] = (), modes: Sequence[str] = ()
+) -> list[TrialSummary]:
+    """Best first by `metric`: in its sweep's direction when it is an objective, else ascending.
+
+    Trials without a finite value of it come last, in their earlier order.
+    """
+    known = {name for trial in trials for name in trial.metrics} | set(objectives)
+    if metric not in known:
+        raise ReportError(f"no trial reports this metric (known: {', '.join(sorted(known)) or 'none'})")
+    sign = -1 if dict(zip(objectives, modes)).get(metric) == "max" else 1
+
+    def key(trial: TrialSummary) -> tuple:
+        value = trial.metrics.get(metric)
+        return (0, sign * value) if _finite(value) else (1, 0)
+
+    return sorted(trials, key=key)
+
+
+def format_csv(trials: list[TrialSummary], objectives: list[str] | None = None) -> str:
+    """One row a trial: trial_id, status, every swept value, every metric (objectives first).
+
+    Values are written in full (not rounded as in the table); a missing one is an empty cell.
+    """
+    objectives = list(objectives or [])
+    swept_keys = sorted({key for t in trials for key in t.swept})
+    others = sorted({key for t in trials for key in t.metrics} - set(objectives))
+    metric_keys = [m for m in objectives if any(m in t.metrics for t in trials)] + others
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["trial_id", "status", *swept_keys, *metric_keys])
+    for trial in trials:
+        values = [trial.swept.get(k) for k in swept_keys] + [trial.metrics.get(k) for k in metric_keys]
+        writer.writerow([trial.trial_id, trial.status, *("" if v is None else v for v in values)])
+    return buffer.getvalue()
+
+
 def format_table(trials: list[TrialSummary], objectives: list[str] | None = None) -> str:
     """One row a trial: swept params, status, epochs, the objectives first, then a few others.
 
@@ -112,9 +192,9 @@ def format_table(trials: list[TrialSummary], objectives: list[str] | None = None
         status = trial.status if not trial.error else f"{trial.status}: {trial.error}"
         rows.append(
             ["*" if trial.best else "P" if trial.pareto else "", trial.trial_id]
-            + [_format(trial.swept.get(k)) for k in swept_keys]
+            + [format_value(trial.swept.get(k)) for k in swept_keys]
             + [status, str(trial.epoch)]
-            + [_format(trial.metrics.get(k)) for k in metric_keys]
+            + [format_value(trial.metrics.get(k)) for k in metric_keys]
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)] + [0]
     lines = ["  ".join(cell.ljust(width) if i < len(header) - 1 else cell for i, (cell, width) in enumerate(zip(row, widths))).rstrip() for row in rows]
@@ -129,8 +209,7 @@ def comparison_image(trials: list[TrialSummary], samples_file: str, scale: int =
         if image is None:
             continue
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-        label = ", ".join(f"{k.split('.')[-1]}={_format(v)}" for k, v in sorted(trial.swept.items()))
-        panels.append(_with_caption(image, label or trial.trial_id, trial.best))
+        panels.append(_with_caption(image, trial.label, trial.best))
     if not panels:
         return None
     height = max(p.shape[0] for p in panels)
@@ -149,7 +228,8 @@ def _with_caption(image: np.ndarray, text: str, best: bool) -> np.ndarray:
     return np.vstack([strip, image])
 
 
-def _format(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A table cell: 4 significant digits for floats, '-' for a missing value."""
     if value is None:
         return "-"
     if isinstance(value, float):

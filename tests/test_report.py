@@ -1,13 +1,26 @@
-"""Reading a run directory back: records, statuses after Tune returns, best trial, table."""
+"""Reading a run directory back: records, statuses after Tune returns, best trial, table, sort, CSV."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import cv2
 import numpy as np
+import pytest
+from click.testing import CliRunner
 
-from runner.report import SWEEP_FILE, collect, comparison_image, format_table
+from runner.cli import main
+from runner.report import (
+    SWEEP_FILE,
+    ReportError,
+    collect,
+    comparison_image,
+    format_table,
+    load_run,
+    sort_trials,
+)
 from runner.sweep import finish_records
 
 
@@ -61,3 +74,73 @@ def test_pareto_front_of_two_objectives():
     mark_best(trials, ["val/recon", "val/fd"], ["max", "max"])
     assert [t.trial_id for t in trials if t.pareto] == ["a", "c", "d"]  # b is now beaten by c
     assert not any(t.best for t in trials)
+
+
+def _scored_run(run_dir):
+    """Four finished-or-not trials of a two-objective sweep: val/recon (min), val/psnr (max)."""
+    (run_dir / SWEEP_FILE).write_text(json.dumps({"metrics": ["val/recon", "val/psnr"], "modes": ["min", "max"]}))
+    for latent, recon, psnr, fd in ((2, 30.0, 21.5, 7.0), (4, 10.0, 20.0, None), (8, 20.0, 25.0, 5.0), (16, None, None, 9.0)):
+        directory = run_dir / f"latent_dim={latent}_{latent:04d}"
+        directory.mkdir()
+        metrics = {name: value for name, value in (("val/recon", recon), ("val/psnr", psnr), ("val/fd", fd)) if value is not None}
+        record = {"trial_id": f"{latent:04d}", "status": "finished" if recon else "error", "swept": {"model.latent_dim": latent},
+                  "metrics": metrics, "error": None if recon else "ValueError: boom"}
+        (directory / "gensweep.json").write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize(
+    "metric, expected",
+    [
+        ("val/recon", ["0004", "0008", "0002", "0016"]),  # an objective to minimize; 16 has none: last
+        ("val/psnr", ["0008", "0002", "0004", "0016"]),  # an objective to maximize: highest first
+        ("val/fd", ["0008", "0002", "0016", "0004"]),  # not an objective: ascending; 4 has none: last
+    ],
+)
+def test_sort_trials_follows_the_objective_direction(tmp_path, metric, expected):
+    _scored_run(tmp_path)
+    run = load_run(tmp_path)
+    assert [t.trial_id for t in sort_trials(run.trials, metric, run.objectives, run.modes)] == expected
+
+
+def test_sort_by_an_unknown_metric_names_the_known_ones(tmp_path):
+    _scored_run(tmp_path)
+    with pytest.raises(ReportError, match=r"no trial reports this metric \(known: val/fd, val/psnr, val/recon\)"):
+        sort_trials(load_run(tmp_path).trials, "val/fid")
+
+
+def test_show_sort_top_and_csv(tmp_path):
+    _scored_run(tmp_path)
+    result = CliRunner().invoke(main, ["show", str(tmp_path), "--csv", "--sort", "val/psnr", "--top", "2"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert list(rows[0]) == ["trial_id", "status", "model.latent_dim", "val/recon", "val/psnr", "val/fd"]
+    assert [(r["trial_id"], r["model.latent_dim"], float(r["val/psnr"])) for r in rows] == [("0008", "8", 25.0), ("0002", "2", 21.5)]
+    everything = list(csv.DictReader(io.StringIO(CliRunner().invoke(main, ["show", str(tmp_path), "--csv"]).output)))
+    assert [r["trial_id"] for r in everything] == ["0002", "0004", "0008", "0016"]  # by swept value
+    assert everything[1]["val/fd"] == "" and everything[3]["status"] == "error"  # missing: an empty cell
+
+    table = CliRunner().invoke(main, ["show", str(tmp_path), "--sort", "val/recon", "--top", "1"]).output.splitlines()
+    assert len(table) == 2 and table[1].split()[:3] == ["P", "0004", "4"]  # header and the best; marks kept
+    shown = json.loads(CliRunner().invoke(main, ["show", str(tmp_path), "--json", "--sort", "val/fd"]).output)
+    assert [t["trial_id"] for t in shown] == ["0008", "0002", "0016", "0004"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--sort", "val/fid"], "error: --sort val/fid: no trial reports this metric (known: val/fd, val/psnr, val/recon)"),
+        (["--csv", "--json"], "error: --json and --csv: choose one"),
+        (["--top", "0"], None),  # click's own range check: exit 2 too
+    ],
+)
+def test_show_refuses_bad_options_in_one_line(tmp_path, args, message):
+    _scored_run(tmp_path)
+    result = CliRunner().invoke(main, ["show", str(tmp_path), *args])
+    assert result.exit_code == 2
+    if message:
+        assert result.stderr == message + "\n"
+
+
+def test_show_on_a_directory_that_is_no_run(tmp_path):
+    result = CliRunner().invoke(main, ["show", str(tmp_path)])
+    assert result.exit_code == 2 and result.stderr == f"error: {tmp_path}: not a gensweep run directory (no sweep.json, no trials)\n"
