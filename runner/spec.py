@@ -50,7 +50,7 @@ class TrainSpec:
         "auto", description="auto: the GPU Ray assigned to the trial, else the CPU"
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU"
+        "auto", description="auto: bf16 (or fp16) autocast on CUDA; bf16 on a CPU with native bf16, else fp32"
     )
     steps_per_epoch: int | None = Field(
         None, ge=1, description="cap on optimizer steps per epoch (smoke tests); null: all"
