@@ -99,3 +99,25 @@ def test_one_epoch_on_the_real_mnist_test_set(mnist_dir):
     # Untrained, a VAE scores about 543 nats (784 log 2); one epoch on 8,000 real digits more
     # than halves that, and uses every latent dimension's worth of KL.
     assert metrics["val/recon"] < 250 and metrics["val/kl"] > 5
+
+
+def _rss_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    pytest.skip("no /proc/self/status here")
+
+
+def test_memory_does_not_grow_across_epochs(tmp_path, tiny_document):
+    """Five epochs with TensorBoard logging and checkpoint-sized state: the resident set after
+    each epoch stays within 10% of where it stood after the first."""
+    tiny_document["data"] |= {"train_size": 4096, "val_size": 512}
+    tiny_document["train"] |= {"epochs": 5, "log_every": 8}
+    tiny_document["quality"] = {"every": 0}
+    spec = parse_document(tiny_document, "tiny.yaml")
+    logger = TrialLogger(tmp_path)
+    resident = []
+    loop.train(spec, logger, lambda end: (loop.training_state(end), resident.append(_rss_mb())))
+    logger.finish(succeeded=True)
+    assert len(resident) == 5
+    assert max(resident[1:]) <= 1.10 * resident[0], resident
