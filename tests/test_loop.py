@@ -111,7 +111,7 @@ def _rss_mb() -> float:
 def test_memory_does_not_grow_across_epochs(tmp_path, tiny_document):
     """Five epochs with TensorBoard logging and checkpoint-sized state: the resident set after
     each epoch stays within 10% of where it stood after the first."""
-    tiny_document["data"] |= {"train_size": 4096, "val_size": 512}
+    tiny_document["data"] |= {"train_size": 2048, "val_size": 256}
     tiny_document["train"] |= {"epochs": 5, "log_every": 8}
     tiny_document["quality"] = {"every": 0}
     spec = parse_document(tiny_document, "tiny.yaml")
