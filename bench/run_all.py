@@ -96,13 +96,14 @@ def _plain_generic_epoch(spec, data, seed: int) -> float:
     labels = None if data.train_labels is None else data.train_labels.numpy()
     targets = None if data.train_targets is None else data.train_targets.numpy()
     loader = DataLoader(Pairs(data.train_images.numpy(), labels, targets), batch_size=spec.train.batch_size, shuffle=True)
-    loss = 0.0
+    total, seen = 0.0, 0
     for images, batch_labels, batch_targets in loader:
         values = model.train_step(Batch(images, batch_labels if labels is not None else None,
                                         batch_targets if targets is not None else None))
         logged = {name: value.item() for name, value in values.items()}  # what a script prints
-        loss = logged.get("loss", logged.get("d_loss", 0.0))
-    return loss
+        total += logged.get("loss", logged.get("d_loss", 0.0)) * len(images)
+        seen += len(images)
+    return total / seen  # the epoch's mean, as gensweep's loop reports it
 
 
 def _gensweep_epoch(spec, data, seed: int) -> float:
@@ -181,8 +182,8 @@ def throughput_table(repeats: int, scale: float) -> list[str]:
 # -- 2. Ray Tune's overhead --------------------------------------------------------------------------
 OVERHEAD_SPEC = {
     "model": {"name": "vae", "arch": "mlp", "latent_dim": 8},
-    "data": {"name": "digits", "train_size": 10_000, "val_size": 1_000},
-    "train": {"epochs": 8, "batch_size": 128, "log_every": 50},
+    "data": {"name": "digits", "train_size": 20_000, "val_size": 1_000},
+    "train": {"epochs": 20, "batch_size": 128, "log_every": 50},
     "quality": {"every": 0},
     "resources": {"cpu": 1},
 }
@@ -193,7 +194,7 @@ def overhead_table(trials: int, scale: float) -> list[str]:
 
     from runner.data import cached_digits
 
-    spec = {**OVERHEAD_SPEC, "data": {**OVERHEAD_SPEC["data"], "train_size": int(10_000 * scale)}}
+    spec = {**OVERHEAD_SPEC, "data": {**OVERHEAD_SPEC["data"], "train_size": int(20_000 * scale)}}
     cached_digits(spec["data"]["train_size"], 0, "train")  # drawn once, before any clock starts
     cached_digits(spec["data"]["val_size"], 0, "val")
     alone = []
@@ -312,7 +313,7 @@ def main() -> None:
     started = time.perf_counter()
     sections = [("Training throughput (one epoch, CPU)", lambda: throughput_table(args.repeats, scale)),
                 ("Ray Tune's overhead", lambda: overhead_table(4, scale)),
-                ("Alignment (512x512 frames)", lambda: alignment_table(max(20, int(200 * scale)))),
+                ("Alignment (512x512 frames)", lambda: alignment_table(max(20, int(500 * scale)))),
                 ("Sample-quality metrics", lambda: metrics_table(max(500, int(10_000 * scale))))]
     body = []
     for title, make in sections:

@@ -127,7 +127,9 @@ def run_sweep(
             num_samples=spec.num_samples,
             max_concurrent_trials=spec.tune.max_concurrent or None,
             trial_dirname_creator=trial_dirname,
-            reuse_actors=spec.tune.scheduler == "pbt",  # PBT restarts trials often: keep processes
+            # PBT restarts trials often: keep processes. Not otherwise: a reused process loses the
+            # artifacts (records, event files) of the trial before it (Ray 2.60, one node, seen).
+            reuse_actors=spec.tune.scheduler == "pbt",
         ),
         run_config=tune.RunConfig(
             name=run_dir.name,
