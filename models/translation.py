@@ -137,11 +137,17 @@ class UNetSuperResolution(Translator):
 
 # -- pix2pix --------------------------------------------------------------------------------------
 @config
-class Pix2PixConfig:
+class PatchGANTranslatorConfig:
+    """What pix2pix and CycleGAN share: U-Net generators judged by PatchGAN critics."""
+
     width: int = Field(32, ge=4, description="channels of the generator's first U-Net level")
     depth: int = Field(2, ge=1, le=5, description="halvings in the generator's U-Net")
     disc_width: int = Field(32, ge=4, description="channels of the PatchGAN's first layer")
     disc_layers: int = Field(2, ge=1, le=4, description="stride-2 layers of the PatchGAN (patch size grows with it)")
+
+
+@config
+class Pix2PixConfig(PatchGANTranslatorConfig):
     variant: Literal["gan", "lsgan"] = Field("gan", description="adversarial loss: gan (BCE, the paper's) or lsgan")
     l1_weight: float = Field(100.0, ge=0, description="weight of the L1 term (100 in Isola et al. 2017)")
     lr_d: float | None = Field(None, gt=0, description="discriminator learning rate; null: train.lr")
@@ -220,11 +226,7 @@ class Pix2Pix(_TwoPlayer):
 
 # -- CycleGAN -------------------------------------------------------------------------------------
 @config
-class CycleGANConfig:
-    width: int = Field(32, ge=4, description="channels of each generator's first U-Net level")
-    depth: int = Field(2, ge=1, le=5, description="halvings in the generators' U-Nets")
-    disc_width: int = Field(32, ge=4, description="channels of each PatchGAN's first layer")
-    disc_layers: int = Field(2, ge=1, le=4, description="stride-2 layers of each PatchGAN")
+class CycleGANConfig(PatchGANTranslatorConfig):
     cycle_weight: float = Field(10.0, ge=0, description="weight of the cycle-consistency L1 terms (lambda, 10)")
     identity_weight: float = Field(
         0.5, ge=0, description="identity term, as a share of cycle_weight (0.5 in the reference code)"

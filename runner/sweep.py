@@ -106,7 +106,6 @@ def run_sweep(
     from runner.progress import ProgressLine  # imports Ray Tune: only when a sweep really runs
 
     started = time.time()
-    _choose_output(verbose)
     started_ray = _start_on_shared_storage(spec, run_dir, address)
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a sweep that cannot start leaves nothing
     write_json(
@@ -146,7 +145,7 @@ def run_sweep(
             verbose=verbose,
         ),
     )
-    return _fit(tuner, run_dir, started, started_ray)
+    return _fit(tuner, run_dir, started, started_ray, verbose)
 
 
 def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, SweepOutcome]:
@@ -161,7 +160,6 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
         raise SweepError(f"{run_dir}: not a gensweep run directory (no readable {SWEEP_FILE})")
     spec = parse_document(sweep["document"], sweep.get("source", str(run_dir / SWEEP_FILE)))
     started = time.time()
-    _choose_output(0)
     started_ray = _start_on_shared_storage(spec, run_dir, address)
     if not tune.Tuner.can_restore(str(run_dir)):
         if started_ray:
@@ -181,6 +179,14 @@ def _choose_output(verbose: int) -> None:
     # Tune's newer output engine prints its configuration box and result path even when told
     # to be silent; the older one, at verbose 0, prints nothing, leaving the line to gensweep.
     os.environ["RAY_AIR_NEW_OUTPUT"] = _USER_OUTPUT_CHOICE or ("0" if verbose == 0 else "1")
+
+
+def _restore_output_choice() -> None:
+    # Processes started later from this one (a test's `gensweep run -v`) must not inherit it.
+    if _USER_OUTPUT_CHOICE is None:
+        os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+    else:
+        os.environ["RAY_AIR_NEW_OUTPUT"] = _USER_OUTPUT_CHOICE
 
 
 def _start_on_shared_storage(spec: Spec, run_dir: Path, address: str | None) -> bool:
@@ -215,12 +221,13 @@ def _trainable(spec: Spec):
     return tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
 
 
-def _fit(tuner, run_dir: Path, started: float, started_ray: bool) -> SweepOutcome:
+def _fit(tuner, run_dir: Path, started: float, started_ray: bool, verbose: int = 0) -> SweepOutcome:
     import ray
 
     # Optuna's GridSampler calls Study.stop once the grid is exhausted; Ray warns that this is
     # unusual, on every sweep. It is expected here.
     logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
+    _choose_output(verbose)
     try:
         results = tuner.fit()
         errors = {Path(r.path).name: one_line(r.error) for r in results if r.error is not None}
@@ -229,6 +236,7 @@ def _fit(tuner, run_dir: Path, started: float, started_ray: bool) -> SweepOutcom
     finally:
         if started_ray:
             ray.shutdown()
+        _restore_output_choice()
     trials = finish_records(run_dir, errors, completed)
     write_comparison(run_dir, trials)
     return SweepOutcome(run_dir, trials, time.time() - started)

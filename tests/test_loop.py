@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -102,10 +103,11 @@ def test_one_epoch_on_the_real_mnist_test_set(mnist_dir):
 
 
 def _rss_mb() -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    pytest.skip("no /proc/self/status here")
+    status = Path("/proc/self/status")
+    if not status.exists():
+        pytest.skip("no /proc/self/status here")
+    line = next(line for line in status.read_text().splitlines() if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
 
 
 def test_memory_does_not_grow_across_epochs(tmp_path, tiny_document):

@@ -23,13 +23,13 @@ def _spec(tiny_document, search, **tune_settings):
         ({"model.beta": {"uniform": [0.5, 2.0]}}, "cmaes", optuna.samplers.CmaEsSampler),
     ],
 )
-def test_each_sampler_is_optunas_own(tiny_document, search, sampler, expected):
-    algorithm = _search_algorithm(_spec(tiny_document, search, sampler=sampler))
+def test_each_sampler_is_optunas_own(tiny_document, search, sampler, expected, tmp_path):
+    algorithm = _search_algorithm(_spec(tiny_document, search, sampler=sampler), tmp_path)
     assert isinstance(algorithm._sampler, expected)
 
 
-def test_no_search_space_means_no_search_algorithm(tiny_document):
-    assert _search_algorithm(parse_document(tiny_document, "s.yaml")) is None
+def test_no_search_space_means_no_search_algorithm(tiny_document, tmp_path):
+    assert _search_algorithm(parse_document(tiny_document, "s.yaml"), tmp_path) is None
 
 
 def test_domains_match_the_dimensions(tiny_document):
@@ -69,16 +69,16 @@ def test_trial_directories_are_named_by_their_values():
     assert trial_dirname(FakeTrial()) == "latent_dim=2_lr=0.0001235_ab12cd34"
 
 
-def test_pbt_mutates_the_search_space_without_optuna(tiny_document):
+def test_pbt_mutates_the_search_space_without_optuna(tiny_document, tmp_path):
     spec = _spec(tiny_document, {"train.lr": {"loguniform": [1e-4, 1e-2]}}, scheduler="pbt", perturbation_interval=3)
     space = {"train.lr": _domain(spec.search["train.lr"])}
     scheduler = _scheduler(spec, space)
-    assert _search_algorithm(spec) is None and spec.sampler == "pbt"
+    assert _search_algorithm(spec, tmp_path) is None and spec.sampler == "pbt"
     assert scheduler._perturbation_interval == 3 and set(scheduler._hyperparam_mutations) == {"train.lr"}
 
 
-def test_multi_objective_goes_to_optuna(tiny_document):
+def test_multi_objective_goes_to_optuna(tiny_document, tmp_path):
     spec = _spec(tiny_document, {"model.beta": {"uniform": [0.5, 2.0]}}, metric=["val/recon", "val/kl"], mode=["min", "max"], sampler="nsga2")
-    algorithm = _search_algorithm(spec)
+    algorithm = _search_algorithm(spec, tmp_path)
     assert isinstance(algorithm._sampler, optuna.samplers.NSGAIISampler)
     assert algorithm._metric == ["val/recon", "val/kl"] and algorithm._mode == ["min", "max"]
