@@ -24,7 +24,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
-	$(BIN)/python bench/train_throughput.py
+	$(BIN)/python bench/run_all.py   # writes BENCHMARKS.md (about 10 minutes on 2 CPU cores)
 
 # Rewrite constraints.txt from .venv after changing a dependency (cluster nodes install from it).
 constraints: setup

@@ -29,6 +29,7 @@ def _free_port() -> int:
         ({"data": {"name": "mnist", "path": "/no/such/mnist"}}, [], "data.path: directory /no/such/mnist does not exist"),
         ({}, ["--set", "tune.sampler=bayes"], "--set tune.sampler=bayes: tune.sampler: Input should be"),
         ({}, ["--address", "127.0.0.1:PORT"], "no Ray cluster answers there"),
+        ({}, ["--storage-path", "s3://bucket/runs"], "--storage-path s3://bucket/runs: storage URIs are not supported"),
     ],
 )
 def test_run_refuses_before_starting(tmp_path, tiny_document, change, extra, expected):

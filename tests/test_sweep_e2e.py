@@ -99,6 +99,20 @@ def test_the_sweep_level_comparison_image(finished_sweep):
     assert events.Tags()["images"] == ["comparison/samples"]
 
 
+def test_keep_checkpoints_bounds_each_trials_disk(finished_sweep):
+    root, _ = finished_sweep
+    result = _gensweep(
+        "run", "tiny.yaml", "--storage-path", "out", "--name", "keep_one", "--keep-checkpoints", "1",
+        "--set", "search.model.latent_dim={grid: [2]}", "--set", "train.epochs=4", cwd=root,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (trial_dir,) = [p for p in (root / "out" / "keep_one").iterdir() if (p / "gensweep.json").exists()]
+    assert sorted(p.name for p in trial_dir.glob("checkpoint_*")) == ["checkpoint_000003"]  # the last epoch's only
+    # the default keeps two: the sweep above ran two epochs
+    for trial_dir in (root / "out" / "tiny_latent").glob("latent_dim=*"):
+        assert sorted(p.name for p in trial_dir.glob("checkpoint_*")) == ["checkpoint_000000", "checkpoint_000001"]
+
+
 def test_a_second_run_does_not_overwrite_the_first(finished_sweep):
     root, _ = finished_sweep
     result = _gensweep(
