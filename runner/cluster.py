@@ -31,9 +31,13 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         raise ClusterError(f"--address {address}: no Ray cluster answers there ({error.strerror or error})") from None
 
 
-def start_or_join(address: str | None) -> bool:
+def start_or_join(address: str | None, quiet: bool = False) -> bool:
     """Join the cluster at `address`, or start a local Ray with this machine's cores and no
-    dashboard. True when Ray was started here (and so is the caller's to shut down)."""
+    dashboard. True when Ray was started here (and so is the caller's to shut down).
+
+    quiet: do not copy the workers' output here (a worker's teardown noise, for instance);
+    what goes wrong in a trial still reaches the caller through Tune's results.
+    """
     import ray
 
     if ray.is_initialized():
@@ -45,9 +49,10 @@ def start_or_join(address: str | None) -> bool:
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
         if address:
-            ray.init(address=address, logging_level=logging.WARNING)
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=not quiet)
         else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING,
+                     log_to_driver=not quiet)
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = f"at {address}" if address else "on this machine"
         raise ClusterError(f"cannot start or reach Ray {where}: {one_line(error)}") from None

@@ -106,7 +106,7 @@ def run_sweep(
     from runner.progress import ProgressLine  # imports Ray Tune: only when a sweep really runs
 
     started = time.time()
-    started_ray = _start_on_shared_storage(spec, run_dir, address)
+    started_ray = _start_on_shared_storage(spec, run_dir, address, quiet=verbose == 0)
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a sweep that cannot start leaves nothing
     write_json(
         run_dir / SWEEP_FILE,
@@ -160,7 +160,7 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
         raise SweepError(f"{run_dir}: not a gensweep run directory (no readable {SWEEP_FILE})")
     spec = parse_document(sweep["document"], sweep.get("source", str(run_dir / SWEEP_FILE)))
     started = time.time()
-    started_ray = _start_on_shared_storage(spec, run_dir, address)
+    started_ray = _start_on_shared_storage(spec, run_dir, address, quiet=True)
     if not tune.Tuner.can_restore(str(run_dir)):
         if started_ray:
             import ray
@@ -189,11 +189,11 @@ def _restore_output_choice() -> None:
         os.environ["RAY_AIR_NEW_OUTPUT"] = _USER_OUTPUT_CHOICE
 
 
-def _start_on_shared_storage(spec: Spec, run_dir: Path, address: str | None) -> bool:
+def _start_on_shared_storage(spec: Spec, run_dir: Path, address: str | None, quiet: bool) -> bool:
     """Start or join Ray; on several nodes, every node must see the results and data directories."""
     import ray
 
-    started_ray = start_or_join(address)
+    started_ray = start_or_join(address, quiet)
     paths = {"--storage-path": run_dir.parent}
     if getattr(spec.data, "path", None):
         paths["data.path"] = Path(spec.data.path)
