@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 
@@ -30,6 +31,8 @@ def _free_port() -> int:
         ({}, ["--set", "tune.sampler=bayes"], "--set tune.sampler=bayes: tune.sampler: Input should be"),
         ({}, ["--address", "127.0.0.1:PORT"], "no Ray cluster answers there"),
         ({}, ["--storage-path", "s3://bucket/runs"], "--storage-path s3://bucket/runs: storage URIs are not supported"),
+        pytest.param({"resources": {"gpu": 0.25}}, [], "resources.gpu: 0.25 per trial, but this machine has no GPU for Ray",
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
     ],
 )
 def test_run_refuses_before_starting(tmp_path, tiny_document, change, extra, expected):
