@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from pydantic import Field
 from torch import Tensor
-from torchvision.utils import make_grid
 
 from models import losses, nets
 from models.base import Batch, DataInfo, GenerativeModel, adam
 from models.config import config
+from models.grids import make_grid
 from models.metrics import active_units
 from models.registry import register
 

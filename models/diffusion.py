@@ -364,7 +364,7 @@ class DDPM(GenerativeModel):
     def log_images(self, batch: Batch) -> dict[str, Tensor]:
         """trajectory: samples from x_T to x_0; denoising: val images noised at rising t over the
         network's x_0 for each; by_class (conditional): a row of samples per class."""
-        from torchvision.utils import make_grid
+        from models.grids import make_grid
 
         draws = torch.Generator(device=self.device).manual_seed(0)
         states: list[Tensor] = []

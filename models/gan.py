@@ -207,7 +207,7 @@ class GAN(GenerativeModel):
     def log_images(self, batch: Batch) -> dict[str, Tensor]:
         if not self.config.conditional:
             return {}
-        from torchvision.utils import make_grid
+        from models.grids import make_grid
 
         classes = self.data.num_classes
         labels = torch.arange(classes, device=self.device).repeat_interleave(10)  # a row per class

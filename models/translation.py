@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
-from torchvision.utils import make_grid
 
 from models import losses, nets
 from models.base import Batch, DataInfo, GenerativeModel, adam
 from models.config import config
+from models.grids import make_grid
 from models.perceptual import find_vgg_weights, vgg_feature_layers
 from models.registry import register
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torchvision.utils import make_grid
 
 import models
+from models.grids import make_grid
 from runner import data as data_sources
 from runner.errors import GensweepError
 from runner.files import write_bytes

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.utils import make_grid
 
 import models
 from models.autoencoders import Autoencoder
 from models.gan import GAN
+from models.grids import make_grid
 from runner.data import ImageData
 from runner.errors import GensweepError
 from runner.files import read_json
