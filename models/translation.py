@@ -244,23 +244,32 @@ class ImagePool(torch.nn.Module):
         self.size = size
         self.register_buffer("images", torch.zeros(size, *image_shape))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        self._filled: int | None = None  # `count` as a Python int, so a step never waits for the device
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._filled = None  # a checkpoint brought its own count: read it again on first use
 
     def exchange(self, fakes: Tensor) -> Tensor:
         """The images to judge: fresh fakes, some swapped with stored ones (which the fresh replace)."""
         fakes = fakes.detach().float()
         if self.size == 0:
             return fakes
-        filled = int(self.count)
-        if filled < self.size:  # filling up: store them, judge the fresh ones
-            take = min(self.size - filled, len(fakes))
-            self.images[filled : filled + take] = fakes[:take]
-            self.count.fill_(filled + take)
+        if self._filled is None:
+            self._filled = int(self.count)  # once after building or loading
+        if self._filled < self.size:  # filling up: store them, judge the fresh ones
+            take = min(self.size - self._filled, len(fakes))
+            self.images[self._filled : self._filled + take] = fakes[:take]
+            self._filled += take
+            self.count.fill_(self._filled)
             return fakes
-        swap = torch.rand(len(fakes), device=fakes.device) < 0.5
+        # Full: each image, with probability one half, swaps places with a stored one. Written
+        # with where() rather than a boolean mask, which would wait for the device to count it.
+        swap = (torch.rand(len(fakes), device=fakes.device) < 0.5)[:, None, None, None]
         slots = torch.randint(self.size, (len(fakes),), device=fakes.device)
-        judged = torch.where(swap[:, None, None, None], self.images[slots], fakes)
-        self.images[slots[swap]] = fakes[swap]
-        return judged
+        stored = self.images[slots]
+        self.images[slots] = torch.where(swap, fakes, stored)
+        return torch.where(swap, stored, fakes)
 
 
 @register("cyclegan", CycleGANConfig)

@@ -198,9 +198,9 @@ def test_cyclegan_cycle_error_falls_and_rows_are_logged():
     info = _spec({"name": "cyclegan"}, {"name": "unpaired", "train_size": 16, "val_size": 16}).data_info
     model = models.build("cyclegan", {"width": 8, "disc_width": 8, "pool_size": 8}, info, 2e-3)
     first = model.train_step(batch)
-    for _ in range(30):
+    for _ in range(40):
         last = model.train_step(batch)
-    assert last["cycle"] < 0.6 * first["cycle"] and last["identity"] < first["identity"], (first, last)
+    assert last["cycle"] < 0.7 * first["cycle"] and last["identity"] < first["identity"], (first, last)
     grids = model.log_images(batch)
     assert set(grids) == {"cycle_a_b_a", "cycle_b_a_b"} and grids["cycle_a_b_a"].shape[1] > 3 * 28
 
@@ -218,3 +218,7 @@ def test_image_pool_fills_then_swaps_about_half():
     assert 60 < swapped < 140  # half of 200, give or take
     assert "images" in dict(pool.named_buffers()) and "count" in dict(pool.named_buffers())
     assert torch.equal(ImagePool(0, (1, 2, 2)).exchange(first), first)
+    restored = ImagePool(4, (1, 2, 2))
+    restored.load_state_dict(pool.state_dict())  # a checkpoint's pool is full: no refilling
+    fresh = torch.full((64, 1, 2, 2), -1.0)
+    assert (restored.exchange(fresh)[:, 0, 0, 0] != -1).any()
