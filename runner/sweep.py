@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.config import as_dict
 from runner import data as data_sources
 from runner.cluster import require_shared, start_or_join
 from runner.errors import GensweepError, one_line
@@ -194,9 +195,12 @@ def _start_on_shared_storage(spec: Spec, run_dir: Path, address: str | None, qui
     import ray
 
     started_ray = start_or_join(address, quiet)
-    paths = {"--storage-path": run_dir.parent}
-    if getattr(spec.data, "path", None):
-        paths["data.path"] = Path(spec.data.path)
+    # Every directory the data section names (path, input_path, a_path, ...), as the spec
+    # resolves them to absolute paths.
+    paths = {"--storage-path": run_dir.parent} | {
+        f"data.{key}": Path(value) for key, value in as_dict(spec.data).items()
+        if (key == "path" or key.endswith("_path")) and value
+    }
     try:
         require_shared(paths)
         if spec.resources.gpu > 0 and not ray.cluster_resources().get("GPU"):
