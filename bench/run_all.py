@@ -114,7 +114,8 @@ def _gensweep_epoch(spec, data, seed: int) -> float:
     model = models.build(spec.model_name, spec.model, spec.data_info, spec.train.lr)
     model.use_mixed_precision(loop.autocast_dtype(spec.train.precision, torch.device("cpu")))
     generator = torch.Generator().manual_seed(seed)
-    metrics, _ = loop.train_epoch(model, data, spec, generator, epoch=1, global_step=0, logger=None)
+    means, _ = loop.train_epoch(model, data, spec, generator, 0, log_step=lambda values, step: None)
+    metrics = {name: float(value) for name, value in means.items()}
     return metrics.get("loss", metrics.get("d_loss", 0.0))
 
 

@@ -159,7 +159,8 @@ def gensweep_epoch(name, data, count, seed) -> float:
     torch.manual_seed(seed)
     model = models.build(spec.model_name, spec.model, data.info, spec.train.lr)
     generator = torch.Generator().manual_seed(seed)
-    metrics, _ = loop.train_epoch(model, data, spec, generator, epoch=1, global_step=0, logger=None)
+    means, _ = loop.train_epoch(model, data, spec, generator, 0, log_step=lambda values, step: None)
+    metrics = {name: float(value) for name, value in means.items()}
     return metrics.get("loss", metrics.get("d_loss"))
 
 

@@ -44,6 +44,7 @@ class Autoencoder(GenerativeModel):
 
     code_factor = 1  # encoder outputs code_factor * latent_dim numbers
     fits_code_distribution = True  # no prior: sample from N(mean, std) of the val codes
+    pack_fields = ()  # packs differ only in learning rate
 
     @classmethod
     def reported_metrics(cls, config) -> tuple[str, ...]:
@@ -88,6 +89,10 @@ class Autoencoder(GenerativeModel):
             logits = self.decoder(z)
         reconstruction, terms = self.reconstruction(logits, batch.images)
         return {"loss": self.objective(reconstruction, extras), **terms, **extras, "_codes": mean}
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        """per_image(): the call a pack makes with each member's weights (torch.func.functional_call)."""
+        return self.per_image(batch)
 
     def train_step(self, batch: Batch) -> dict[str, Tensor]:
         values = self.per_image(batch)
@@ -159,6 +164,7 @@ class AdversarialAutoencoder(Autoencoder):
     """Adversarial autoencoder (Makhzani et al. 2016): a discriminator pulls codes to N(0, I)."""
 
     fits_code_distribution = False  # the prior is N(0, I) by construction
+    pack_fields = None  # two optimizers, stepped in turn: not one packed step
 
     @classmethod
     def reported_metrics(cls, config) -> tuple[str, ...]:

@@ -49,6 +49,9 @@ class GenerativeModel(nn.Module):
     # The train_step value that falls as the model fits a fixed batch; None for two-player
     # models, whose players are tested one at a time (tests/test_gan.py).
     training_signal: str | None = "loss"
+    # Packing (models/packing.py): the attributes that may differ between the members of a pack,
+    # besides the learning rate, as the config fields of the same names. None: not packable.
+    pack_fields: tuple[str, ...] | None = None
 
     @classmethod
     def reported_metrics(cls, config) -> tuple[str, ...]:

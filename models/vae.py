@@ -36,6 +36,7 @@ class VAE(Autoencoder):
 
     code_factor = 2  # the encoder gives a mean and a log-variance per latent dimension
     fits_code_distribution = False  # samples come from the prior N(0, I)
+    pack_fields = ("beta",)  # a pack's members may differ in beta (and learning rate)
 
     @classmethod
     def reported_metrics(cls, config) -> tuple[str, ...]:

@@ -196,7 +196,7 @@ def sample(trial_dir, count, output, seed, interpolate, steps, arithmetic) -> No
         raise UserError(f"-o {output}: no such directory {output_path.parent}")
     from runner import data as data_sources
     from runner import sample as sampling
-    from runner.loop import save_png
+    from runner.tblog import save_png
 
     try:
         spec, model = sampling.load_trial(Path(trial_dir))

@@ -11,17 +11,13 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
 
 import models
 from models.grids import make_grid
 from runner import data as data_sources
 from runner.errors import GensweepError
-from runner.files import write_bytes
 from runner.quality import QualityMeter
 from runner.spec import Spec
 from runner.tblog import TrialLogger
@@ -127,26 +123,48 @@ def train(
     metrics: dict[str, float] = {}
     for epoch in range(start_epoch + 1, spec.train.epochs + 1):
         model.on_epoch_start(epoch)
-        train_metrics, global_step = train_epoch(model, data, spec, generator, epoch, global_step, logger)
-        model.eval()
-        val_metrics = model.evaluate(data.batches("val", EVAL_BATCH_SIZE))
-        _check_finite(val_metrics, f"val at epoch {epoch}", "val")
-        train_metrics |= _evaluation_only_metrics(model, data, train_metrics)
-        if quality is not None and (epoch % spec.quality.every == 0 or epoch == spec.train.epochs or not quality_metrics):
-            # The same noise every time, so a change in the score is the model's, not the draw's.
-            noise = torch.Generator(device=device).manual_seed(spec.train.seed + 2)
-            quality_metrics = quality.measure(model, noise)
-        # Between measurements the last value stands: schedulers need the metric every epoch.
-        val_metrics |= quality_metrics
-        metrics = {f"train/{k}": v for k, v in train_metrics.items()}
-        metrics |= {f"val/{k}": v for k, v in val_metrics.items()}
-        if logger is not None:
-            # Every scalar on one axis, optimizer steps, so a resumed trial can purge past a step.
-            logger.scalars("train", train_metrics | {"epoch": epoch}, global_step)
-            logger.scalars("val", val_metrics, global_step)
-            _log_images(model, fixed_batch, spec, global_step, logger)
+
+        def log_step(values: dict[str, torch.Tensor], step: int, epoch: int = epoch) -> None:
+            floats = {name: float(value) for name, value in values.items()}
+            _check_finite(floats, f"epoch {epoch}, step {step}", "train")
+            if logger is not None:
+                logger.scalars("train_step", floats, step)
+
+        sums, global_step = train_epoch(model, data, spec, generator, global_step, log_step)
+        train_metrics = {name: float(value) for name, value in sums.items()}
+        _check_finite(train_metrics, f"epoch {epoch}", "train")
+        metrics, quality_metrics = end_epoch(
+            model, data, spec, epoch, global_step, train_metrics, quality, quality_metrics, fixed_batch, logger
+        )
         on_epoch_end(EpochEnd(epoch, global_step, metrics, model, generator))
     return metrics
+
+
+def end_epoch(model, data, spec: Spec, epoch: int, global_step: int, train_metrics: dict[str, float],
+              quality: QualityMeter | None, quality_metrics: dict[str, float], fixed_batch, logger: TrialLogger | None):
+    """Evaluate, measure and log one model after an epoch of training.
+
+    Returns the epoch's metrics ("train/loss", "val/recon", ...) and the quality metrics now
+    standing (measured every quality.every epochs; the last value stands between them).
+    """
+    model.eval()
+    val_metrics = model.evaluate(data.batches("val", EVAL_BATCH_SIZE))
+    _check_finite(val_metrics, f"val at epoch {epoch}", "val")
+    train_metrics = train_metrics | _evaluation_only_metrics(model, data, train_metrics)
+    if quality is not None and (epoch % spec.quality.every == 0 or epoch == spec.train.epochs or not quality_metrics):
+        # The same noise every time, so a change in the score is the model's, not the draw's.
+        noise = torch.Generator(device=model.device).manual_seed(spec.train.seed + 2)
+        quality_metrics = quality.measure(model, noise)
+    # Between measurements the last value stands: schedulers need the metric every epoch.
+    val_metrics = val_metrics | quality_metrics
+    metrics = {f"train/{k}": v for k, v in train_metrics.items()}
+    metrics |= {f"val/{k}": v for k, v in val_metrics.items()}
+    if logger is not None:
+        # Every scalar on one axis, optimizer steps, so a resumed trial can purge past a step.
+        logger.scalars("train", train_metrics | {"epoch": epoch}, global_step)
+        logger.scalars("val", val_metrics, global_step)
+        _log_images(model, fixed_batch, spec, global_step, logger)
+    return metrics, quality_metrics
 
 
 def training_state(end: EpochEnd) -> dict:
@@ -164,7 +182,10 @@ def training_state(end: EpochEnd) -> dict:
     return state
 
 
-def train_epoch(model, data, spec: Spec, generator, epoch: int, global_step: int, logger):
+def train_epoch(model, data, spec: Spec, generator, global_step: int, log_step) -> tuple[dict[str, torch.Tensor], int]:
+    """One pass of optimizer steps. Returns each value's mean over the epoch (tensors, on the
+    device: a pack's are one per member) and the step count; log_step(values, step) is called
+    every train.log_every steps, the only host sync inside the epoch."""
     model.train()
     sums: dict[str, torch.Tensor] = {}
     seen: dict[str, int] = {}  # per value: a GAN reports its generator's loss on some steps only
@@ -175,14 +196,9 @@ def train_epoch(model, data, spec: Spec, generator, epoch: int, global_step: int
             sums[name] = sums[name] + value * count if name in sums else value * count
             seen[name] = seen.get(name, 0) + count
         global_step += 1
-        if global_step % spec.train.log_every == 0:  # the only host sync inside the epoch
-            values = {name: float(value) for name, value in parts.items()}
-            _check_finite(values, f"epoch {epoch}, step {global_step}", "train")
-            if logger is not None:
-                logger.scalars("train_step", values, global_step)
-    means = {name: float(total) / seen[name] for name, total in sums.items()}
-    _check_finite(means, f"epoch {epoch}", "train")
-    return means, global_step
+        if global_step % spec.train.log_every == 0:
+            log_step(parts, global_step)
+    return {name: total / seen[name] for name, total in sums.items()}, global_step
 
 
 def _evaluation_only_metrics(model, data, running: dict[str, float]) -> dict[str, float]:
@@ -215,16 +231,4 @@ def _log_images(model, fixed_batch, spec: Spec, step: int, logger: TrialLogger) 
     for name, grid in grids.items():
         logger.image(name, grid, step)
     # samples.png: the picture of the trial (its samples; an image-to-image model's translations)
-    save_png(grids.get("samples", next(iter(grids.values()))), logger.logdir / SAMPLES_FILE)
-
-
-def save_png(grid: torch.Tensor, path: Path) -> None:
-    """A (C, H, W) image in [0, 1] as a PNG file, written whole or not at all."""
-    pixels = (grid.float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-    if pixels.shape[2] == 3:
-        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels))
-    if not ok:
-        raise TrainingError(f"{path}: OpenCV could not encode a {pixels.shape} image as PNG")
-    write_bytes(path, encoded.tobytes())
-
+    logger.picture(SAMPLES_FILE, grids.get("samples", next(iter(grids.values()))))

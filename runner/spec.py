@@ -84,6 +84,11 @@ class TuneSpec:
     perturbation_interval: int = Field(2, ge=1, description="pbt: epochs between exploit/explore steps")
     max_concurrent: int = Field(0, ge=0, description="trials at once; 0: as many as resources allow")
     max_failures: int = Field(1, ge=0, description="restarts of a failed trial from its last checkpoint")
+    pack: int = Field(
+        1, ge=1, description="train up to this many trials as one batched model in one process (ae, dae, vae); "
+        "each is still its own trial. Members differ only in train.lr and the model's pack fields (vae: beta)",
+    )
+    pack_wait: float = Field(10.0, gt=0, description="pack: seconds a pack waits for members before it starts")
 
 
 @config
@@ -404,6 +409,8 @@ def _check_tune(spec: Spec) -> None:
             raise ConfigError("tune.sampler", "pbt draws its population with Ray Tune's own sampling: leave it auto")
         if not spec.search or any(dim.kind == "grid" for dim in spec.search.values()):
             raise ConfigError("search", "pbt needs dimensions to mutate (uniform, loguniform, int or choice), no grid")
+    if spec.tune.pack > 1:
+        _check_pack(spec)
     if spec.quality.fid:
         from runner.quality import check_inception_weights
 
@@ -411,6 +418,16 @@ def _check_tune(spec: Spec) -> None:
             check_inception_weights()
         except GensweepError as error:
             raise ConfigError("quality.fid", str(error).removeprefix("quality.fid: ")) from None
+
+
+def _check_pack(spec: Spec) -> None:
+    model_class = models.entry(spec.model_name).model_class
+    if model_class.pack_fields is None:
+        raise ConfigError("tune.pack", f"{spec.model_name} cannot be packed (packs train one-optimizer models: ae, dae, vae)")
+    if spec.tune.scheduler == "pbt":
+        raise ConfigError("tune.pack", "pbt moves checkpoints between trials; it does not take packs")
+    if spec.train.precision == "fp16":
+        raise ConfigError("tune.pack", "fp16 needs a gradient scaler per member; packs take bf16 or fp32")
 
 
 def _check_model_fits_data(spec: Spec) -> None:

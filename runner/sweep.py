@@ -45,13 +45,21 @@ def _allow_pending_trials(spec: Spec) -> None:
     # With a search algorithm Tune keeps one trial pending at a time, so each trial waits for
     # the previous one's process to start: set the bound to the trials that fit in the cluster
     # at once (set anew for every sweep: one process may run several, on different clusters).
+
+    # A pack's members are trials too: K of them per slot.
+    trials_at_once = _slots(spec) * spec.tune.pack
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = _USER_PENDING_TRIALS or str(trials_at_once)
+
+
+def _slots(spec: Spec) -> int:
+    """How many trials (or packs) the cluster's CPUs and GPUs can train at once."""
     import ray
 
     resources = ray.cluster_resources()
     slots = resources.get("CPU", 1) / spec.resources.cpu if spec.resources.cpu else 1
     if spec.resources.gpu and resources.get("GPU"):
         slots = min(slots, resources["GPU"] / spec.resources.gpu)
-    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = _USER_PENDING_TRIALS or str(max(1, int(slots)))
+    return max(1, int(slots))
 
 
 class SweepError(GensweepError):
@@ -115,8 +123,9 @@ def run_sweep(
          "document": spec.document, "started": time.strftime("%Y-%m-%dT%H:%M:%S")},
     )
     search_space = {path: _domain(dim) for path, dim in spec.search.items()}
+    hub_name = _start_packing(spec, run_dir)
     tuner = tune.Tuner(
-        _trainable(spec),
+        _trainable(spec, hub_name),
         param_space=search_space,
         tune_config=tune.TuneConfig(
             # One objective: Tune's own, shared by searcher and scheduler. Several: Optuna's alone.
@@ -125,7 +134,7 @@ def run_sweep(
             search_alg=_search_algorithm(spec, run_dir),
             scheduler=_scheduler(spec, search_space),
             num_samples=spec.num_samples,
-            max_concurrent_trials=spec.tune.max_concurrent or None,
+            max_concurrent_trials=_max_concurrent(spec),
             trial_dirname_creator=trial_dirname,
             # PBT restarts trials often: keep processes. Not otherwise: a reused process loses the
             # artifacts (records, event files) of the trial before it (Ray 2.60, one node, seen).
@@ -136,7 +145,7 @@ def run_sweep(
             storage_path=str(run_dir.parent),
             callbacks=[JsonLoggerCallback(), CSVLoggerCallback()] + (
                 [ProgressLine(spec.num_samples, spec.train.epochs, spec.metrics, spec.modes)] if verbose == 0 else []
-            ),
+            ) + _packing_callbacks(hub_name),
             # A failed trial restarts from its last checkpoint, up to max_failures times.
             failure_config=tune.FailureConfig(max_failures=spec.tune.max_failures),
             # PBT's weaker trials restore a stronger one's recent checkpoint: keep a few more.
@@ -146,7 +155,10 @@ def run_sweep(
             verbose=verbose,
         ),
     )
-    return _fit(tuner, run_dir, started, started_ray, verbose)
+    try:
+        return _fit(tuner, run_dir, started, started_ray, verbose)
+    finally:
+        _HUBS.pop(hub_name, None)  # the hub (and any pack still training) ends with the sweep
 
 
 def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, SweepOutcome]:
@@ -169,8 +181,14 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
             ray.shutdown()
         raise SweepError(f"{run_dir}: Ray Tune saved no state here to resume from")
     # Restoring unpickles the searcher's state: our own run directory, so a trusted path.
-    tuner = tune.Tuner.restore(str(run_dir), _trainable(spec), resume_unfinished=True, resume_errored=True)
-    return spec, _fit(tuner, run_dir, started, started_ray)
+    # The callbacks come back from Tune's saved state, PackDepartures with the hub's name: the
+    # name is the run's, so the new hub answers to it.
+    hub_name = _start_packing(spec, run_dir)
+    tuner = tune.Tuner.restore(str(run_dir), _trainable(spec, hub_name), resume_unfinished=True, resume_errored=True)
+    try:
+        return spec, _fit(tuner, run_dir, started, started_ray)
+    finally:
+        _HUBS.pop(hub_name, None)
 
 
 _USER_OUTPUT_CHOICE = os.environ.get("RAY_AIR_NEW_OUTPUT")
@@ -215,14 +233,53 @@ def _start_on_shared_storage(spec: Spec, run_dir: Path, address: str | None, qui
     return started_ray
 
 
-def _trainable(spec: Spec):
+def _trainable(spec: Spec, hub_name: str | None):
     from ray import tune
 
-    from runner.trial import run_trial  # imports Ray Tune: only when a sweep really runs
-
     grid = {path: list(dim.values) for path, dim in spec.search.items() if dim.kind == "grid"}
-    trainable = tune.with_parameters(run_trial, document=spec.document, source=spec.source, grid=grid)
-    return tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+    if hub_name is None:
+        from runner.trial import run_trial  # imports Ray Tune: only when a sweep really runs
+
+        trainable = tune.with_parameters(run_trial, document=spec.document, source=spec.source, grid=grid)
+        return tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+    from runner.pack_trial import run_packed_trial
+
+    trainable = tune.with_parameters(
+        run_packed_trial, document=spec.document, source=spec.source, grid=grid, hub_name=hub_name
+    )
+    # A member only relays its pack's epochs; the pack's trainer holds the GPU and the rest of
+    # the CPUs (Tune refuses trials of no resources at all).
+    return tune.with_resources(trainable, {"cpu": MEMBER_CPU})
+
+
+def _max_concurrent(spec: Spec) -> int | None:
+    if spec.tune.max_concurrent:
+        return spec.tune.max_concurrent
+    # Members hold no CPUs, so nothing else bounds them: as many as the packs that fit can take.
+    return _slots(spec) * spec.tune.pack if spec.tune.pack > 1 else None
+
+
+def _start_packing(spec: Spec, run_dir: Path) -> str | None:
+    """A packed sweep's hub (runner/pack_trial.py), named for this run; None when not packed."""
+    if spec.tune.pack == 1:
+        return None
+    from runner.pack_trial import start_hub
+
+    hub_name = f"gensweep-packs:{run_dir.name}"
+    _HUBS[hub_name] = start_hub(spec, hub_name, MEMBER_CPU)  # held here: the hub lives while the sweep does
+    return hub_name
+
+
+def _packing_callbacks(hub_name: str | None) -> list:
+    if hub_name is None:
+        return []
+    from runner.pack_trial import PackDepartures
+
+    return [PackDepartures(hub_name)]
+
+
+_HUBS: dict = {}
+MEMBER_CPU = 0.01  # what a pack's member holds of the pack's CPUs (runner/pack_trial.py)
 
 
 def _fit(tuner, run_dir: Path, started: float, started_ray: bool, verbose: int = 0) -> SweepOutcome:

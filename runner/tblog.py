@@ -11,12 +11,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from tensorboard.plugins.hparams import summary_v2 as hparams_api
 from torch.utils.tensorboard import SummaryWriter
+
+from runner.files import write_bytes
 
 HParamValue = int | float | str | bool
 
@@ -30,6 +33,10 @@ class TrialLogger:
     def scalars(self, prefix: str, values: Mapping[str, float], step: int) -> None:
         for name, value in values.items():
             self.writer.add_scalar(f"{prefix}/{name}", value, step)
+
+    def picture(self, filename: str, grid: torch.Tensor) -> None:
+        """A (C, H, W) image in [0, 1] as a PNG file in the trial's directory (samples.png)."""
+        save_png(grid, self.logdir / filename)
 
     def image(self, tag: str, grid: torch.Tensor, step: int) -> None:
         """A (C, H, W) image in [0, 1]."""
@@ -86,3 +93,15 @@ def write_image_event(logdir: Path, tag: str, image_hwc: np.ndarray) -> None:
     writer = SummaryWriter(str(logdir))
     writer.add_image(tag, image_hwc, 0, dataformats="HWC")
     writer.close()
+
+
+def save_png(grid: torch.Tensor, path: Path) -> None:
+    """A (C, H, W) image in [0, 1] as a PNG file, written whole or not at all."""
+    pixels = (grid.float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    if pixels.shape[2] == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels))
+    if not ok:
+        raise OSError(f"{path}: OpenCV could not encode a {pixels.shape} image as PNG")
+    write_bytes(path, encoded.tobytes())
+

@@ -7,11 +7,13 @@ in its directory, which `gensweep show` reads without unpickling anything.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ import torch
 from ray import tune
 
 from runner import loop
-from runner.errors import one_line
+from runner.errors import GensweepError, one_line
 from runner.files import read_json, write_json
 from runner.report import RECORD_FILE, STATE_FILE
 from runner.spec import Spec, parse_document
@@ -31,59 +33,91 @@ from runner.tblog import TrialLogger
 def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dict[str, list]) -> None:
     """The Tune function trainable. `sampled` holds the swept values by dotted path."""
     spec = parse_document(document, source).with_values(sampled)
+    trial = start_trial(spec, sampled, grid)
+
+    def report(end: loop.EpochEnd) -> None:
+        trial.report(end.epoch, end.metrics, lambda path: torch.save(loop.training_state(end), path))
+
+    try:
+        loop.train(spec, trial.logger, report, trial.resume_state, assigned_gpus=trial.assigned_gpus)
+    except Exception as error:
+        trial.fail(one_line(error))
+        raise
+    trial.close()
+
+
+def start_trial(spec: Spec, sampled: dict[str, Any], grid: dict[str, list]) -> TrialSession:
+    """Inside a Tune trial: its record, its TensorBoard run and the checkpoint it resumes from."""
     # Ray logs a line per checkpoint; the epoch's report already says as much.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     # Two trials on two cores must not each start a thread per core and fight over them.
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
     cv2.setNumThreads(1)
-    context = tune.get_context()
-    trial_dir = Path(context.get_trial_dir())
-    record = TrialRecord(trial_dir / RECORD_FILE, context.get_trial_id(), spec, sampled)
-    assigned_gpus = [str(gpu) for gpu in ray.get_gpu_ids()]
-    record.update(node=_node_address(), gpus=assigned_gpus)
+    return TrialSession(spec, sampled, grid)
 
-    resume_state = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
+
+class TrialSession:
+    """One trial's files and reports: what a plain trial and a pack's member do alike."""
+
+    def __init__(self, spec: Spec, sampled: dict[str, Any], grid: dict[str, list]):
+        context = tune.get_context()
+        self.spec = spec
+        self.trial_id = context.get_trial_id()
+        trial_dir = Path(context.get_trial_dir())
+        self.record = TrialRecord(trial_dir / RECORD_FILE, self.trial_id, spec, sampled)
+        self.assigned_gpus = [str(gpu) for gpu in ray.get_gpu_ids()]
+        self.record.update(node=_node_address(), gpus=self.assigned_gpus)
+
+        self.resume_bytes: bytes | None = None
+        self.resume_state: dict | None = None
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as directory:
+                self.resume_bytes = (Path(directory) / STATE_FILE).read_bytes()
             # weights_only: tensors and plain containers, never arbitrary pickled objects.
-            resume_state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
+            self.resume_state = torch.load(io.BytesIO(self.resume_bytes), map_location="cpu", weights_only=True)
 
-    # A resumed trial drops the events its crashed run wrote after the checkpoint's step.
-    logger = TrialLogger(trial_dir, purge_step=resume_state["global_step"] + 1 if resume_state else None)
-    if resume_state is not None:
-        # Restored from a checkpoint: its own (a retry, a resume) or, under PBT, a stronger
-        # trial's. Either way the record now stands where that checkpoint stood.
-        record.update(epoch=resume_state["epoch"], metrics=resume_state.get("metrics", {}))
-    if resume_state is None:
-        logger.hparams(
-            {path: sampled[path] for path in sorted(sampled)},
-            spec.metric_names(),
-            discrete={path: grid[path] for path in grid},
-        )
+        # A resumed trial drops the events its crashed run wrote after the checkpoint's step.
+        resumed = self.resume_state
+        self.logger = TrialLogger(trial_dir, purge_step=resumed["global_step"] + 1 if resumed else None)
+        if resumed is not None:
+            # Restored from a checkpoint: its own (a retry, a resume) or, under PBT, a stronger
+            # trial's. Either way the record now stands where that checkpoint stood.
+            self.record.update(epoch=resumed["epoch"], metrics=resumed.get("metrics", {}))
+        else:
+            self.logger.hparams(
+                {path: sampled[path] for path in sorted(sampled)},
+                spec.metric_names(),
+                discrete={path: grid[path] for path in grid},
+            )
 
-    def report(end: loop.EpochEnd) -> None:
-        _die_once_for_tests(end.epoch)
-        last = end.epoch == spec.train.epochs
+    def report(self, epoch: int, metrics: dict[str, float], write_state: Callable[[Path], None]) -> None:
+        """Record, checkpoint (write_state writes the state file) and report one epoch to Tune."""
+        _die_once_for_tests(epoch)
+        last = epoch == self.spec.train.epochs
         # Tune may end this process as soon as it has the last report (a scheduler's max_t), so
         # everything the trial leaves behind is complete before it reports.
-        record.update(status="finished" if last else "running", epoch=end.epoch, metrics=end.metrics)
+        self.record.update(status="finished" if last else "running", epoch=epoch, metrics=metrics)
         if last:
-            logger.finish(succeeded=True)
+            self.logger.finish(succeeded=True)
         with tempfile.TemporaryDirectory() as directory:
-            torch.save(loop.training_state(end), Path(directory) / STATE_FILE)
-            tune.report(end.metrics | {"epoch": end.epoch}, checkpoint=tune.Checkpoint.from_directory(directory))
+            write_state(Path(directory) / STATE_FILE)
+            tune.report(metrics | {"epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(directory))
 
-    try:
-        loop.train(spec, logger, report, resume_state, assigned_gpus=assigned_gpus)
-    except Exception as error:
-        record.update(status="error", error=one_line(error))
-        logger.finish(succeeded=False)
-        raise
-    if record.fields["status"] != "finished":  # restored at its last epoch: nothing left to train
-        record.update(status="finished")
-        logger.finish(succeeded=True)
+    def fail(self, message: str) -> None:
+        """The trial failed: its record and its TensorBoard session say so (the caller raises)."""
+        self.record.update(status="error", error=message)
+        self.logger.finish(succeeded=False)
+
+    def close(self) -> None:
+        if self.record.fields["status"] != "finished":  # restored at its last epoch: nothing left to train
+            self.record.update(status="finished")
+            self.logger.finish(succeeded=True)
+
+
+class TrialError(GensweepError, RuntimeError):
+    """A trial failed for a reason found elsewhere (its pack's trainer); one-line message."""
 
 
 def _node_address() -> str:

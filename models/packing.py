@@ -1,0 +1,110 @@
+"""K models of one architecture trained as one: stacked weights, one vmapped step.
+
+A sweep's trials often share an architecture and differ only in scalars (a learning rate, a
+loss weight). Packed, their forward and backward passes run as one batched computation
+(torch.func's stack_module_state and vmap), which is how a GPU stays busy with small networks.
+Each member stays a whole model: its parameters are views into the stacked weights, so the
+member's own evaluate(), sample() and training_state() work unchanged, and its own optimizer
+(with its own learning rate) steps its own slice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import Tensor
+from torch.func import functional_call, stack_module_state, vmap
+
+from models.base import Batch, GenerativeModel
+
+
+class PackError(ValueError):
+    """These models cannot be trained as one pack; the message names why."""
+
+
+def check_packable(model_class: type[GenerativeModel]) -> None:
+    if model_class.pack_fields is None:
+        raise PackError(f"{model_class.__name__} cannot be packed (packing covers one-optimizer models: ae, dae, vae)")
+
+
+class PackedModels:
+    """Trains `members` (same class and architecture, each with its optimizer) in one step."""
+
+    def __init__(self, members: list[GenerativeModel]):
+        if not members:
+            raise PackError("a pack needs at least one member")
+        check_packable(type(members[0]))
+        if any(type(member) is not type(members[0]) for member in members):
+            raise PackError("a pack's members must be one model class")
+        if any(member._grad_scaler is not None for member in members):
+            raise PackError("train.precision: fp16 needs a gradient scaler per member; packs take bf16 or fp32")
+        self.members = list(members)
+        self.base = members[0]  # the module the vmapped step calls, with each member's weights
+        self.params, self.buffers = stack_module_state(self.members)  # {name: (K, ...)}
+        for index, member in enumerate(self.members):
+            # Each member's tensors become its slice of the stack: what the step trains is what
+            # the member evaluates, samples and checkpoints, with no copying back and forth.
+            for name, parameter in member.named_parameters():
+                parameter.data = self.params[name].detach()[index]
+            for name, buffer in member.named_buffers():
+                if name in self.buffers:
+                    buffer.data = self.buffers[name][index]
+        self._parameter_names = list(self.params)
+        self._step = vmap(self._member_values, in_dims=(0, 0, 0, None), randomness="different")
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def train(self) -> None:
+        """Training mode for every member (the runner's epoch loop calls it, as on a model)."""
+        for member in self.members:
+            member.train()
+
+    def _member_values(self, params: dict, buffers: dict, scalars: dict, images: Tensor) -> dict[str, Tensor]:
+        """One member's batch means, computed by the base module with that member's weights."""
+        with _attributes(self.base, scalars):
+            values = functional_call(self.base, (params, buffers), (Batch(images),))
+        return {name: value.mean() for name, value in values.items() if not name.startswith("_")}
+
+    def train_step(self, batch: Batch) -> dict[str, Tensor]:
+        """One optimizer step of every member on the same batch; {name: (K,) detached means}."""
+        # Per-member scalars (a VAE's beta, which warm-up changes per epoch) go in as (K,) tensors.
+        scalars = {
+            name: torch.tensor([float(getattr(member, name)) for member in self.members], device=self.base.device)
+            for name in self.base.pack_fields
+        }
+        values = self._step(self.params, self.buffers, scalars, batch.images)
+        # The members are independent, so the gradient of the sum is each member's own gradient.
+        gradients = torch.autograd.grad(values["loss"].sum(), [self.params[name] for name in self._parameter_names])
+        for index, member in enumerate(self.members):
+            named = dict(member.named_parameters())
+            for name, gradient in zip(self._parameter_names, gradients):
+                # contiguous: a batched matmul's weight gradient can come transposed, and the fused
+                # optimizer walks gradient and weight in one memory order.
+                named[name].grad = gradient[index].contiguous()
+            (optimizer,) = member.optimizers.values()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        return {name: value.detach() for name, value in values.items()}
+
+    def without(self, leaving: set[int]) -> PackedModels:
+        """A pack of the members not in `leaving` (indices), their weights and optimizer state kept."""
+        staying = [member for index, member in enumerate(self.members) if index not in leaving]
+        for index in sorted(leaving):  # the leavers keep their weights, no longer views of the stack
+            member = self.members[index]
+            for parameter in member.parameters():
+                parameter.data = parameter.data.clone()
+        return PackedModels(staying) if staying else None
+
+
+@contextlib.contextmanager
+def _attributes(module, values: dict):
+    saved = {name: getattr(module, name) for name in values}
+    for name, value in values.items():
+        setattr(module, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(module, name, value)

@@ -1,0 +1,239 @@
+"""Packed trials under Ray Tune (`tune.pack: K`): K Tune trials, one training process.
+
+    Tune trial (0 CPU) --join--> PackHub (one per sweep) --start--> PackTrainer (the pack's CPUs/GPU)
+    Tune trial <--each epoch: metrics, logs, checkpoint-- PackTrainer
+
+Every member is a Tune trial of its own: Optuna and the scheduler see it, it has its own
+directory, record, TensorBoard run and checkpoints. Only the training is shared. The hub groups
+trials whose specs differ only in the pack fields (runner/packing.py::pack_key) and seals a
+pack when it is full or when tune.pack_wait seconds have passed since its first member came.
+A member stopped by the scheduler leaves its pack at the next epoch (the driver tells the hub,
+through PackDepartures); the trainer ends when its last member has gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import queue
+import threading
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+from torch.utils._pytree import tree_map
+
+from runner import loop
+from runner.errors import one_line
+from runner.packing import Member, Pack, pack_key
+from runner.spec import parse_document
+
+END = None  # what the trainer's queue gives a member once the pack has no more epochs for it
+
+
+class RecordingLogger:
+    """A TrialLogger's interface, kept as a list of calls that the member's trial replays into its
+    own TrialLogger: the trainer never writes into a trial's directory itself."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, tuple]] = []
+
+    def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
+        self.calls.append(("scalars", (prefix, dict(values), step)))
+
+    def image(self, tag: str, grid: torch.Tensor, step: int) -> None:
+        self.calls.append(("image", (tag, grid.detach().float().cpu(), step)))
+
+    def picture(self, filename: str, grid: torch.Tensor) -> None:
+        self.calls.append(("picture", (filename, grid.detach().float().cpu())))
+
+    def drain(self) -> list[tuple[str, tuple]]:
+        calls, self.calls = self.calls, []
+        return calls
+
+
+def replay(calls: list[tuple[str, tuple]], logger) -> None:
+    for method, arguments in calls:
+        getattr(logger, method)(*arguments)
+
+
+def state_bytes(end: loop.EpochEnd) -> bytes:
+    """A member's checkpoint (loop.training_state) as bytes, each tensor copied out of the pack's
+    stack: a view would save the whole stack, every member's weights."""
+    state = tree_map(lambda value: value.clone() if isinstance(value, torch.Tensor) else value, loop.training_state(end))
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def load_state(data: bytes | None) -> dict | None:
+    # weights_only: tensors and plain containers, never arbitrary pickled objects.
+    return None if data is None else torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+class PackTrainer:
+    """One pack's training, in a thread of this actor; members pull their epochs with next()."""
+
+    def __init__(self, document: dict, source: str, threads: int):
+        import cv2
+
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(1)
+        self.document, self.source = document, source
+        self.pack: Pack | None = None
+        self.queues: dict[int, queue.Queue] = {}
+        self.lock = threading.Lock()
+
+    def _queue(self, index: int) -> queue.Queue:
+        with self.lock:
+            return self.queues.setdefault(index, queue.Queue())
+
+    def start(self, joined: list[tuple[dict, bytes | None]]) -> None:
+        members = []
+        for index, (sampled, resume) in enumerate(joined):
+            recorder = RecordingLogger()
+            members.append(Member(
+                spec=parse_document(self.document, self.source).with_values(sampled),
+                logger=recorder,
+                on_epoch_end=partial(self._epoch_end, index, recorder),
+                resume_state=load_state(resume),
+                on_error=partial(self._error, index),
+            ))
+        self.pack = Pack(members, assigned_gpus=[str(gpu) for gpu in ray.get_gpu_ids()])
+        threading.Thread(target=self._train, args=(len(members),), daemon=True).start()
+
+    def _train(self, size: int) -> None:
+        try:
+            self.pack.train()
+        except Exception as error:  # noqa: BLE001 - the pack failed as a whole: every member hears why
+            for index in range(size):
+                self._error(index, error)
+        finally:
+            for index in range(size):
+                self._queue(index).put(END)
+
+    def _epoch_end(self, index: int, recorder: RecordingLogger, end: loop.EpochEnd) -> None:
+        self._queue(index).put(
+            {"epoch": end.epoch, "global_step": end.global_step, "metrics": dict(end.metrics),
+             "logs": recorder.drain(), "state": state_bytes(end)}
+        )
+
+    def _error(self, index: int, error: Exception) -> None:
+        self._queue(index).put({"error": one_line(error)})
+
+    def next(self, index: int) -> dict | None:
+        """The member's next epoch (blocks until trained), {"error": ...}, or END."""
+        return self._queue(index).get()
+
+    def leave(self, index: int) -> None:
+        if self.pack is not None:
+            self.pack.leave(index)
+
+
+@dataclass
+class _Forming:
+    sealed: asyncio.Event
+    joined: list[tuple[str, dict, bytes | None]] = field(default_factory=list)
+    trainer: Any = None
+    number: int = 0  # packs are numbered in the order they were sealed, from 1
+
+
+class PackHub:
+    """Groups a sweep's trials into packs; one per sweep, owned by the driver."""
+
+    def __init__(self, document: dict, source: str, size: int, wait_seconds: float, cpu: float, gpu: float, member_cpu: float):
+        self.document, self.source = document, source
+        self.size, self.wait_seconds = size, wait_seconds
+        # The members each hold member_cpu of the pack's CPUs, so packs fit where trials would.
+        self.trainer_options = {"num_cpus": max(0.0, cpu - size * member_cpu), "num_gpus": gpu, "max_concurrency": size + 4}
+        self.threads = max(1, round(cpu))
+        self.forming: dict[str, _Forming] = {}
+        self.members_of: dict[str, tuple[Any, int]] = {}  # trial id -> (trainer, index)
+        self.remaining: dict[Any, int] = {}  # trainer -> members still in it
+        self.packs_made = 0
+
+    async def join(self, key: str, trial_id: str, sampled: dict, resume: bytes | None) -> tuple[Any, int, int]:
+        """Wait until this trial's pack is sealed; returns its trainer, the member's index in it
+        and the pack's number."""
+        group = self.forming.get(key)
+        if group is None:
+            group = self.forming[key] = _Forming(asyncio.Event())
+            asyncio.get_running_loop().call_later(self.wait_seconds, self._seal, key, group)
+        index = len(group.joined)
+        group.joined.append((trial_id, sampled, resume))
+        if len(group.joined) >= self.size:
+            self._seal(key, group)
+        await group.sealed.wait()
+        return group.trainer, index, group.number
+
+    def _seal(self, key: str, group: _Forming) -> None:
+        if group.sealed.is_set():
+            return
+        if self.forming.get(key) is group:
+            del self.forming[key]
+        trainer_class = ray.remote(PackTrainer).options(**self.trainer_options)
+        group.trainer = trainer_class.remote(self.document, self.source, self.threads)
+        group.trainer.start.remote([(sampled, resume) for _, sampled, resume in group.joined])
+        for index, (trial_id, _, _) in enumerate(group.joined):
+            self.members_of[trial_id] = (group.trainer, index)
+        self.remaining[group.trainer] = len(group.joined)
+        self.packs_made += 1
+        group.number = self.packs_made
+        group.sealed.set()
+
+    def leave(self, trial_id: str) -> None:
+        """The trial ended (done, stopped or failed): out of its pack; the last one out ends it."""
+        trainer, index = self.members_of.pop(trial_id, (None, None))
+        if trainer is None:
+            return
+        trainer.leave.remote(index)
+        self.remaining[trainer] -= 1
+        if self.remaining[trainer] == 0:
+            del self.remaining[trainer]
+            ray.kill(trainer)  # frees the pack's CPUs (or GPU) for the next pack
+
+
+class PackDepartures(tune.Callback):
+    """In the driver: tells the hub when a member's trial has ended, however it ended."""
+
+    def __init__(self, hub_name: str):
+        self.hub_name = hub_name  # a name, not a handle: Tune pickles its callbacks
+
+    def _left(self, trial) -> None:
+        ray.get_actor(self.hub_name).leave.remote(trial.trial_id)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._left(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._left(trial)
+
+
+def start_hub(spec, hub_name: str, member_cpu: float):
+    """The sweep's hub, a named 0-CPU actor that lives as long as the driver holds it."""
+    hub_class = ray.remote(num_cpus=0)(PackHub).options(name=hub_name)
+    return hub_class.remote(
+        spec.document, spec.source, spec.tune.pack, spec.tune.pack_wait, spec.resources.cpu, spec.resources.gpu, member_cpu
+    )
+
+
+def run_packed_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dict[str, list], hub_name: str) -> None:
+    """The Tune function trainable of a packed sweep: joins a pack and reports its member's epochs."""
+    from runner.trial import TrialError, start_trial
+
+    spec = parse_document(document, source).with_values(sampled)
+    trial = start_trial(spec, sampled, grid)
+    resume_epoch = trial.resume_state["epoch"] if trial.resume_state is not None else 0
+    hub = ray.get_actor(hub_name)
+    trainer, index, number = ray.get(hub.join.remote(pack_key(spec, resume_epoch), trial.trial_id, sampled, trial.resume_bytes))
+    trial.record.update(pack={"number": number, "member": index})
+    while (message := ray.get(trainer.next.remote(index))) is not END:
+        if "error" in message:
+            trial.fail(message["error"])
+            raise TrialError(message["error"])
+        replay(message["logs"], trial.logger)
+        trial.report(message["epoch"], message["metrics"], lambda path, data=message["state"]: path.write_bytes(data))
+    trial.close()
