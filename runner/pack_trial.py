@@ -118,7 +118,7 @@ class PackTrainer:
     def _epoch_end(self, index: int, recorder: RecordingLogger, end: loop.EpochEnd) -> None:
         self._queue(index).put(
             {"epoch": end.epoch, "global_step": end.global_step, "metrics": dict(end.metrics),
-             "logs": recorder.drain(), "state": state_bytes(end)}
+             "logs": recorder.drain(), "state": state_bytes(end), "pack_size": self.pack.training}
         )
 
     def _error(self, index: int, error: Exception) -> None:
@@ -229,11 +229,12 @@ def run_packed_trial(sampled: dict[str, Any], *, document: dict, source: str, gr
     resume_epoch = trial.resume_state["epoch"] if trial.resume_state is not None else 0
     hub = ray.get_actor(hub_name)
     trainer, index, number = ray.get(hub.join.remote(pack_key(spec, resume_epoch), trial.trial_id, sampled, trial.resume_bytes))
-    trial.record.update(pack={"number": number, "member": index})
+    pack = {"number": number, "member": index}
     while (message := ray.get(trainer.next.remote(index))) is not END:
         if "error" in message:
             trial.fail(message["error"])
             raise TrialError(message["error"])
+        trial.record.update(pack=pack | {"size": message["pack_size"]})  # members trained in that epoch
         replay(message["logs"], trial.logger)
         trial.report(message["epoch"], message["metrics"], lambda path, data=message["state"]: path.write_bytes(data))
     trial.close()

@@ -57,6 +57,7 @@ class Pack:
     assigned_gpus: list | None = None
     _leaving: set[int] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    training: int = 0  # members in the epoch being trained (fewer once some have left)
 
     def leave(self, index: int) -> None:
         with self._lock:
@@ -100,6 +101,7 @@ class Pack:
                 active = [index for position, index in enumerate(active) if position not in gone]
             if packed is None:
                 return
+            self.training = len(active)
             for index in active:
                 built[index].on_epoch_start(epoch)
 

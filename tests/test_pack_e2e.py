@@ -1,0 +1,60 @@
+"""`tune.pack` end to end: a real Ray runtime, real Optuna and ASHA, each member its own trial."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from tbreader import read_events
+
+GENSWEEP = str(Path(sys.executable).parent / "gensweep")
+pytestmark = pytest.mark.slow
+
+EPOCHS = 8
+PACKED_SWEEP = {
+    "name": "packed",
+    "model": {"name": "vae", "hidden_dim": 32},
+    "data": {"name": "digits", "train_size": 256, "val_size": 64},
+    "train": {"epochs": EPOCHS, "batch_size": 64, "steps_per_epoch": 2, "log_every": 1},
+    "quality": {"every": 0},
+    # Two rates that barely move the weights: ASHA's worst at every rung, so it stops at least
+    # one of them unless that one is the first to reach each of the three rungs.
+    "search": {"train.lr": {"grid": [1e-2, 3e-3, 1e-6, 1e-7]}},
+    "tune": {"pack": 4, "pack_wait": 60, "scheduler": "asha", "grace_period": 1, "reduction_factor": 2},
+}
+
+
+def _gensweep(*args, cwd):
+    return subprocess.run([GENSWEEP, *args], capture_output=True, text=True, cwd=cwd, timeout=600, check=False)
+
+
+def test_a_pack_trains_four_trials_in_one_process_and_asha_stops_members(tmp_path):
+    (tmp_path / "packed.yaml").write_text(yaml.safe_dump(PACKED_SWEEP))
+    result = _gensweep("run", "packed.yaml", "--storage-path", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    trials = json.loads(_gensweep("show", "out/packed", "--json", cwd=tmp_path).stdout)
+    assert len(trials) == 4
+    # One pack, four members: every trial was trained by the same trainer.
+    records = [json.loads((Path(t["logdir"]) / "gensweep.json").read_text()) for t in trials]
+    assert sorted((r["pack"]["number"], r["pack"]["member"]) for r in records) == [(1, 0), (1, 1), (1, 2), (1, 3)]
+    epochs = {t["swept"]["train.lr"]: t["epoch"] for t in trials}
+    assert epochs[1e-2] == EPOCHS  # the best went the whole way
+    assert min(epochs[1e-6], epochs[1e-7]) < EPOCHS  # ASHA stopped a member...
+    best = next(r for r in records if r["swept"]["train.lr"] == 1e-2)
+    assert best["pack"]["size"] < 4  # ...which left the pack: its last epochs trained fewer members
+    for trial in trials:
+        assert trial["status"] == ("finished" if trial["epoch"] == EPOCHS else "stopped")
+        # Its own TensorBoard run: one val/loss point per epoch it trained, and its own samples.
+        events = read_events(Path(trial["logdir"]))
+        assert len(events.Scalars("val/loss")) == trial["epoch"]
+        assert len(events.Scalars("train_step/loss")) == 2 * trial["epoch"]
+        assert (Path(trial["logdir"]) / "samples.png").stat().st_size > 1000
+    # A member's checkpoint is a plain trial's: `gensweep sample` draws from it.
+    member = next(t for t in trials if t["epoch"] == EPOCHS)
+    sampled = _gensweep("sample", member["logdir"], "-o", "member.png", cwd=tmp_path)
+    assert sampled.returncode == 0, sampled.stderr[-2000:]
+    assert (tmp_path / "member.png").stat().st_size > 1000

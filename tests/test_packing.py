@@ -1,0 +1,165 @@
+"""Packs: K models trained as one (models/packing.py) and the loop around them (runner/packing.py)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+import models
+from models.base import Batch, DataInfo
+from models.packing import PackedModels, PackError
+from runner import loop
+from runner.pack_trial import state_bytes
+from runner.packing import Member, Pack, pack_key
+from runner.spec import SpecError, parse_document
+
+DIGITS = DataInfo((1, 28, 28), 10)
+
+
+def _autoencoder(lr: float) -> models.GenerativeModel:
+    torch.manual_seed(0)  # every member starts from the same weights as its solo twin
+    return models.build("ae", {"arch": "mlp", "hidden_dim": 32}, DIGITS, lr)
+
+
+def _max_difference(first, second) -> float:
+    return max((a - b).abs().max().item() for a, b in zip(first.parameters(), second.parameters(), strict=True))
+
+
+def _trained_alike(alone, member, rate: float) -> bool:
+    # Float sums in another order; Adam divides by a gradient's size, so a weight whose gradient
+    # is near zero can differ by a step. Well under 1% of how far the weights moved.
+    return _max_difference(alone, member) < 0.01 * _max_difference(alone, _autoencoder(rate))
+
+
+def _images(generator, count: int = 32) -> Batch:
+    return Batch(torch.rand(count, 1, 28, 28, generator=generator))
+
+
+def test_a_packed_member_trains_exactly_as_it_would_alone():
+    # The autoencoder draws no noise, so a member and its solo twin see the same numbers: any
+    # mix-up between members (a gradient slice, a learning rate, a transposed layout) shows.
+    rates = [1e-3, 3e-3, 1e-2]
+    solo = [_autoencoder(rate) for rate in rates]
+    members = [_autoencoder(rate) for rate in rates]
+    pack = PackedModels(members)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(15):
+        batch = _images(generator)
+        packed_losses = pack.train_step(batch)["loss"]
+        solo_losses = torch.stack([model.train_step(batch)["loss"] for model in solo])
+    assert torch.allclose(packed_losses, solo_losses, rtol=1e-5)
+    for alone, member, rate in zip(solo, members, rates):
+        assert _trained_alike(alone, member, rate)
+    # The rates differ by 10x: the members' weights are far apart, so the check above could fail.
+    assert _max_difference(members[0], members[2]) > 1e-2
+
+
+def test_a_member_that_leaves_keeps_its_weights_and_the_rest_train_on():
+    rates = [1e-3, 3e-3, 1e-2]
+    solo = [_autoencoder(rate) for rate in rates]
+    members = [_autoencoder(rate) for rate in rates]
+    pack = PackedModels(members)
+    generator = torch.Generator().manual_seed(2)
+    for _ in range(3):
+        batch = _images(generator)
+        pack.train_step(batch)
+        for model in solo:
+            model.train_step(batch)
+    left = [parameter.detach().clone() for parameter in members[1].parameters()]
+    pack = pack.without({1})
+    assert len(pack) == 2
+    for _ in range(3):
+        batch = _images(generator)
+        pack.train_step(batch)
+        for index in (0, 2):
+            solo[index].train_step(batch)
+    assert all(torch.equal(before, after) for before, after in zip(left, members[1].parameters()))
+    assert _trained_alike(solo[0], members[0], rates[0]) and _trained_alike(solo[2], members[2], rates[2])
+
+
+def test_each_member_has_its_own_beta():
+    # beta weighs the KL term: a member with beta 8 must end with a smaller KL than one with 0.
+    torch.manual_seed(0)
+    members = [models.build("vae", {"arch": "mlp", "hidden_dim": 32, "beta": beta}, DIGITS, 3e-3) for beta in (0.0, 8.0)]
+    pack = PackedModels(members)
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(40):
+        kl = pack.train_step(_images(generator))["kl"]
+    assert kl[1] < 0.5 * kl[0]
+
+
+def test_only_one_optimizer_models_pack():
+    with pytest.raises(PackError, match="cannot be packed"):
+        PackedModels([models.build("aae", {}, DIGITS, 1e-3)])  # two optimizers, stepped in turn
+
+
+@pytest.mark.parametrize(
+    ("tune", "model", "message"),
+    [
+        ({"pack": 4}, {"name": "gan", "variant": "dcgan"}, "gan cannot be packed"),
+        ({"pack": 4, "scheduler": "pbt"}, {"name": "vae"}, "pbt"),
+    ],
+)
+def test_a_spec_that_cannot_pack_says_so(tune, model, message):
+    document = {"name": "p", "model": model, "data": {"name": "digits"}, "tune": tune,
+                "search": {"train.lr": {"loguniform": [1e-4, 1e-2]}}}
+    with pytest.raises(SpecError, match=message) as caught:
+        parse_document(document, "p.yaml")
+    assert "tune.pack" in str(caught.value)
+
+
+def _member_specs(tiny_document: dict, rates: list[float]):
+    document = {**tiny_document, "train": {"epochs": 2, "batch_size": 64, "log_every": 1}, "quality": {"every": 0}}
+    return [parse_document(document, "tiny.yaml").with_values({"train.lr": rate}) for rate in rates]
+
+
+def test_members_differ_only_in_pack_fields(tiny_document):
+    first, second = _member_specs(tiny_document, [1e-3, 1e-2])
+    assert pack_key(first) == pack_key(second)  # learning rates differ: one pack
+    assert pack_key(first) != pack_key(first, start_epoch=1)  # a resumed trial packs with its peers
+    wider = first.with_values({"model.latent_dim": 4})
+    assert pack_key(wider) != pack_key(first)  # another architecture: another pack
+
+
+def test_a_diverging_member_fails_alone_and_the_others_finish(tiny_document):
+    heard: dict[str, list] = {"epochs": [], "errors": []}
+    specs = _member_specs(tiny_document, [1e-3, 1e6])  # Adam at 1e6 blows the second up at once
+    members = [
+        Member(spec, on_epoch_end=lambda end, i=i: heard["epochs"].append((i, end.epoch)),
+               on_error=lambda error, i=i: heard["errors"].append((i, str(error))))
+        for i, spec in enumerate(specs)
+    ]
+    Pack(members).train()
+    assert heard["epochs"] == [(0, 1), (0, 2)]
+    assert len(heard["errors"]) == 1 and heard["errors"][0][0] == 1
+    assert "became nan" in heard["errors"][0][1] and "train.lr" in heard["errors"][0][1]
+
+
+def test_a_members_checkpoint_holds_that_member_alone_and_loads_into_a_plain_model(tiny_document):
+    specs = _member_specs(tiny_document, [1e-3, 3e-3, 1e-2])
+    ends: dict[int, loop.EpochEnd] = {}
+    saved: dict[int, bytes] = {}
+
+    def keep(index, end):
+        ends[index] = end
+        saved[index] = state_bytes(end)
+
+    Pack([Member(spec, on_epoch_end=lambda end, i=i: keep(i, end)) for i, spec in enumerate(specs)]).train()
+    state = torch.load(io.BytesIO(saved[1]), weights_only=True)
+    alone = torch.load(io.BytesIO(_solo_state_bytes(specs[1])), weights_only=True)
+    # One member's weights and optimizer moments, not the whole stack's.
+    assert abs(len(saved[1]) - len(_solo_state_bytes(specs[1]))) < 0.05 * len(saved[1])
+    assert state.keys() == alone.keys() and state["model"].keys() == alone["model"].keys()
+    plain = models.build(specs[1].model_name, specs[1].model, specs[1].data_info, specs[1].train.lr)
+    plain.load_training_state(state)
+    member = ends[1].model
+    assert _max_difference(plain, member) == 0
+    assert _max_difference(plain, ends[0].model) > 0  # and not another member's weights
+
+
+def _solo_state_bytes(spec) -> bytes:
+    ends = []
+    loop.train(spec, on_epoch_end=ends.append)
+    return state_bytes(ends[-1])
