@@ -42,15 +42,30 @@ class PackedModels:
         self.members = list(members)
         self.base = members[0]  # the module the vmapped step calls, with each member's weights
         self.params, self.buffers = stack_module_state(self.members)  # {name: (K, ...)}
+        # Gradients land here (contiguous, in the weights' layout), each member's .grad a slice.
+        self._gradients = {name: torch.zeros_like(stacked) for name, stacked in self.params.items()}
+        groups = []
         for index, member in enumerate(self.members):
             # Each member's tensors become its slice of the stack: what the step trains is what
             # the member evaluates, samples and checkpoints, with no copying back and forth.
             for name, parameter in member.named_parameters():
                 parameter.data = self.params[name].detach()[index]
+                parameter.grad = self._gradients[name][index]
             for name, buffer in member.named_buffers():
                 if name in self.buffers:
                     buffer.data = self.buffers[name][index]
+            (optimizer,) = member.optimizers.values()
+            groups += optimizer.param_groups  # the member's learning rate and betas
+        # One fused optimizer steps every member (a step per member cost more than the rest of
+        # a small model's step). Its state per weight is the member optimizer's own dict, so a
+        # member's training_state() holds its moments and a resumed member brings them in.
+        self.optimizer = type(optimizer)([dict(group) for group in groups], fused=True)
+        for member in self.members:
+            (optimizer,) = member.optimizers.values()
+            for parameter in member.parameters():
+                self.optimizer.state[parameter] = optimizer.state[parameter]
         self._parameter_names = list(self.params)
+        self._scalars: tuple[tuple, dict[str, Tensor]] = ((), {})
         self._step = vmap(self._member_values, in_dims=(0, 0, 0, None), randomness="different")
 
     def __len__(self) -> int:
@@ -69,24 +84,24 @@ class PackedModels:
 
     def train_step(self, batch: Batch) -> dict[str, Tensor]:
         """One optimizer step of every member on the same batch; {name: (K,) detached means}."""
-        # Per-member scalars (a VAE's beta, which warm-up changes per epoch) go in as (K,) tensors.
-        scalars = {
-            name: torch.tensor([float(getattr(member, name)) for member in self.members], device=self.base.device)
-            for name in self.base.pack_fields
-        }
-        values = self._step(self.params, self.buffers, scalars, batch.images)
+        values = self._step(self.params, self.buffers, self._member_scalars(), batch.images)
         # The members are independent, so the gradient of the sum is each member's own gradient.
         gradients = torch.autograd.grad(values["loss"].sum(), [self.params[name] for name in self._parameter_names])
-        for index, member in enumerate(self.members):
-            named = dict(member.named_parameters())
-            for name, gradient in zip(self._parameter_names, gradients):
-                # contiguous: a batched matmul's weight gradient can come transposed, and the fused
-                # optimizer walks gradient and weight in one memory order.
-                named[name].grad = gradient[index].contiguous()
-            (optimizer,) = member.optimizers.values()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        # Copied into the members' .grad slices: a batched matmul's weight gradient can come
+        # transposed, and the fused optimizer walks gradient and weight in one memory order.
+        torch._foreach_copy_([self._gradients[name] for name in self._parameter_names], list(gradients))
+        self.optimizer.step()
         return {name: value.detach() for name, value in values.items()}
+
+    def _member_scalars(self) -> dict[str, Tensor]:
+        """Per-member scalars (a VAE's beta, which a warm-up changes per epoch) as (K,) tensors,
+        made again only when they change: a host-to-device copy per step would stall a GPU."""
+        current = tuple(float(getattr(member, name)) for name in self.base.pack_fields for member in self.members)
+        if current != self._scalars[0]:
+            count = len(self.members)
+            values = torch.tensor(current, device=self.base.device).reshape(len(self.base.pack_fields), count)
+            self._scalars = (current, dict(zip(self.base.pack_fields, values, strict=True)))
+        return self._scalars[1]
 
     def without(self, leaving: set[int]) -> PackedModels:
         """A pack of the members not in `leaving` (indices), their weights and optimizer state kept."""
@@ -95,6 +110,7 @@ class PackedModels:
             member = self.members[index]
             for parameter in member.parameters():
                 parameter.data = parameter.data.clone()
+                parameter.grad = None
         return PackedModels(staying) if staying else None
 
 

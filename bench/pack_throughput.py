@@ -1,0 +1,90 @@
+"""Packed trials (tune.pack) against one trial alone: aggregate images per second.
+
+Both run the same epoch loop (runner.loop.train_epoch) on the same data and thread count (one
+thread: what a trial with resources.cpu 1 gets), alternating, median of the repeats. The pack
+trains K members, each with its own learning rate and beta, so its images are K per batch.
+
+    .venv/bin/python bench/pack_throughput.py [--members 8] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch
+
+CONFIGS = {  # name: (model section, batch size, training images)
+    "VAE mlp 784-400-20 (the paper's), batch 128": ({"name": "vae", "arch": "mlp", "hidden_dim": 400, "latent_dim": 20}, 128, 8192),
+    "VAE mlp 784-64-8, batch 32": ({"name": "vae", "arch": "mlp", "hidden_dim": 64, "latent_dim": 8}, 32, 4096),
+    "VAE conv, batch 64": ({"name": "vae", "arch": "conv", "hidden_dim": 128, "latent_dim": 8}, 64, 2048),
+}
+
+
+def _spec(model: dict, batch_size: int, images: int):
+    from runner.spec import parse_document
+
+    return parse_document(
+        {"name": "bench", "model": model, "data": {"name": "digits", "train_size": images, "val_size": 64},
+         "train": {"epochs": 1, "batch_size": batch_size, "device": "cpu", "log_every": 10_000}}, "bench")
+
+
+def _epoch_seconds(model, data, spec) -> float:
+    from runner import loop
+
+    generator = torch.Generator().manual_seed(0)
+    start = time.perf_counter()
+    means, _ = loop.train_epoch(model, data, spec, generator, 0, log_step=lambda values, step: None)
+    float(means["loss"].sum())  # the epoch's last work done
+    return time.perf_counter() - start
+
+
+def measure(model_section: dict, batch_size: int, images: int, members: int, repeats: int) -> tuple[float, float]:
+    """(images/s of one trial alone, aggregate images/s of a pack of `members`)."""
+    import models
+    from models.packing import PackedModels
+    from runner import data as data_sources
+    from runner import loop
+
+    torch.set_num_threads(1)
+    spec = _spec(model_section, batch_size, images)
+    data = data_sources.load(spec.data_name, spec.data)
+    precision = loop.autocast_dtype("auto", torch.device("cpu"))
+
+    def build(index: int):
+        lr, beta = 1e-3 * (1 + index % 4), 0.5 + 0.25 * index
+        model = models.build("vae", {**{k: v for k, v in model_section.items() if k != "name"}, "beta": beta}, spec.data_info, lr)
+        model.use_mixed_precision(precision)
+        return model
+
+    alone, packed = [], []
+    for _ in range(repeats + 1):  # the first round warms up both
+        alone.append(images / _epoch_seconds(build(0), data, spec))
+        packed.append(members * images / _epoch_seconds(PackedModels([build(i) for i in range(members)]), data, spec))
+    return statistics.median(alone[1:]), statistics.median(packed[1:])
+
+
+def pack_table(members: int, repeats: int, scale: float = 1.0) -> list[str]:
+    rows = [f"| model | one trial alone (img/s) | pack of {members} (img/s, all members) | ratio |", "|---|---:|---:|---:|"]
+    for name, (model, batch_size, images) in CONFIGS.items():
+        alone, packed = measure(model, batch_size, max(batch_size * 4, int(images * scale)), members, repeats)
+        rows.append(f"| {name} | {alone:,.0f} | {packed:,.0f} | {packed / alone:.2f}x |")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print("\n".join(pack_table(args.members, args.repeats)))
+
+
+if __name__ == "__main__":
+    main()
