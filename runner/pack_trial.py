@@ -158,6 +158,7 @@ class PackHub:
     async def join(self, key: str, trial_id: str, sampled: dict, resume: bytes | None) -> tuple[Any, int, int]:
         """Wait until this trial's pack is sealed; returns its trainer, the member's index in it
         and the pack's number."""
+        self.leave(trial_id)  # a retried trial: out of the pack its failed run was in
         group = self.forming.get(key)
         if group is None:
             group = self.forming[key] = _Forming(asyncio.Event())
@@ -210,6 +211,9 @@ class PackDepartures(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         self._left(trial)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
+        self._left(trial)  # failed, to be retried: it will join a new pack from its checkpoint
 
 
 def start_hub(spec, hub_name: str, member_cpu: float):

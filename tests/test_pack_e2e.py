@@ -58,3 +58,65 @@ def test_a_pack_trains_four_trials_in_one_process_and_asha_stops_members(tmp_pat
     sampled = _gensweep("sample", member["logdir"], "-o", "member.png", cwd=tmp_path)
     assert sampled.returncode == 0, sampled.stderr[-2000:]
     assert (tmp_path / "member.png").stat().st_size > 1000
+
+
+FAULT_SWEEP = {
+    "name": "packed_faults",
+    "model": {"name": "vae", "hidden_dim": 32},
+    "data": {"name": "digits", "train_size": 1024, "val_size": 64},
+    "train": {"epochs": 4, "batch_size": 64, "log_every": 4},
+    "quality": {"every": 0},
+    "search": {"train.lr": {"grid": [1e-3, 3e-3, 1e-2]}},
+    "tune": {"pack": 3, "pack_wait": 30},
+}
+
+
+def _assert_one_point_per_epoch(trial: dict, epochs: int) -> None:
+    events = read_events(Path(trial["logdir"]))
+    assert [e.value for e in events.Scalars("train/epoch")] == list(range(1, epochs + 1))
+    steps = [e.step for e in events.Scalars("val/loss")]
+    assert len(set(steps)) == len(steps) == epochs, steps
+
+
+def test_a_killed_member_is_retried_in_a_new_pack_while_its_old_pack_goes_on(tmp_path):
+    import os
+
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({**FAULT_SWEEP, "tune": {**FAULT_SWEEP["tune"], "pack_wait": 3}}))
+    marker = tmp_path / "killed-once"
+    result = subprocess.run([GENSWEEP, "run", "s.yaml", "--storage-path", "out"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600, check=False, env={**os.environ, "GENSWEEP_TEST_KILL_ONCE": str(marker)})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert marker.exists()  # a member's process really was killed, at epoch 2
+    trials = json.loads(_gensweep("show", "out/packed_faults", "--json", cwd=tmp_path).stdout)
+    assert [t["status"] for t in trials] == ["finished"] * 3
+    packs = sorted(json.loads((Path(t["logdir"]) / "gensweep.json").read_text())["pack"]["number"] for t in trials)
+    assert packs == [1, 1, 2]  # the killed member went on from its checkpoint in a pack of its own
+    for trial in trials:
+        assert trial["epoch"] == 4
+        _assert_one_point_per_epoch(trial, 4)
+
+
+def test_an_interrupted_packed_sweep_resumes(tmp_path):
+    import signal
+    import time
+
+    spec = {**FAULT_SWEEP, "train": {**FAULT_SWEEP["train"], "epochs": 6}, "data": {**FAULT_SWEEP["data"], "train_size": 4096}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    run_dir = tmp_path / "out" / "packed_faults"
+    process = subprocess.Popen([GENSWEEP, "run", "s.yaml", "--storage-path", "out"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(run_dir.glob("*/checkpoint_000001"))) < 3:
+        time.sleep(0.5)
+    assert len(list(run_dir.glob("*/checkpoint_000001"))) == 3, "the members did not reach their second checkpoint"
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=300)
+    before = json.loads(_gensweep("show", str(run_dir), "--json", cwd=tmp_path).stdout)
+    assert all(1 < t["epoch"] < 6 for t in before), output[-3000:]
+
+    resumed = _gensweep("resume", str(run_dir), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    after = json.loads(_gensweep("show", str(run_dir), "--json", cwd=tmp_path).stdout)
+    assert [t["status"] for t in after] == ["finished"] * 3
+    for trial in after:
+        _assert_one_point_per_epoch(trial, 6)
