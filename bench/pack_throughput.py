@@ -78,12 +78,59 @@ def pack_table(members: int, repeats: int, scale: float = 1.0) -> list[str]:
     return rows
 
 
+SWEEP = {  # eight small VAEs that differ in learning rate and beta: what packs are for
+    "model": {"name": "vae", "arch": "mlp", "hidden_dim": 64, "latent_dim": 8},
+    "data": {"name": "digits", "train_size": 8192, "val_size": 512},
+    "train": {"epochs": 10, "batch_size": 32},
+    "quality": {"every": 0},
+    "resources": {"cpu": 1},
+    "search": {"train.lr": {"loguniform": [1e-4, 1e-2]}, "model.beta": {"uniform": [0.5, 4.0]}},
+}
+
+
+def sweep_table(trials: int, pack: int, scale: float = 1.0) -> list[str]:
+    """Wall time of `gensweep run` of the same sweep unpacked and packed, start-up included."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    import yaml
+
+    from runner.data import cached_digits
+
+    spec = {**SWEEP, "data": {**SWEEP["data"], "train_size": int(SWEEP["data"]["train_size"] * scale)}}
+    cached_digits(spec["data"]["train_size"], 0, "train")  # drawn once, before any clock starts
+    cached_digits(spec["data"]["val_size"], 0, "val")
+    work = Path(tempfile.mkdtemp(prefix="packed-sweep-"))
+    walls = {}
+    for size in (1, pack):
+        document = {**spec, "name": f"pack{size}", "tune": {"num_samples": trials, "pack": size}}
+        (work / f"pack{size}.yaml").write_text(yaml.safe_dump(document))
+        start = time.perf_counter()
+        subprocess.run([str(ROOT / ".venv" / "bin" / "gensweep"), "run", f"pack{size}.yaml", "--storage-path", "out"],
+                       cwd=work, check=True, capture_output=True)
+        walls[size] = time.perf_counter() - start
+    shutil.rmtree(work)
+    slots = os.cpu_count()
+    return [
+        f"| {trials} trials of a 784-64-8 VAE, {spec['train']['epochs']} epochs, on {slots} slots | wall (s) |",
+        "|---|---:|",
+        f"| one trial per process (`pack: 1`) | {walls[1]:.1f} |",
+        f"| packs of {pack} (`pack: {pack}`, {trials // pack} packs) | {walls[pack]:.1f} |",
+        f"| ratio | {walls[1] / walls[pack]:.2f}x |",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sweep", action="store_true", help="also time a whole sweep, packed and not")
     args = parser.parse_args()
     print("\n".join(pack_table(args.members, args.repeats)))
+    if args.sweep:
+        print("\n".join(sweep_table(8, 4)))
 
 
 if __name__ == "__main__":

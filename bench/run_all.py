@@ -11,8 +11,8 @@
    and gensweep alternating, median of the repeats.
 2. Ray Tune's overhead: a sweep of N equal trials on k slots against N/k times one trial
    trained alone, and the fixed start-up of a one-trial sweep.
-3. Packed trials (tune.pack): a pack of 8 VAEs against one alone, aggregate images per second
-   (bench/pack_throughput.py).
+3. Packed trials (tune.pack): a pack of 8 VAEs against one alone, aggregate images per second,
+   and the wall time of a sweep of 8 trials unpacked and in packs of 4 (bench/pack_throughput.py).
 4. Alignment frames per second per method (bench/align_throughput.py's comparison).
 5. Sample-quality metrics on 10,000 generated images.
 
@@ -39,7 +39,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import numpy as np
 import torch
-from pack_throughput import pack_table
+from pack_throughput import pack_table, sweep_table
 
 # model: (gensweep model section, data section, batch size, lr, images per epoch)
 MODELS = {
@@ -300,6 +300,7 @@ def main() -> None:
     sections = [("Training throughput (one epoch, CPU)", lambda: throughput_table(args.repeats, scale)),
                 ("Ray Tune's overhead", lambda: overhead_table(4, scale)),
                 ("Packed trials (tune.pack, one thread, CPU)", lambda: pack_table(8, args.repeats, scale)),
+                ("A packed sweep against an unpacked one", lambda: sweep_table(8, 4, 0.5 * scale)),
                 ("Alignment (512x512 frames)", lambda: alignment_table(max(20, int(1000 * scale)))),
                 ("Sample-quality metrics", lambda: metrics_table(max(500, int(10_000 * scale))))]
     body = []
