@@ -13,8 +13,10 @@
    trained alone, and the fixed start-up of a one-trial sweep.
 3. Packed trials (tune.pack): a pack of 8 VAEs against one alone, aggregate images per second,
    and the wall time of a sweep of 8 trials unpacked and in packs of 4 (bench/pack_throughput.py).
-4. Alignment frames per second per method (bench/align_throughput.py's comparison).
-5. Sample-quality metrics on 10,000 generated images.
+4. What logging costs: epochs with TensorBoard logging against the same without
+   (bench/logging_cost.py).
+5. Alignment frames per second per method (bench/align_throughput.py's comparison).
+6. Sample-quality metrics on 10,000 generated images.
 
     .venv/bin/python bench/run_all.py [--repeats 3] [--quick] [--out BENCHMARKS.md]
 """
@@ -39,6 +41,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import numpy as np
 import torch
+from logging_cost import logging_table
 from pack_throughput import pack_table, sweep_table
 
 # model: (gensweep model section, data section, batch size, lr, images per epoch)
@@ -254,7 +257,7 @@ def alignment_table(frames: int) -> list[str]:
     return [line for line in finished.stdout.splitlines() if line.startswith(("|", "# read"))]
 
 
-# -- 5. metrics --------------------------------------------------------------------------------------
+# -- 6. metrics --------------------------------------------------------------------------------------
 def metrics_table(samples: int) -> list[str]:
     import models
     from runner.data import DigitsData, load
@@ -301,6 +304,7 @@ def main() -> None:
                 ("Ray Tune's overhead", lambda: overhead_table(4, scale)),
                 ("Packed trials (tune.pack, one thread, CPU)", lambda: pack_table(8, args.repeats, scale)),
                 ("A packed sweep against an unpacked one", lambda: sweep_table(8, 4, 0.5 * scale)),
+                ("What logging costs (one thread, CPU)", lambda: logging_table(args.repeats, scale)),
                 ("Alignment (512x512 frames)", lambda: alignment_table(max(20, int(1000 * scale)))),
                 ("Sample-quality metrics", lambda: metrics_table(max(500, int(10_000 * scale))))]
     body = []

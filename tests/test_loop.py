@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from tbreader import hparams_of, read_events
@@ -34,6 +36,12 @@ def test_train_logs_scalars_images_and_hparams(tmp_path, tiny_document):
     assert events.Scalars("val/recon")[-1].value == pytest.approx(metrics["val/recon"])
     assert set(events.Tags()["images"]) == {"samples", "reconstruction", "manifold"}
     assert (tmp_path / loop.SAMPLES_FILE).stat().st_size > 1000
+    # TensorBoard's image, as TensorBoard reads it, is the last epoch's samples.png to the pixel.
+    last = events.Images("samples")[-1]
+    assert last.step == 8
+    shown = cv2.imdecode(np.frombuffer(last.encoded_image_string, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert (last.width, last.height) == (shown.shape[1], shown.shape[0]) == (242, 242)  # 8x8 grid of 28 + 2 padding
+    assert np.array_equal(shown, cv2.imread(str(tmp_path / loop.SAMPLES_FILE), cv2.IMREAD_UNCHANGED))
 
     records = hparams_of(events)
     start = next(r.session_start_info for r in records.values() if r.HasField("session_start_info"))
