@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from dataclasses import dataclass
 
 import torch
@@ -28,11 +29,28 @@ class Batch:
     targets: Tensor | None = None  # paired: (B, C, H, W) targets of `images`; unpaired: domain B
 
 
-def adam(parameters, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
+def adam(parameters, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam | None:
     """Adam with the fused kernel: one pass over all parameters instead of a loop of small ops,
     which is most of the step time for the small networks a sweep trains by the hundred
-    (2.7x vs 2.1x over the plain loop in bench/train_throughput.py)."""
+    (2.7x vs 2.1x over the plain loop in bench/train_throughput.py). None under shapes_only()."""
+    if _SHAPES_ONLY.get():
+        return None
     return torch.optim.Adam(parameters, lr=lr, betas=betas, fused=True)
+
+
+_SHAPES_ONLY = contextvars.ContextVar("shapes_only", default=False)
+
+
+@contextlib.contextmanager
+def shapes_only():
+    """Models built inside have their networks but no optimizers: for a spec check, which wants
+    the shapes. The first optimizer a process makes imports torch._dynamo (a second of every
+    `gensweep run`'s start-up); training processes pay it, the driver need not."""
+    token = _SHAPES_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _SHAPES_ONLY.reset(token)
 
 
 class GenerativeModel(nn.Module):

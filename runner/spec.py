@@ -27,6 +27,7 @@ import yaml
 from pydantic import Field
 
 import models
+from models.base import shapes_only
 from models.config import ConfigError, as_dict, config, parse_config
 from runner import data as data_sources
 from runner.errors import GensweepError
@@ -433,7 +434,8 @@ def _check_pack(spec: Spec) -> None:
 def _check_model_fits_data(spec: Spec) -> None:
     entry = models.entry(spec.model_name)
     try:  # build on the CPU: cheap, and catches a shape a config cannot know (conv on odd sizes)
-        entry.model_class(spec.model, spec.data_info, spec.train.lr)
+        with shapes_only():
+            entry.model_class(spec.model, spec.data_info, spec.train.lr)
     except ValueError as error:
         message = str(error)
         key, _, rest = message.partition(": ")

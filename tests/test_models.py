@@ -6,18 +6,21 @@ Parametrized over the registry, so a newly registered model is tested by being r
 from __future__ import annotations
 
 from copy import deepcopy
+from pathlib import Path
 
 import pytest
 import torch
 
 import models
 from models import Batch, DataInfo
+from models.base import shapes_only
 from models.config import ConfigError
 from runner.data import DigitsData, batches, load
 from runner.pairs import PairedData, UnpairedData
 
 MODEL_NAMES = models.names()
 DIGITS = DataInfo((1, 28, 28), 10)
+ROOT = Path(__file__).resolve().parents[1]
 # What each kind of model trains on: digits alone, degraded/clean pairs, or two digit styles.
 INFOS = {None: DIGITS, "paired": DataInfo((1, 28, 28), None, "paired", 2), "unpaired": DataInfo((1, 28, 28), None, "unpaired")}
 # Narrow networks where the defaults are slow on a CPU: the tests check behaviour, not capacity.
@@ -191,3 +194,18 @@ def test_a_trial_process_does_not_import_torchvision():
     probe = "import sys, runner.trial; print('torchvision' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"  # 1.3 s of every trial's start (models/grids.py)
+
+
+def test_checking_a_spec_makes_no_optimizer():
+    # The first optimizer a process makes imports torch._dynamo: a second of `gensweep run`'s
+    # start-up that the driver, which only checks shapes, need not pay.
+    import subprocess
+    import sys
+
+    probe = ("import sys; from runner.spec import load_spec; load_spec('search_spaces/gan_variants.yaml'); "
+             "print('torch._dynamo' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert result.stdout.strip() == "False"
+    with shapes_only():
+        model = models.build("gan", {}, DIGITS, 1e-3)
+    assert set(model.optimizers.values()) == {None}
