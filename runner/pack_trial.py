@@ -92,28 +92,37 @@ class PackTrainer:
             return self.queues.setdefault(index, queue.Queue())
 
     def start(self, joined: list[tuple[dict, bytes | None]]) -> None:
-        members = []
-        for index, (sampled, resume) in enumerate(joined):
-            recorder = RecordingLogger()
-            members.append(Member(
-                spec=parse_document(self.document, self.source).with_values(sampled),
-                logger=recorder,
-                on_epoch_end=partial(self._epoch_end, index, recorder),
-                resume_state=load_state(resume),
-                on_error=partial(self._error, index),
-            ))
-        self.pack = Pack(members, assigned_gpus=[str(gpu) for gpu in ray.get_gpu_ids()])
+        """Build the pack and train it in a thread; whatever fails reaches every member."""
+        try:
+            members = []
+            for index, (sampled, resume) in enumerate(joined):
+                recorder = RecordingLogger()
+                members.append(Member(
+                    spec=parse_document(self.document, self.source).with_values(sampled),
+                    logger=recorder,
+                    on_epoch_end=partial(self._epoch_end, index, recorder),
+                    resume_state=load_state(resume),
+                    on_error=partial(self._error, index),
+                ))
+            self.pack = Pack(members, assigned_gpus=[str(gpu) for gpu in ray.get_gpu_ids()])
+        except Exception as error:  # noqa: BLE001 - nobody awaits start(): the members must hear it
+            self._end(len(joined), error)
+            return
         threading.Thread(target=self._train, args=(len(members),), daemon=True).start()
 
     def _train(self, size: int) -> None:
         try:
             self.pack.train()
         except Exception as error:  # noqa: BLE001 - the pack failed as a whole: every member hears why
-            for index in range(size):
+            self._end(size, error)
+        else:
+            self._end(size)
+
+    def _end(self, size: int, error: Exception | None = None) -> None:
+        for index in range(size):
+            if error is not None:
                 self._error(index, error)
-        finally:
-            for index in range(size):
-                self._queue(index).put(END)
+            self._queue(index).put(END)
 
     def _epoch_end(self, index: int, recorder: RecordingLogger, end: loop.EpochEnd) -> None:
         self._queue(index).put(

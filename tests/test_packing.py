@@ -163,3 +163,15 @@ def _solo_state_bytes(spec) -> bytes:
     ends = []
     loop.train(spec, on_epoch_end=ends.append)
     return state_bytes(ends[-1])
+
+
+def test_a_pack_that_cannot_start_tells_every_member(tiny_document):
+    # Nobody awaits the trainer's start(): a failure there must still reach each member's trial.
+    from runner.pack_trial import END, PackTrainer
+
+    trainer = PackTrainer(tiny_document, "tiny.yaml", threads=1)
+    trainer.start([({"train.lr": 1e-3}, None), ({"train.lr": -1.0}, None)])
+    for index in (0, 1):
+        message = trainer.next(index)
+        assert "train.lr" in message["error"]
+        assert trainer.next(index) is END
