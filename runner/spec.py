@@ -56,6 +56,11 @@ class TrainSpec:
         None, ge=1, description="cap on optimizer steps per epoch (smoke tests); null: all"
     )
     log_every: int = Field(50, ge=1, description="optimizer steps between per-step scalars")
+    channels_last: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="conv weights and image batches in channels-last memory layout; auto: on for conv models on "
+        "CUDA (tensor-core convolutions want it), off on the CPU (oneDNN here: no clear gain, BENCHMARKS.md)",
+    )
 
 
 Mode = Literal["min", "max"]
