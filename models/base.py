@@ -85,6 +85,12 @@ class GenerativeModel(nn.Module):
         """Named (C, H, W) image grids in [0, 1] that show how training goes."""
         return {}
 
+    def networks_to_compile(self) -> dict[str, nn.Module]:
+        """The networks train.compile compiles: by default every child module with trainable
+        weights (frozen helpers such as a VGG for a perceptual loss run as they are)."""
+        return {name: child for name, child in self.named_children()
+                if any(parameter.requires_grad for parameter in child.parameters())}
+
     # -- shared plumbing --------------------------------------------------------------------
     @property
     def device(self) -> torch.device:

@@ -7,6 +7,7 @@ so on a GPU the step loop never waits for the device.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable
@@ -107,6 +108,42 @@ def memory_format(channels_last: str, model: models.GenerativeModel) -> torch.me
     return torch.channels_last if on else torch.contiguous_format
 
 
+def compile_networks(model: models.GenerativeModel) -> None:
+    """torch.compile each network the model trains, in place.
+
+    In place (Module.compile), not torch.compile(module): the model keeps calling its networks
+    by their attributes, its optimizers keep their parameters, and state_dict keys stay the
+    same, so checkpoints load into compiled and uncompiled models alike. Compilation itself
+    happens at the first call of each network (and again for new shapes or grad modes).
+    """
+    _check_compiler(model.device)
+    for network in model.networks_to_compile().values():
+        network.compile()
+
+
+def _check_compiler(device: torch.device) -> None:
+    """Fail at set-up, in one line, where inductor could not build its kernels at the first step."""
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        if not has_triton():
+            raise TrainingError("train.compile: torch.compile on CUDA needs Triton, which is not installed; "
+                                "set train.compile: false")
+        return
+    from torch._inductor import config as inductor_config
+    from torch._inductor.cpp_builder import get_cpp_compiler
+    from torch._inductor.exc import InvalidCxxCompiler
+
+    try:
+        get_cpp_compiler()
+    except InvalidCxxCompiler:
+        raise TrainingError(
+            f"train.compile: torch.compile on the CPU needs a C++ compiler and found none of "
+            f"{[cxx for cxx in inductor_config.cpp.cxx if cxx]} (install g++ or set CXX); "
+            f"set train.compile: false"
+        ) from None
+
+
 def train(
     spec: Spec,
     logger: TrialLogger | None = None,
@@ -126,11 +163,14 @@ def train(
     data = data_sources.load(spec.data_name, spec.data)
     model = models.build(spec.model_name, spec.model, spec.data_info, spec.train.lr, device)
     model.use_mixed_precision(autocast_dtype(spec.train.precision, device))
-    # One layout for weights and data (every batch is indexed from the data, so it follows),
-    # set before a checkpoint's optimizer state is loaded, which takes its parameters' layout.
+    # One layout for weights and data (every batch is indexed from the data, so it follows):
+    # set before compiling, which specializes on it, and before a checkpoint's optimizer state
+    # is loaded, which takes its parameters' layout.
     layout = memory_format(spec.train.channels_last, model)
     model.to(memory_format=layout)
     data = data.to(device, memory_format=layout)
+    if spec.train.compile:
+        compile_networks(model)
     generator = torch.Generator(device=device).manual_seed(spec.train.seed)
     quality = None
     if spec.quality_metrics():
@@ -147,28 +187,47 @@ def train(
     fixed_batch = next(data.batches("val", FIXED_VAL_IMAGES, count=FIXED_VAL_IMAGES))
     quality_metrics: dict[str, float] = {}
     metrics: dict[str, float] = {}
-    for epoch in range(start_epoch + 1, spec.train.epochs + 1):
-        model.on_epoch_start(epoch)
-        train_metrics, global_step = train_epoch(model, data, spec, generator, epoch, global_step, logger)
-        model.eval()
-        val_metrics = model.evaluate(data.batches("val", EVAL_BATCH_SIZE))
-        _check_finite(val_metrics, f"val at epoch {epoch}", "val")
-        train_metrics |= _evaluation_only_metrics(model, data, train_metrics)
-        if quality is not None and (epoch % spec.quality.every == 0 or epoch == spec.train.epochs or not quality_metrics):
-            # The same noise every time, so a change in the score is the model's, not the draw's.
-            noise = torch.Generator(device=device).manual_seed(spec.train.seed + 2)
-            quality_metrics = quality.measure(model, noise)
-        # Between measurements the last value stands: schedulers need the metric every epoch.
-        val_metrics |= quality_metrics
-        metrics = {f"train/{k}": v for k, v in train_metrics.items()}
-        metrics |= {f"val/{k}": v for k, v in val_metrics.items()}
-        if logger is not None:
-            # Every scalar on one axis, optimizer steps, so a resumed trial can purge past a step.
-            logger.scalars("train", train_metrics | {"epoch": epoch}, global_step)
-            logger.scalars("val", val_metrics, global_step)
-            _log_images(model, fixed_batch, spec, global_step, logger)
-        on_epoch_end(EpochEnd(epoch, global_step, metrics, model, generator))
+    with _compile_failures_named(spec.train.compile):
+        for epoch in range(start_epoch + 1, spec.train.epochs + 1):
+            model.on_epoch_start(epoch)
+            train_metrics, global_step = train_epoch(model, data, spec, generator, epoch, global_step, logger)
+            model.eval()
+            val_metrics = model.evaluate(data.batches("val", EVAL_BATCH_SIZE))
+            _check_finite(val_metrics, f"val at epoch {epoch}", "val")
+            train_metrics |= _evaluation_only_metrics(model, data, train_metrics)
+            if quality is not None and (epoch % spec.quality.every == 0 or epoch == spec.train.epochs or not quality_metrics):
+                # The same noise every time, so a change in the score is the model's, not the draw's.
+                noise = torch.Generator(device=device).manual_seed(spec.train.seed + 2)
+                quality_metrics = quality.measure(model, noise)
+            # Between measurements the last value stands: schedulers need the metric every epoch.
+            val_metrics |= quality_metrics
+            metrics = {f"train/{k}": v for k, v in train_metrics.items()}
+            metrics |= {f"val/{k}": v for k, v in val_metrics.items()}
+            if logger is not None:
+                # Every scalar on one axis, optimizer steps, so a resumed trial can purge past a step.
+                logger.scalars("train", train_metrics | {"epoch": epoch}, global_step)
+                logger.scalars("val", val_metrics, global_step)
+                _log_images(model, fixed_batch, spec, global_step, logger)
+            on_epoch_end(EpochEnd(epoch, global_step, metrics, model, generator))
     return metrics
+
+
+@contextlib.contextmanager
+def _compile_failures_named(compiling: bool):
+    """A failure inside torch.compile (at any network's first call) as one line naming the flag."""
+    try:
+        yield
+    except RuntimeError as error:
+        if compiling:
+            from torch._dynamo.exc import TorchDynamoException
+
+            if isinstance(error, TorchDynamoException):
+                lines = [line for line in str(error).splitlines() if line.strip()]
+                reason = lines[0] if lines else type(error).__name__
+                raise TrainingError(
+                    f"train.compile: torch.compile failed: {reason}; set train.compile: false"
+                ) from error
+        raise
 
 
 def training_state(end: EpochEnd) -> dict:

@@ -56,6 +56,11 @@ class TrainSpec:
         None, ge=1, description="cap on optimizer steps per epoch (smoke tests); null: all"
     )
     log_every: int = Field(50, ge=1, description="optimizer steps between per-step scalars")
+    compile: bool = Field(
+        False,
+        description="torch.compile the model's networks (inductor; a C++ compiler on the CPU): the first steps, "
+        "and the first evaluation, pay the compile time (tens of seconds on 2 cores, unless cached)",
+    )
     channels_last: Literal["auto", "on", "off"] = Field(
         "auto",
         description="conv weights and image batches in channels-last memory layout; auto: on for conv models on "

@@ -63,11 +63,12 @@ def _assert_same_losses(runs: list[dict], expected: list[dict]) -> None:
 # -- spec -------------------------------------------------------------------------------------------
 def test_the_new_train_fields_default_off_and_are_validated(tiny_document):
     spec = parse_document(tiny_document, "tiny.yaml")
-    assert spec.train.channels_last == "auto"
-    tiny_document["train"] |= {"channels_last": "on"}
+    assert spec.train.compile is False and spec.train.channels_last == "auto"
+    tiny_document["train"] |= {"compile": True, "channels_last": "on"}
     spec = parse_document(tiny_document, "tiny.yaml")
-    assert spec.train.channels_last == "on"
-    for key, value, problem in [("channels_last", "yes", "train.channels_last: Input should be 'auto', 'on' or 'off'")]:
+    assert spec.train.compile is True and spec.train.channels_last == "on"
+    for key, value, problem in [("channels_last", "yes", "train.channels_last: Input should be 'auto', 'on' or 'off'"),
+                                ("compile", "fast", "train.compile: Input should be a valid boolean")]:
         document = copy.deepcopy(tiny_document)
         document["train"][key] = value
         with pytest.raises(SpecError, match=problem):
@@ -81,6 +82,50 @@ def test_auto_channels_last_is_for_conv_models_on_cuda_only():
     assert loop.memory_format("on", mlp) == torch.channels_last  # harmless: no 4-D weights, C=1 batches
     assert loop.memory_format("off", conv) == torch.contiguous_format
     assert loop.has_convolutions(conv) and not loop.has_convolutions(mlp)
+
+
+# -- compile ----------------------------------------------------------------------------------------
+def test_compiled_mlp_vae_trains_as_the_plain_one_and_checkpoints_load_both_ways():
+    from torch._dynamo.utils import counters
+
+    plain, plain_state = _train(_document(MLP_VAE))
+    graphs_before = counters["stats"]["unique_graphs"]
+    compiled, compiled_state = _train(_document(MLP_VAE, compile=True))
+    assert counters["stats"]["unique_graphs"] > graphs_before  # compiled, not silently run eagerly
+    _assert_same_losses(compiled, plain)
+    # Compiled in place: no "_orig_mod." in the keys, so either checkpoint loads into either model.
+    assert compiled_state["model"].keys() == plain_state["model"].keys()
+    resumed, _ = _train(_document(MLP_VAE, epochs=3), resume_state=compiled_state)  # compiled -> plain
+    resumed_compiled, _ = _train(_document(MLP_VAE, epochs=3, compile=True), resume_state=plain_state)
+    _assert_same_losses(resumed_compiled, resumed)
+
+
+@pytest.mark.slow
+def test_compiled_conv_vae_trains_as_the_plain_one():
+    plain, _ = _train(_document(CONV_VAE, epochs=1))
+    compiled, compiled_state = _train(_document(CONV_VAE, epochs=1, compile=True))
+    _assert_same_losses(compiled, plain)
+    fields = {key: value for key, value in CONV_VAE.items() if key != "name"}
+    model = models.build("vae", fields, models.DataInfo((1, 28, 28), 10), 1e-3)
+    model.load_training_state(compiled_state)  # an uncompiled model, strictly
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in compiled_state["model"].items())
+
+
+def test_compile_without_a_cpp_compiler_fails_in_one_line_naming_the_flag(monkeypatch):
+    from torch._inductor import config as inductor_config
+
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/c++",))
+    with pytest.raises(loop.TrainingError, match=r"^train.compile: torch.compile on the CPU needs a C\+\+ compiler") as error:
+        loop.train(parse_document(_document(MLP_VAE, compile=True), "compile.yaml"))
+    assert "\n" not in str(error.value)
+
+
+def test_wgan_gp_compiles_its_generator_but_not_its_critic():
+    # The penalty's double backward does not go through compiled graphs (create_graph=True).
+    gan = models.build("gan", {"variant": "wgan-gp"}, models.DataInfo((1, 28, 28), 10), 1e-4)
+    assert set(gan.networks_to_compile()) == {"generator"}
+    dcgan = models.build("gan", {"variant": "dcgan"}, models.DataInfo((1, 28, 28), 10), 2e-4)
+    assert set(dcgan.networks_to_compile()) == {"generator", "critic"}
 
 
 # -- channels_last ----------------------------------------------------------------------------------
