@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -270,12 +271,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.options:
         # An empty compile cache of its own: "cold" is then the first compile on a fresh machine.
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="inductor-bench-"))
+        # Set, not setdefault: importing torchvision above already set it to the shared default
+        # (inductor reads the variable again at every cache access, so this takes effect).
+        cache = tempfile.mkdtemp(prefix="inductor-bench-")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
         torch.set_num_threads(args.threads)
         print(f"# compile / channels_last: one epoch after {WARM_UP_STEPS} warm-up steps, {args.repeats} repeats; "
               f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
               f"native bf16: {loop.cpu_has_native_bf16()}, {time.strftime('%Y-%m-%d')}")
         print("\n".join(options_table(args.repeats, args.scale)))
+        shutil.rmtree(cache, ignore_errors=True)
         return
 
     data = load("digits", DigitsData(train_size=args.images, val_size=10_000, seed=0))  # uint8 tensors, as a trial holds them
