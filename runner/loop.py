@@ -99,9 +99,9 @@ def memory_format(channels_last: str, model: models.GenerativeModel) -> torch.me
     """The layout of the model's conv weights and of the image batches, by train.channels_last.
 
     auto: channels-last on CUDA, where cuDNN's tensor-core convolutions work in it natively;
-    contiguous on the CPU, where oneDNN showed no clear gain (BENCHMARKS.md). A model without
-    convolutions has no 4-D weights to convert, and a 1-channel batch is laid out the same either
-    way, so "on" costs an MLP model nothing.
+    contiguous on the CPU, where oneDNN gained nothing (0.95-0.98x, bench/train_throughput.py
+    --options). A model without convolutions has no 4-D weights to convert, and a 1-channel
+    batch is laid out the same either way, so "on" costs an MLP model nothing.
     """
     cuda_conv = model.device.type == "cuda" and has_convolutions(model)
     on = channels_last == "on" or (channels_last == "auto" and cuda_conv)
