@@ -111,13 +111,27 @@ def test_compiled_conv_vae_trains_as_the_plain_one():
     assert all(torch.equal(model.state_dict()[k], v) for k, v in compiled_state["model"].items())
 
 
-def test_compile_without_a_cpp_compiler_fails_in_one_line_naming_the_flag(monkeypatch):
+def test_compile_without_a_cpp_compiler_fails_in_one_line_naming_the_flag():
     from torch._inductor import config as inductor_config
 
-    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/c++",))
-    with pytest.raises(loop.TrainingError, match=r"^train.compile: torch.compile on the CPU needs a C\+\+ compiler") as error:
+    # inductor's own patch(): monkeypatch's undo deletes the config entry, hiding it from later tests
+    needs = r"^train.compile: torch.compile on the CPU needs a C\+\+ compiler"
+    with inductor_config.patch({"cpp.cxx": ("/nonexistent/c++",)}), pytest.raises(loop.TrainingError, match=needs) as error:
         loop.train(parse_document(_document(MLP_VAE, compile=True), "compile.yaml"))
     assert "\n" not in str(error.value)
+
+
+def test_a_failure_inside_torch_compile_is_one_line_naming_the_flag(monkeypatch):
+    def broken_backend(graph, example_inputs):
+        raise RuntimeError("no kernels today")
+
+    # Compiled code is shared by every instance of the same network (parameters are inputs to
+    # it), so a network compiled by an earlier test would be reused here and never compiled.
+    torch._dynamo.reset()
+    plain_compile = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda module: plain_compile(module, backend=broken_backend))
+    with pytest.raises(loop.TrainingError, match=r"^train.compile: torch.compile failed: .*; set train.compile: false$"):
+        loop.train(parse_document(_document(MLP_VAE, compile=True), "compile.yaml"))
 
 
 def test_wgan_gp_compiles_its_generator_but_not_its_critic():
