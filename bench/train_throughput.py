@@ -19,8 +19,10 @@ generated images, sampling included.
 `--options` instead measures gensweep's own loop with train.compile off/on and
 train.channels_last off/on (VAE mlp, VAE conv, DCGAN; bf16 autocast where the CPU has it, as
 train.precision: auto does): images/s of one epoch after a warm-up of two steps, which is where
-the compiling happens and is reported apart, cold (the first model, inductor's cache empty) and
-warm (a rebuilt model: what later trials on the same machine pay).
+the compiling happens and is reported apart: cold (the first model, inductor's cache empty) and
+warm (a rebuilt model in the same process, which reuses the compiled code: parameters are its
+inputs). A new process with inductor's on-disk cache warm, as a later trial on the same machine
+is, paid 1-2 s (2026-11-30, when this benchmark still shared that cache).
 
     .venv/bin/python bench/train_throughput.py [--repeats 3] [--images 10000] [--models vae,dcgan]
     .venv/bin/python bench/train_throughput.py --options [--repeats 3] [--scale 1.0] [--threads 2]

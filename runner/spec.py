@@ -60,7 +60,7 @@ class TrainSpec:
         False,
         description="torch.compile each network the model trains (needs a C++ compiler on the CPU, "
         "Triton on CUDA); costs compile time at the first steps and the first evaluation: ~20 s per "
-        "model on 2 CPU cores with an empty inductor cache, ~0 once cached. On a 2-core CPU the conv "
+        "model on 2 CPU cores with an empty inductor cache, 1-2 s once cached. On a 2-core CPU the conv "
         "models ran 0.7-0.85x as fast compiled (bench/train_throughput.py --options)",
     )
     channels_last: Literal["auto", "on", "off"] = Field(
