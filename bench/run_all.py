@@ -9,6 +9,8 @@
    instead of a DataLoader, no host syncs but at logging intervals, autocast where the
    hardware has it. Each model runs in its own process (peak RSS is that process's), plain
    and gensweep alternating, median of the repeats.
+   Beside it, gensweep's loop alone with train.compile and train.channels_last off and on
+   (VAE mlp, VAE conv, DCGAN), compile warm-up seconds apart.
 2. Ray Tune's overhead: a sweep of N equal trials on k slots against N/k times one trial
    trained alone, and the fixed start-up of a one-trial sweep.
 3. Packed trials (tune.pack): a pack of 8 VAEs against one alone, aggregate images per second,
@@ -186,6 +188,18 @@ def throughput_table(repeats: int, scale: float) -> list[str]:
     return lines
 
 
+def options_table(repeats: int, scale: float) -> list[str]:
+    """train.compile and train.channels_last on/off (bench/train_throughput.py --options), in an
+    interpreter of its own: compiled graphs and inductor's cache stay out of the other figures,
+    and its compile warm-up starts from an empty cache."""
+    finished = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "train_throughput.py"), "--options", "--repeats", str(repeats),
+         "--scale", str(scale)],
+        capture_output=True, text=True, check=True,
+    )
+    return [line for line in finished.stdout.splitlines() if line.startswith(("|", "#"))]
+
+
 # -- 2. Ray Tune's overhead --------------------------------------------------------------------------
 OVERHEAD_SPEC = {
     "model": {"name": "vae", "arch": "mlp", "latent_dim": 8},
@@ -301,6 +315,7 @@ def main() -> None:
     scale = 0.1 if args.quick else 1.0
     started = time.perf_counter()
     sections = [("Training throughput (one epoch, CPU)", lambda: throughput_table(args.repeats, scale)),
+                ("train.compile and train.channels_last (one epoch, CPU)", lambda: options_table(args.repeats, scale)),
                 ("Ray Tune's overhead", lambda: overhead_table(4, scale)),
                 ("Packed trials (tune.pack, one thread, CPU)", lambda: pack_table(8, args.repeats, scale)),
                 ("A packed sweep against an unpacked one", lambda: sweep_table(8, 4, 0.5 * scale)),

@@ -16,15 +16,27 @@ and the table shows the median of the repeats and the ratio:
 It also times the sample-quality metrics (fd, kid, precision/recall, class score) on 10,000
 generated images, sampling included.
 
+`--options` instead measures gensweep's own loop with train.compile off/on and
+train.channels_last off/on (VAE mlp, VAE conv, DCGAN; bf16 autocast where the CPU has it, as
+train.precision: auto does): images/s of one epoch after a warm-up of two steps, which is where
+the compiling happens and is reported apart: cold (the first model, inductor's cache empty) and
+warm (a rebuilt model in the same process, which reuses the compiled code: parameters are its
+inputs). A new process with inductor's on-disk cache warm, as a later trial on the same machine
+is, paid 1-2 s (2026-11-30, when this benchmark still shared that cache).
+
     .venv/bin/python bench/train_throughput.py [--repeats 3] [--images 10000] [--models vae,dcgan]
+    .venv/bin/python bench/train_throughput.py --options [--repeats 3] [--scale 1.0] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -164,12 +176,115 @@ def gensweep_epoch(name, data, count, seed) -> float:
     return metrics.get("loss", metrics.get("d_loss"))
 
 
+# -- train.compile and train.channels_last -----------------------------------------------------------
+# model: (model section, batch size, lr, images per epoch), as in bench/run_all.py's table
+OPTION_MODELS = {
+    "VAE mlp": ({"name": "vae", "arch": "mlp", "latent_dim": VAE_LATENT}, 128, 1e-3, 20_000),
+    "VAE conv": ({"name": "vae", "arch": "conv", "latent_dim": VAE_LATENT}, 128, 1e-3, 8_000),
+    "DCGAN": ({"name": "gan", "variant": "dcgan"}, 64, 2e-4, 4_000),
+}
+OPTIONS = [(False, "off"), (False, "on"), (True, "off"), (True, "on")]  # (compile, channels_last)
+WARM_UP_STEPS = 2  # the first calls of every network (GAN: both players' steps) compile
+
+
+def _options_spec(model_section: dict, batch_size: int, lr: float, count: int, **train):
+    return parse_document(
+        {
+            "name": "bench",
+            "model": model_section,
+            "data": {"name": "digits", "train_size": count, "val_size": 256},
+            "train": {"epochs": 1, "device": "cpu", "batch_size": batch_size, "lr": lr, **train},
+            "quality": {"every": 0},
+            "tune": {"metric": "val/d_loss" if model_section["name"] == "gan" else None},
+        },
+        "bench",
+    )
+
+
+def options_epoch(spec, data, seed: int) -> tuple[float, float, float]:
+    """The loop's set-up for spec's compile and channels_last, WARM_UP_STEPS steps, then one
+    timed epoch: (seconds of the warm-up steps, seconds of the epoch, the epoch's loss)."""
+    torch.manual_seed(seed)
+    device = torch.device("cpu")
+    model = models.build(spec.model_name, spec.model, spec.data_info, spec.train.lr, device)
+    model.use_mixed_precision(loop.autocast_dtype(spec.train.precision, device))
+    layout = loop.memory_format(spec.train.channels_last, model)  # as loop.train sets them up
+    model.to(memory_format=layout)
+    data = data.to(device, memory_format=layout)
+    if spec.train.compile:
+        loop.compile_networks(model)
+    generator = torch.Generator().manual_seed(seed)
+    warm_up = spec.with_values({"train.steps_per_epoch": WARM_UP_STEPS})
+    start = time.perf_counter()
+    loop.train_epoch(model, data, warm_up, generator, epoch=1, global_step=0, logger=None)
+    warm_up_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    metrics, _ = loop.train_epoch(model, data, spec, generator, epoch=1, global_step=0, logger=None)
+    return warm_up_seconds, time.perf_counter() - start, metrics.get("loss", metrics.get("d_loss"))
+
+
+def options_table(repeats: int, scale: float) -> list[str]:
+    """Per model and option: images/s (the fastest repeat, and the median), the ratio of the
+    fastest to compile off and channels_last off, the warm-up seconds (cold / warm) and the
+    final loss (median).
+
+    The fastest repeat, not the median, leads: other work on a shared machine only ever slows a
+    run, so the fastest is the least disturbed. The options take turns within each repeat, so a
+    load that changes slows all four alike rather than whichever ran last; VAE mlp has no conv
+    weights, so its channels_last rows differ by noise alone and show how large that is."""
+    lines = [
+        ("| model | compile | channels_last | images/s fastest (median) | vs off/off | warm-up s (cold / warm) "
+         "| final loss |"),
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for name, (model_section, batch_size, lr, count) in OPTION_MODELS.items():
+        count = max(batch_size * 4, int(count * scale) // batch_size * batch_size)  # whole batches: one shape
+        specs = {option: _options_spec(model_section, batch_size, lr, count, compile=option[0], channels_last=option[1])
+                 for option in OPTIONS}
+        data = load(specs[OPTIONS[0]].data_name, specs[OPTIONS[0]].data)
+        runs = {option: [] for option in OPTIONS}
+        for seed in range(repeats):
+            for option, spec in specs.items():
+                runs[option].append(options_epoch(spec, data, seed))
+        rates = {option: count / min(epoch for _, epoch, _ in runs[option]) for option in OPTIONS}
+        medians = {option: count / statistics.median(epoch for _, epoch, _ in runs[option]) for option in OPTIONS}
+        for (compiled, channels_last), option_runs in runs.items():
+            # Compile time: the warm-up steps' seconds beyond what two steps take once compiled.
+            extra = [max(0.0, warm - WARM_UP_STEPS * epoch * batch_size / count) for warm, epoch, _ in option_runs]
+            warm_up = f"{extra[0]:.1f} / {statistics.median(extra[1:] or extra):.1f}" if compiled else "-"
+            loss = statistics.median(loss for _, _, loss in option_runs)
+            rate = rates[(compiled, channels_last)]
+            median = medians[(compiled, channels_last)]
+            lines.append(f"| {name} | {'on' if compiled else 'off'} | {channels_last} | {rate:,.0f} ({median:,.0f}) | "
+                         f"{rate / rates[OPTIONS[0]]:.2f}x | {warm_up} | {loss:.4g} |")
+            print(lines[-1], file=sys.stderr, flush=True)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--models", default="vae,dcgan")
+    parser.add_argument("--options", action="store_true", help="compile and channels_last on/off instead")
+    parser.add_argument("--scale", type=float, default=1.0, help="--options: share of each model's images")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="--options: torch threads (1 where other work shares the cores: OpenMP threads "
+                        "waiting on a descheduled peer make 2-thread figures swing 4x)")
     args = parser.parse_args()
+    if args.options:
+        # An empty compile cache of its own: "cold" is then the first compile on a fresh machine.
+        # Set, not setdefault: importing torchvision above already set it to the shared default
+        # (inductor reads the variable again at every cache access, so this takes effect).
+        cache = tempfile.mkdtemp(prefix="inductor-bench-")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+        torch.set_num_threads(args.threads)
+        print(f"# compile / channels_last: one epoch after {WARM_UP_STEPS} warm-up steps, {args.repeats} repeats; "
+              f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+              f"native bf16: {loop.cpu_has_native_bf16()}, {time.strftime('%Y-%m-%d')}")
+        print("\n".join(options_table(args.repeats, args.scale)))
+        shutil.rmtree(cache, ignore_errors=True)
+        return
 
     data = load("digits", DigitsData(train_size=args.images, val_size=10_000, seed=0))  # uint8 tensors, as a trial holds them
     images = data.train_images[:, 0].numpy()

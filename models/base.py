@@ -106,6 +106,12 @@ class GenerativeModel(nn.Module):
         """Named (C, H, W) image grids in [0, 1] that show how training goes."""
         return {}
 
+    def networks_to_compile(self) -> dict[str, nn.Module]:
+        """The networks train.compile compiles: by default every child module with trainable
+        weights (frozen helpers such as a VGG for a perceptual loss run as they are)."""
+        return {name: child for name, child in self.named_children()
+                if any(parameter.requires_grad for parameter in child.parameters())}
+
     # -- shared plumbing --------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
@@ -152,5 +158,20 @@ class GenerativeModel(nn.Module):
             # rate; a plain resume restores the same one.)
             for group in optimizer.param_groups:
                 group["lr"] = optimizer.defaults["lr"]
+            _match_parameter_layouts(optimizer)
         if self._grad_scaler is not None and "grad_scaler" in state:
             self._grad_scaler.load_state_dict(state["grad_scaler"])
+
+
+def _match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give each parameter's optimizer state (Adam's moments) its parameter's memory layout.
+
+    A checkpoint keeps the layout it was saved in, and train.channels_last may differ between
+    the run that saved it and the one that loads it; the fused Adam kernel walks a parameter and
+    its moments as flat memory, so mismatched strides would silently pair the wrong elements.
+    """
+    for parameter, state in optimizer.state.items():
+        for name, value in list(state.items()):
+            moment_like = torch.is_tensor(value) and value.shape == parameter.shape  # not Adam's step count
+            if moment_like and value.stride() != parameter.stride():
+                state[name] = torch.empty_like(parameter, dtype=value.dtype).copy_(value)

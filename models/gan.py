@@ -102,6 +102,14 @@ class GAN(GenerativeModel):
         self.n_critic = config.n_critic or (5 if config.variant in WASSERSTEIN else 1)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
+    def networks_to_compile(self) -> dict[str, nn.Module]:
+        # WGAN-GP's penalty differentiates through the critic twice (create_graph=True), which
+        # compiled backward graphs do not support: its critic runs uncompiled.
+        networks = super().networks_to_compile()
+        if self.config.variant == "wgan-gp":
+            networks.pop("critic")
+        return networks
+
     # -- helpers ---------------------------------------------------------------------------
     def _labels_for(self, count: int, batch: Batch | None = None) -> Tensor | None:
         if not self.config.conditional:

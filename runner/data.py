@@ -52,8 +52,14 @@ class ImageData:
     def info(self) -> DataInfo:
         return DataInfo(tuple(self.train_images.shape[1:]), self.num_classes, self.pairing)
 
-    def to(self, device: torch.device | str) -> ImageData:
-        move = lambda t: None if t is None else t.to(device)
+    def to(
+        self, device: torch.device | str, memory_format: torch.memory_format = torch.preserve_format
+    ) -> ImageData:
+        """On `device`; image tensors (4-D) in `memory_format`, which every batch indexed from them keeps."""
+        def move(t):
+            if t is None:
+                return None
+            return t.to(device, memory_format=memory_format) if t.dim() == 4 else t.to(device)
         return ImageData(
             move(self.train_images), move(self.train_labels), move(self.val_images), move(self.val_labels),
             self.num_classes, move(self.train_targets), move(self.val_targets), self.pairing,

@@ -7,6 +7,7 @@ so on a GPU the step loop never waits for the device.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable
@@ -86,6 +87,59 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
+def has_convolutions(model: torch.nn.Module) -> bool:
+    return any(isinstance(module, torch.nn.modules.conv._ConvNd) for module in model.modules())
+
+
+def memory_format(channels_last: str, model: models.GenerativeModel) -> torch.memory_format:
+    """The layout of the model's conv weights and of the image batches, by train.channels_last.
+
+    auto: channels-last on CUDA, where cuDNN's tensor-core convolutions work in it natively;
+    contiguous on the CPU, where oneDNN gained nothing (0.95-0.98x, bench/train_throughput.py
+    --options). A model without convolutions has no 4-D weights to convert, and a 1-channel
+    batch is laid out the same either way, so "on" costs an MLP model nothing.
+    """
+    cuda_conv = model.device.type == "cuda" and has_convolutions(model)
+    on = channels_last == "on" or (channels_last == "auto" and cuda_conv)
+    return torch.channels_last if on else torch.contiguous_format
+
+
+def compile_networks(model: models.GenerativeModel) -> None:
+    """torch.compile each network the model trains, in place.
+
+    In place (Module.compile), not torch.compile(module): the model keeps calling its networks
+    by their attributes, its optimizers keep their parameters, and state_dict keys stay the
+    same, so checkpoints load into compiled and uncompiled models alike. Compilation itself
+    happens at the first call of each network (and again for new shapes or grad modes).
+    """
+    _check_compiler(model.device)
+    for network in model.networks_to_compile().values():
+        network.compile()
+
+
+def _check_compiler(device: torch.device) -> None:
+    """Fail at set-up, in one line, where inductor could not build its kernels at the first step."""
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        if not has_triton():
+            raise TrainingError("train.compile: torch.compile on CUDA needs Triton, which is not installed; "
+                                "set train.compile: false")
+        return
+    from torch._inductor import config as inductor_config
+    from torch._inductor.cpp_builder import get_cpp_compiler
+    from torch._inductor.exc import InvalidCxxCompiler
+
+    try:
+        get_cpp_compiler()
+    except InvalidCxxCompiler:
+        raise TrainingError(
+            f"train.compile: torch.compile on the CPU needs a C++ compiler and found none of "
+            f"{[cxx for cxx in inductor_config.cpp.cxx if cxx]} (install g++ or set CXX); "
+            f"set train.compile: false"
+        ) from None
+
+
 def train(
     spec: Spec,
     logger: TrialLogger | None = None,
@@ -102,9 +156,17 @@ def train(
     """
     device = choose_device(spec.train.device, assigned_gpus)
     torch.manual_seed(spec.train.seed)
-    data = data_sources.load(spec.data_name, spec.data).to(device)
+    data = data_sources.load(spec.data_name, spec.data)
     model = models.build(spec.model_name, spec.model, spec.data_info, spec.train.lr, device)
     model.use_mixed_precision(autocast_dtype(spec.train.precision, device))
+    # One layout for weights and data (every batch is indexed from the data, so it follows):
+    # set before compiling, which specializes on it, and before a checkpoint's optimizer state
+    # is loaded, which takes its parameters' layout.
+    layout = memory_format(spec.train.channels_last, model)
+    model.to(memory_format=layout)
+    data = data.to(device, memory_format=layout)
+    if spec.train.compile:
+        compile_networks(model)
     generator = torch.Generator(device=device).manual_seed(spec.train.seed)
     quality = None
     if spec.quality_metrics():
@@ -121,22 +183,23 @@ def train(
     fixed_batch = next(data.batches("val", FIXED_VAL_IMAGES, count=FIXED_VAL_IMAGES))
     quality_metrics: dict[str, float] = {}
     metrics: dict[str, float] = {}
-    for epoch in range(start_epoch + 1, spec.train.epochs + 1):
-        model.on_epoch_start(epoch)
+    with _compile_failures_named(spec.train.compile):
+        for epoch in range(start_epoch + 1, spec.train.epochs + 1):
+            model.on_epoch_start(epoch)
 
-        def log_step(values: dict[str, torch.Tensor], step: int, epoch: int = epoch) -> None:
-            floats = {name: float(value) for name, value in values.items()}
-            _check_finite(floats, f"epoch {epoch}, step {step}", "train")
-            if logger is not None:
-                logger.scalars("train_step", floats, step)
+            def log_step(values: dict[str, torch.Tensor], step: int, epoch: int = epoch) -> None:
+                floats = {name: float(value) for name, value in values.items()}
+                _check_finite(floats, f"epoch {epoch}, step {step}", "train")
+                if logger is not None:
+                    logger.scalars("train_step", floats, step)
 
-        sums, global_step = train_epoch(model, data, spec, generator, global_step, log_step)
-        train_metrics = {name: float(value) for name, value in sums.items()}
-        _check_finite(train_metrics, f"epoch {epoch}", "train")
-        metrics, quality_metrics = end_epoch(
-            model, data, spec, epoch, global_step, train_metrics, quality, quality_metrics, fixed_batch, logger
-        )
-        on_epoch_end(EpochEnd(epoch, global_step, metrics, model, generator))
+            sums, global_step = train_epoch(model, data, spec, generator, global_step, log_step)
+            train_metrics = {name: float(value) for name, value in sums.items()}
+            _check_finite(train_metrics, f"epoch {epoch}", "train")
+            metrics, quality_metrics = end_epoch(
+                model, data, spec, epoch, global_step, train_metrics, quality, quality_metrics, fixed_batch, logger
+            )
+            on_epoch_end(EpochEnd(epoch, global_step, metrics, model, generator))
     return metrics
 
 
@@ -165,6 +228,24 @@ def end_epoch(model, data, spec: Spec, epoch: int, global_step: int, train_metri
         logger.scalars("val", val_metrics, global_step)
         _log_images(model, fixed_batch, spec, global_step, logger)
     return metrics, quality_metrics
+
+
+@contextlib.contextmanager
+def _compile_failures_named(compiling: bool):
+    """A failure inside torch.compile (at any network's first call) as one line naming the flag."""
+    try:
+        yield
+    except RuntimeError as error:
+        if compiling:
+            from torch._dynamo.exc import TorchDynamoException
+
+            if isinstance(error, TorchDynamoException):
+                lines = [line for line in str(error).splitlines() if line.strip()]
+                reason = lines[0] if lines else type(error).__name__
+                raise TrainingError(
+                    f"train.compile: torch.compile failed: {reason}; set train.compile: false"
+                ) from error
+        raise
 
 
 def training_state(end: EpochEnd) -> dict:

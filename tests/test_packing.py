@@ -100,10 +100,14 @@ def test_only_one_optimizer_models_pack():
     [
         ({"pack": 4}, {"name": "gan", "variant": "dcgan"}, "gan cannot be packed"),
         ({"pack": 4, "scheduler": "pbt"}, {"name": "vae"}, "pbt"),
+        ({"pack": 4, "train": {"compile": True}}, {"name": "vae"}, "train.compile: false"),
+        ({"pack": 4, "train": {"channels_last": "on"}}, {"name": "vae", "arch": "conv"}, "channels_last"),
     ],
 )
 def test_a_spec_that_cannot_pack_says_so(tune, model, message):
-    document = {"name": "p", "model": model, "data": {"name": "digits"}, "tune": tune,
+    tune = dict(tune)  # parameters are shared between runs: not changed in place
+    train = tune.pop("train", {})
+    document = {"name": "p", "model": model, "data": {"name": "digits"}, "tune": tune, "train": train,
                 "search": {"train.lr": {"loguniform": [1e-4, 1e-2]}}}
     with pytest.raises(SpecError, match=message) as caught:
         parse_document(document, "p.yaml")
