@@ -21,7 +21,7 @@ import torch
 from ray import tune
 
 from runner import loop
-from runner.errors import one_line
+from runner.errors import GensweepError, one_line
 from runner.files import read_json, write_json
 from runner.report import RECORD_FILE, STATE_FILE
 from runner.spec import Spec, parse_document
@@ -38,10 +38,11 @@ def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dic
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
     cv2.setNumThreads(1)
     context = tune.get_context()
-    trial_dir = Path(context.get_trial_dir())
+    trial_dir = trial_storage_dir(context)
     record = TrialRecord(trial_dir / RECORD_FILE, context.get_trial_id(), spec, sampled)
     assigned_gpus = [str(gpu) for gpu in ray.get_gpu_ids()]
-    record.update(node=_node_address(), gpus=assigned_gpus)
+    # pid: Tune reuses a process for trial after trial; the record says which one ran this.
+    record.update(node=_node_address(), gpus=assigned_gpus, pid=os.getpid())
 
     resume_state = None
     checkpoint = tune.get_checkpoint()
@@ -81,9 +82,41 @@ def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dic
         record.update(status="error", error=one_line(error))
         logger.finish(succeeded=False)
         raise
-    if record.fields["status"] != "finished":  # restored at its last epoch: nothing left to train
-        record.update(status="finished")
-        logger.finish(succeeded=True)
+    else:
+        if record.fields["status"] != "finished":  # restored at its last epoch: nothing left to train
+            record.update(status="finished")
+            logger.finish(succeeded=True)
+    finally:
+        # A trial the scheduler stops early ends by SystemExit out of tune.report, past the
+        # handler above; its process may go on to the next trial, so its writer closes here
+        # (flushing its last epoch) rather than outliving it. A second close does nothing.
+        logger.close()
+
+
+def trial_storage_dir(context) -> Path:
+    """The trial's own directory in the run directory: where its checkpoints go, and its record,
+    event files and samples.png with them.
+
+    Not context.get_trial_dir(): that is a local staging directory, and a different one on a
+    reused process. Ray 2.60 gives a process's first trial <session>/driver_artifacts/<trial>
+    (FunctionTrainable.setup), which the driver copies into the run directory, but every later
+    trial <session>/working_dirs/<trial> (FunctionTrainable.reset_config), which nothing copies
+    unless SyncConfig(sync_artifacts=True): with reuse_actors, those trials' files were lost.
+    Writing straight into the run directory needs no copy at all; it is on storage every node
+    sees (runner.cluster.require_shared checks that before a sweep starts).
+    """
+    storage = context.get_storage()  # the session's, replaced by Ray at every reset: this trial's
+    if storage.storage_filesystem.type_name != "local":
+        raise TrialSetupError(
+            f"the run directory must be a filesystem path, not {storage.storage_filesystem.type_name} storage"
+        )
+    path = Path(storage.trial_fs_path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class TrialSetupError(GensweepError):
+    """The trial cannot find where its files go; one-line message."""
 
 
 def _node_address() -> str:
