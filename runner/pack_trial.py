@@ -235,11 +235,27 @@ def start_hub(spec, hub_name: str, member_cpu: float):
 
 def run_packed_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dict[str, list], hub_name: str) -> None:
     """The Tune function trainable of a packed sweep: joins a pack and reports its member's epochs."""
-    from runner.trial import TrialError, start_trial
+    from runner.trial import start_trial
 
     spec = parse_document(document, source).with_values(sampled)
     trial = start_trial(spec, sampled, grid)
     resume_epoch = trial.resume_state["epoch"] if trial.resume_state is not None else 0
+    try:
+        _relay_epochs(trial, spec, sampled, resume_epoch, hub_name)
+    except Exception as error:
+        if trial.record.fields["status"] != "error":  # the trainer's own message is already there
+            trial.fail(one_line(error))
+        raise
+    else:
+        trial.close()
+    finally:
+        trial.logger.close()  # a scheduler's stop is a SystemExit out of tune.report: closed all the same
+
+
+def _relay_epochs(trial, spec, sampled: dict[str, Any], resume_epoch: int, hub_name: str) -> None:
+    """Join a pack, then record, log and report each epoch the pack trains for this member."""
+    from runner.trial import TrialError
+
     hub = ray.get_actor(hub_name)
     trainer, index, number = ray.get(hub.join.remote(pack_key(spec, resume_epoch), trial.trial_id, sampled, trial.resume_bytes))
     pack = {"number": number, "member": index}
@@ -250,4 +266,3 @@ def run_packed_trial(sampled: dict[str, Any], *, document: dict, source: str, gr
         trial.record.update(pack=pack | {"size": message["pack_size"]})  # members trained in that epoch
         replay(message["logs"], trial.logger)
         trial.report(message["epoch"], message["metrics"], lambda path, data=message["state"]: path.write_bytes(data))
-    trial.close()

@@ -136,9 +136,10 @@ def run_sweep(
             num_samples=spec.num_samples,
             max_concurrent_trials=_max_concurrent(spec),
             trial_dirname_creator=trial_dirname,
-            # PBT restarts trials often: keep processes. Not otherwise: a reused process loses the
-            # artifacts (records, event files) of the trial before it (Ray 2.60, one node, seen).
-            reuse_actors=spec.tune.scheduler == "pbt",
+            # A trial process starts in ~5 s (torch's imports): keep it for the next trial, under
+            # every scheduler. Each trial writes into its own directory in the run directory
+            # (runner.trial.trial_storage_dir), never Ray's per-process staging directory.
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=run_dir.name,

@@ -43,7 +43,13 @@ def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dic
     except Exception as error:
         trial.fail(one_line(error))
         raise
-    trial.close()
+    else:
+        trial.close()
+    finally:
+        # A trial the scheduler stops early ends by SystemExit out of tune.report, past the
+        # handler above; its process may go on to the next trial, so its writer closes here
+        # (flushing its last epoch) rather than outliving it. A second close does nothing.
+        trial.logger.close()
 
 
 def start_trial(spec: Spec, sampled: dict[str, Any], grid: dict[str, list]) -> TrialSession:
@@ -64,10 +70,11 @@ class TrialSession:
         context = tune.get_context()
         self.spec = spec
         self.trial_id = context.get_trial_id()
-        trial_dir = Path(context.get_trial_dir())
+        trial_dir = trial_storage_dir(context)
         self.record = TrialRecord(trial_dir / RECORD_FILE, self.trial_id, spec, sampled)
         self.assigned_gpus = [str(gpu) for gpu in ray.get_gpu_ids()]
-        self.record.update(node=_node_address(), gpus=self.assigned_gpus)
+        # pid: Tune reuses a process for trial after trial; the record says which one ran this.
+        self.record.update(node=_node_address(), gpus=self.assigned_gpus, pid=os.getpid())
 
         self.resume_bytes: bytes | None = None
         self.resume_state: dict | None = None
@@ -118,6 +125,32 @@ class TrialSession:
 
 class TrialError(GensweepError, RuntimeError):
     """A trial failed for a reason found elsewhere (its pack's trainer); one-line message."""
+
+
+def trial_storage_dir(context) -> Path:
+    """The trial's own directory in the run directory: where its checkpoints go, and its record,
+    event files and samples.png with them.
+
+    Not context.get_trial_dir(): that is a local staging directory, and a different one on a
+    reused process. Ray 2.60 gives a process's first trial <session>/driver_artifacts/<trial>
+    (FunctionTrainable.setup), which the driver copies into the run directory, but every later
+    trial <session>/working_dirs/<trial> (FunctionTrainable.reset_config), which nothing copies
+    unless SyncConfig(sync_artifacts=True): with reuse_actors, those trials' files were lost.
+    Writing straight into the run directory needs no copy at all; it is on storage every node
+    sees (runner.cluster.require_shared checks that before a sweep starts).
+    """
+    storage = context.get_storage()  # the session's, replaced by Ray at every reset: this trial's
+    if storage.storage_filesystem.type_name != "local":
+        raise TrialSetupError(
+            f"the run directory must be a filesystem path, not {storage.storage_filesystem.type_name} storage"
+        )
+    path = Path(storage.trial_fs_path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class TrialSetupError(GensweepError):
+    """The trial cannot find where its files go; one-line message."""
 
 
 def _node_address() -> str:

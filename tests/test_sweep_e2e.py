@@ -152,6 +152,51 @@ def test_tpe_with_asha_over_continuous_dimensions(tmp_path):
         assert (trial["status"] == "finished") == (trial["epoch"] == 3)
 
 
+def test_trials_sharing_a_process_keep_their_own_files(tmp_path):
+    """More trials than slots: Tune runs trial after trial in one process (reuse_actors), and
+    ASHA stops some of them inside tune.report. Every trial's record, event files, samples and
+    checkpoints are still complete, and in its own directory only."""
+    spec = {
+        **TINY_SWEEP,
+        "name": "shared_processes",
+        "search": {"model.latent_dim": {"grid": [2, 3, 4, 5]}},
+        "quality": {"every": 0},
+        "tune": {**TINY_SWEEP["tune"], "max_concurrent": 2, "scheduler": "asha", "grace_period": 1,
+                 "reduction_factor": 2},
+    }
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    result = _gensweep("run", "s.yaml", "--storage-path", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_dir = tmp_path / "out" / "shared_processes"
+    trial_dirs = sorted(path.parent for path in run_dir.glob("*/gensweep.json"))
+    records = {trial_dir: json.loads((trial_dir / "gensweep.json").read_text()) for trial_dir in trial_dirs}
+    assert sorted(r["swept"]["model.latent_dim"] for r in records.values()) == [2, 3, 4, 5]
+    pids = [r["pid"] for r in records.values()]
+    assert len(set(pids)) < len(pids), pids  # some process ran more than one trial
+    for trial_dir, record in records.items():
+        assert trial_dir.name.endswith(record["trial_id"])
+        assert record["status"] in ("finished", "stopped") and (record["status"] == "finished") == (record["epoch"] == 2)
+        assert len(list(trial_dir.glob("events.out.tfevents.*"))) == 1  # its own writer, nobody else's
+        events = read_events(trial_dir)
+        assert [e.value for e in events.Scalars("train/epoch")] == list(range(1, record["epoch"] + 1))
+        start = next(r.session_start_info for r in hparams_of(events).values() if r.HasField("session_start_info"))
+        assert start.hparams["model.latent_dim"].number_value == record["swept"]["model.latent_dim"]
+        assert cv2.imread(str(trial_dir / "samples.png")) is not None
+        assert len(list(trial_dir.glob("checkpoint_*"))) == record["epoch"]
+
+    # Nothing carries over from a process's earlier trial (seeds, threads): a trial that ran
+    # second in its process trains exactly as it does in a process of its own.
+    later = max(records.values(), key=lambda r: (pids.count(r["pid"]) > 1, r["started"]))
+    latent_dim = later["swept"]["model.latent_dim"]
+    alone = _gensweep("run", "s.yaml", "--storage-path", "out", "--name", "alone", "--set", "tune.scheduler=none",
+                      "--set", f"search.model.latent_dim={{grid: [{latent_dim}]}}", cwd=tmp_path)
+    assert alone.returncode == 0, alone.stdout[-3000:] + alone.stderr[-3000:]
+    (alone_dir,) = [path.parent for path in (tmp_path / "out" / "alone").glob("*/gensweep.json")]
+    (later_dir,) = [trial_dir for trial_dir, record in records.items() if record is later]
+    curve = lambda trial_dir: [e.value for e in read_events(trial_dir).Scalars("val/recon")]
+    assert curve(alone_dir)[: later["epoch"]] == curve(later_dir)
+
+
 def test_tensorboard_serves_every_trial_on_localhost(finished_sweep):
     import time
     import urllib.request
