@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -235,7 +236,6 @@ def _class_triple(text: str) -> tuple[int, int, int]:
 def tensorboard(run_dir, host, port) -> None:
     """Serve RUN_DIR (or a directory of runs) in TensorBoard and print its URL."""
     import socket
-    import subprocess
 
     if not Path(run_dir).is_dir():
         raise UserError(f"{run_dir}: no such run directory")
@@ -245,7 +245,10 @@ def tensorboard(run_dir, host, port) -> None:
             port = probe.getsockname()[1]
     command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(Path(run_dir).resolve()), "--host", host, "--port", str(port)]
     click.echo(f"TensorBoard for {run_dir}: http://{host}:{port}/  (Ctrl-C stops it)")
-    sys.exit(subprocess.call(command))
+    sys.stdout.flush()
+    # This process becomes TensorBoard: a signal to it (Ctrl-C, kill, a test's terminate) reaches
+    # the server itself, where a child process would be left running.
+    os.execv(sys.executable, command)
 
 
 @main.command()

@@ -231,3 +231,6 @@ def test_tensorboard_serves_every_trial_on_localhost(finished_sweep):
     finally:
         server.terminate()
         server.wait(timeout=30)
+    # Nothing outlives the command: it became the server, rather than leave a child serving.
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url, timeout=2)
