@@ -23,7 +23,6 @@ sys.path.insert(0, str(ROOT))
 MODELS = {  # name: (model section, training images per epoch)
     "VAE mlp": ({"name": "vae", "arch": "mlp"}, 60_000),  # an MNIST epoch
     "VAE conv": ({"name": "vae", "arch": "conv"}, 10_000),
-    "DCGAN": ({"name": "gan", "variant": "dcgan"}, 2_500),
 }
 EPOCHS = 2  # a trial's first grids pay for warming up the encoders once, not every epoch
 
@@ -54,8 +53,7 @@ def logging_table(repeats: int, scale: float = 1.0) -> list[str]:
         images = int(images * scale)
         cached_digits(images, 0, "train")
         spec = parse_document({"name": "bench", "model": model, "data": {"name": "digits", "train_size": images, "val_size": 1000},
-                               "train": {"epochs": EPOCHS, "device": "cpu"}, "quality": {"every": 0},
-                               "tune": {"metric": "val/loss" if model["name"] == "vae" else "val/g_loss"}}, "bench")
+                               "train": {"epochs": EPOCHS, "device": "cpu"}, "quality": {"every": 0}}, "bench")
         plain, logged = [], []
         for _ in range(repeats):
             plain.append(_epoch_seconds(spec, logged=False))

@@ -216,10 +216,11 @@ def options_epoch(spec, data, seed: int) -> tuple[float, float, float]:
     generator = torch.Generator().manual_seed(seed)
     warm_up = spec.with_values({"train.steps_per_epoch": WARM_UP_STEPS})
     start = time.perf_counter()
-    loop.train_epoch(model, data, warm_up, generator, epoch=1, global_step=0, logger=None)
+    loop.train_epoch(model, data, warm_up, generator, 0, log_step=lambda values, step: None)
     warm_up_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    metrics, _ = loop.train_epoch(model, data, spec, generator, epoch=1, global_step=0, logger=None)
+    means, _ = loop.train_epoch(model, data, spec, generator, 0, log_step=lambda values, step: None)
+    metrics = {name: float(value) for name, value in means.items()}  # the epoch's end: a host sync
     return warm_up_seconds, time.perf_counter() - start, metrics.get("loss", metrics.get("d_loss"))
 
 
