@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 MODELS = {  # name: (model section, training images per epoch)
-    "VAE mlp": ({"name": "vae", "arch": "mlp"}, 60_000),  # an MNIST epoch
+    "VAE mlp": ({"name": "vae", "arch": "mlp"}, 30_000),  # half an MNIST epoch
     "VAE conv": ({"name": "vae", "arch": "conv"}, 10_000),
 }
 EPOCHS = 2  # a trial's first grids pay for warming up the encoders once, not every epoch

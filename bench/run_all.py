@@ -318,7 +318,7 @@ def main() -> None:
                 ("train.compile and train.channels_last (half an epoch, CPU)", lambda: options_table(2, 0.5 * scale)),
                 ("Ray Tune's overhead", lambda: overhead_table(4, scale)),
                 ("Packed trials (tune.pack, one thread, CPU)", lambda: pack_table(8, 2, scale)),
-                ("A packed sweep against an unpacked one", lambda: sweep_table(8, 4, 0.5 * scale)),
+                ("A packed sweep against an unpacked one", lambda: sweep_table(8, 4, 0.25 * scale)),
                 ("What logging costs (one thread, CPU)", lambda: logging_table(2, scale)),
                 ("Alignment (512x512 frames)", lambda: alignment_table(max(20, int(1000 * scale)))),
                 ("Sample-quality metrics", lambda: metrics_table(max(500, int(10_000 * scale))))]
