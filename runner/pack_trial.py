@@ -27,7 +27,7 @@ from ray import tune
 from torch.utils._pytree import tree_map
 
 from runner import loop
-from runner.errors import one_line
+from runner.errors import GensweepError, one_line
 from runner.packing import Member, Pack, pack_key
 from runner.spec import parse_document
 
@@ -86,6 +86,7 @@ class PackTrainer:
         self.pack: Pack | None = None
         self.queues: dict[int, queue.Queue] = {}
         self.lock = threading.Lock()
+        self.left_early: set[int] = set()  # leave() can run before start(): the actor is threaded
 
     def _queue(self, index: int) -> queue.Queue:
         with self.lock:
@@ -104,7 +105,11 @@ class PackTrainer:
                     resume_state=load_state(resume),
                     on_error=partial(self._error, index),
                 ))
-            self.pack = Pack(members, assigned_gpus=[str(gpu) for gpu in ray.get_gpu_ids()])
+            pack = Pack(members, assigned_gpus=[str(gpu) for gpu in ray.get_gpu_ids()])
+            with self.lock:
+                for index in self.left_early:
+                    pack.leave(index)
+                self.pack = pack
         except Exception as error:  # noqa: BLE001 - nobody awaits start(): the members must hear it
             self._end(len(joined), error)
             return
@@ -138,16 +143,26 @@ class PackTrainer:
         return self._queue(index).get()
 
     def leave(self, index: int) -> None:
-        if self.pack is not None:
-            self.pack.leave(index)
+        with self.lock:
+            if self.pack is None:
+                self.left_early.add(index)
+            else:
+                self.pack.leave(index)
 
 
 @dataclass
-class _Forming:
+class _Group:
+    """A pack: forming (trials join) until sealed, then training until its last member leaves."""
+
     sealed: asyncio.Event
-    joined: list[tuple[str, dict, bytes | None]] = field(default_factory=list)
+    joined: list[tuple[str, dict, bytes | None]] = field(default_factory=list)  # (trial id, values, resume)
+    members: set[str] = field(default_factory=set)  # trial ids still in the pack
     trainer: Any = None
     number: int = 0  # packs are numbered in the order they were sealed, from 1
+    error: str | None = None  # why the pack could not start
+
+    def index_of(self, trial_id: str) -> int:
+        return next(index for index, (joined_id, _, _) in enumerate(self.joined) if joined_id == trial_id)
 
 
 class PackHub:
@@ -156,12 +171,12 @@ class PackHub:
     def __init__(self, document: dict, source: str, size: int, wait_seconds: float, cpu: float, gpu: float, member_cpu: float):
         self.document, self.source = document, source
         self.size, self.wait_seconds = size, wait_seconds
-        # The members each hold member_cpu of the pack's CPUs, so packs fit where trials would.
+        # The members each hold member_cpu of the pack's CPUs, so packs fit where trials would
+        # (sweep.py bounds the members alive at once to what the packs' CPUs allow).
         self.trainer_options = {"num_cpus": max(0.0, cpu - size * member_cpu), "num_gpus": gpu, "max_concurrency": size + 4}
         self.threads = max(1, round(cpu))
-        self.forming: dict[str, _Forming] = {}
-        self.members_of: dict[str, tuple[Any, int]] = {}  # trial id -> (trainer, index)
-        self.remaining: dict[Any, int] = {}  # trainer -> members still in it
+        self.forming: dict[str, _Group] = {}  # pack key -> the pack forming for it
+        self.group_of: dict[str, _Group] = {}  # trial id -> its pack, forming or training
         self.packs_made = 0
 
     async def join(self, key: str, trial_id: str, sampled: dict, resume: bytes | None) -> tuple[Any, int, int]:
@@ -170,40 +185,52 @@ class PackHub:
         self.leave(trial_id)  # a retried trial: out of the pack its failed run was in
         group = self.forming.get(key)
         if group is None:
-            group = self.forming[key] = _Forming(asyncio.Event())
+            group = self.forming[key] = _Group(asyncio.Event())
             asyncio.get_running_loop().call_later(self.wait_seconds, self._seal, key, group)
-        index = len(group.joined)
         group.joined.append((trial_id, sampled, resume))
+        group.members.add(trial_id)
+        self.group_of[trial_id] = group
         if len(group.joined) >= self.size:
             self._seal(key, group)
         await group.sealed.wait()
-        return group.trainer, index, group.number
+        if group.error is not None:
+            raise PackStartError(group.error)
+        return group.trainer, group.index_of(trial_id), group.number
 
-    def _seal(self, key: str, group: _Forming) -> None:
+    def _seal(self, key: str, group: _Group) -> None:
         if group.sealed.is_set():
             return
         if self.forming.get(key) is group:
             del self.forming[key]
-        trainer_class = ray.remote(PackTrainer).options(**self.trainer_options)
-        group.trainer = trainer_class.remote(self.document, self.source, self.threads)
-        group.trainer.start.remote([(sampled, resume) for _, sampled, resume in group.joined])
-        for index, (trial_id, _, _) in enumerate(group.joined):
-            self.members_of[trial_id] = (group.trainer, index)
-        self.remaining[group.trainer] = len(group.joined)
-        self.packs_made += 1
-        group.number = self.packs_made
+        if group.joined:  # else every member left while it formed: nothing to train
+            try:
+                trainer_class = ray.remote(PackTrainer).options(**self.trainer_options)
+                group.trainer = trainer_class.remote(self.document, self.source, self.threads)
+                group.trainer.start.remote([(sampled, resume) for _, sampled, resume in group.joined])
+            except Exception as error:  # noqa: BLE001 - run from a timer: the members must hear it
+                group.error = f"the pack's trainer could not start: {one_line(error)}"
+            self.packs_made += 1
+            group.number = self.packs_made
         group.sealed.set()
 
     def leave(self, trial_id: str) -> None:
         """The trial ended (done, stopped or failed): out of its pack; the last one out ends it."""
-        trainer, index = self.members_of.pop(trial_id, (None, None))
-        if trainer is None:
+        group = self.group_of.pop(trial_id, None)
+        if group is None:
             return
-        trainer.leave.remote(index)
-        self.remaining[trainer] -= 1
-        if self.remaining[trainer] == 0:
-            del self.remaining[trainer]
-            ray.kill(trainer)  # frees the pack's CPUs (or GPU) for the next pack
+        group.members.discard(trial_id)
+        if not group.sealed.is_set():  # still forming: the trainer will never see it
+            group.joined = [entry for entry in group.joined if entry[0] != trial_id]
+            return
+        if group.trainer is None:
+            return
+        group.trainer.leave.remote(group.index_of(trial_id))
+        if not group.members:
+            ray.kill(group.trainer)  # frees the pack's CPUs (or GPU) for the next pack
+
+
+class PackStartError(GensweepError):
+    """A pack's trainer could not be started; one-line message."""
 
 
 class PackDepartures(tune.Callback):

@@ -72,11 +72,17 @@ class Pack:
         device = loop.choose_device(first.train.device, self.assigned_gpus)
         torch.manual_seed(first.train.seed)
         data = data_sources.load(first.data_name, first.data).to(device)
-        built = [
-            models.build(m.spec.model_name, m.spec.model, m.spec.data_info, m.spec.train.lr, device) for m in self.members
-        ]
+        built = []
+        for member in self.members:
+            torch.manual_seed(member.spec.train.seed)  # each starts from the weights it would have alone
+            built.append(models.build(member.spec.model_name, member.spec.model, member.spec.data_info, member.spec.train.lr, device))
+        precision = loop.autocast_dtype(first.train.precision, device)
+        if precision == torch.float16:
+            # auto on a GPU without bf16: fp16 needs a gradient scaler per member, which a pack's
+            # one step has not; fp32 instead (an explicit fp16 is refused by the spec check).
+            precision = None
         for model in built:
-            model.use_mixed_precision(loop.autocast_dtype(first.train.precision, device))
+            model.use_mixed_precision(precision)
         generator = torch.Generator(device=device).manual_seed(first.train.seed)
         quality = QualityMeter(data, first.quality.samples, device, inception_fid=first.quality.fid) if first.quality_metrics() else None
         start_epoch, global_step = 0, 0

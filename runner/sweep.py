@@ -254,10 +254,16 @@ def _trainable(spec: Spec, hub_name: str | None):
 
 
 def _max_concurrent(spec: Spec) -> int | None:
-    if spec.tune.max_concurrent:
-        return spec.tune.max_concurrent
-    # Members hold no CPUs, so nothing else bounds them: as many as the packs that fit can take.
-    return _slots(spec) * spec.tune.pack if spec.tune.pack > 1 else None
+    if spec.tune.pack == 1:
+        return spec.tune.max_concurrent or None
+    # Members hold a sliver of CPU each, so Tune alone would start them without bound; and a
+    # pack's trainer holds the rest of its CPUs, which only fits while no more members are alive
+    # than the packs that fit can take. More would leave no room for any trainer.
+    members = _slots(spec) * spec.tune.pack
+    if spec.tune.max_concurrent > members:
+        print(f"gensweep: tune.max_concurrent: {spec.tune.max_concurrent} is more members than "
+              f"{members // spec.tune.pack} packs of {spec.tune.pack} can train at once: {members} at a time")
+    return min(spec.tune.max_concurrent or members, members)
 
 
 def _start_packing(spec: Spec, run_dir: Path) -> str | None:

@@ -120,3 +120,44 @@ def test_an_interrupted_packed_sweep_resumes(tmp_path):
     assert [t["status"] for t in after] == ["finished"] * 3
     for trial in after:
         _assert_one_point_per_epoch(trial, 6)
+
+
+@pytest.fixture
+def local_ray():
+    import os
+
+    import ray
+
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def test_the_hub_counts_a_retried_trial_once_and_ends_its_pack_with_the_last_member(local_ray, tiny_document):
+    # A trial that fails while its pack forms and joins again must be one member, not two: else
+    # the pack never empties, and its trainer holds its CPUs to the end of the sweep.
+    from runner.pack_trial import END, start_hub
+    from runner.packing import pack_key
+    from runner.spec import parse_document
+
+    document = {**tiny_document, "tune": {"pack": 2, "pack_wait": 30}, "quality": {"every": 0}}
+    spec = parse_document(document, "tiny.yaml")
+    hub = start_hub(spec, "test-hub", 0.01)
+    key = pack_key(spec)
+    local_ray.get(hub.leave.remote("nobody"))  # the hub is up
+    first_try = hub.join.remote(key, "A", {}, None)
+    hub.leave.remote("A")  # its process died while the pack formed
+    retried = hub.join.remote(key, "A", {}, None)
+    other = hub.join.remote(key, "B", {}, None)  # the second member: the pack is full and starts
+    (trainer, index_a, number), (same_trainer, index_b, _) = local_ray.get([retried, other], timeout=60)
+    assert same_trainer == trainer and sorted([index_a, index_b]) == [0, 1] and number == 1
+    for index in (index_a, index_b):
+        messages = []
+        while (message := local_ray.get(trainer.next.remote(index), timeout=120)) is not END:
+            messages.append(message)
+        assert [m["epoch"] for m in messages] == [1] and messages[0]["pack_size"] == 2
+    del first_try
+    hub.leave.remote("A")
+    local_ray.get(hub.leave.remote("B"))  # the last member out: the trainer goes
+    with pytest.raises(local_ray.exceptions.RayActorError):
+        local_ray.get(trainer.next.remote(0), timeout=60)

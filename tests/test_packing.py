@@ -179,3 +179,18 @@ def test_a_pack_that_cannot_start_tells_every_member(tiny_document):
         message = trainer.next(index)
         assert "train.lr" in message["error"]
         assert trainer.next(index) is END
+
+
+def test_a_packed_trial_ends_where_it_would_alone(tiny_document):
+    # The autoencoder draws no noise: a pack's second member, seeded like a trial of its own,
+    # must end with the weights that trial ends with alone (not the next draw after member 0's).
+    tiny_document["model"] = {"name": "ae", "hidden_dim": 32}
+    specs = [spec.with_values({"train.precision": "fp32"}) for spec in _member_specs(tiny_document, [1e-3, 3e-3])]
+    packed: dict[int, loop.EpochEnd] = {}
+    Pack([Member(spec, on_epoch_end=lambda end, i=i: packed.__setitem__(i, end)) for i, spec in enumerate(specs)]).train()
+    alone: list[loop.EpochEnd] = []
+    loop.train(specs[1], on_epoch_end=alone.append)
+    torch.manual_seed(specs[1].train.seed)
+    first_weights = models.build("ae", specs[1].model, specs[1].data_info, 1e-3)
+    moved = _max_difference(alone[-1].model, first_weights)
+    assert _max_difference(packed[1].model, alone[-1].model) < 0.01 * moved
