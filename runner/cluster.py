@@ -51,6 +51,10 @@ def start_or_join(address: str | None, quiet: bool = False) -> bool:
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=not quiet)
         else:
+            # Tune reuses a trial's process only once the previous trial's thread has ended, and
+            # fails the next trial if that takes over 2 s: a stopped trial closing its event files
+            # on slow storage can. The workers started here inherit this environment.
+            os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "30")
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING,
                      log_to_driver=not quiet)
     except (ConnectionError, RuntimeError, ValueError) as error:

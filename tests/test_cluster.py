@@ -190,3 +190,22 @@ def test_fractional_gpus_pack_four_trials_on_one_gpu(tmp_path):
     assert [t["status"] for t in trials] == ["finished"] * 4
     assert all(t["gpus"] == ["0"] for t in trials)
     assert max(t["started"] for t in trials) < min(t["updated"] for t in trials)  # all four at once
+
+
+def test_a_ray_started_here_lets_a_reused_trial_process_wait_for_the_last_trial(monkeypatch):
+    # Tune fails the next trial if the previous one's thread takes over 2 s to end (Ray's
+    # default): the workers of a Ray that gensweep starts wait 30 s instead.
+    import os
+
+    import ray
+
+    from runner.cluster import start_or_join
+
+    monkeypatch.delenv("TUNE_FUNCTION_THREAD_TIMEOUT_S", raising=False)
+    assert start_or_join(None, quiet=True)
+    try:
+        probe = ray.remote(num_cpus=0)(lambda: os.environ.get("TUNE_FUNCTION_THREAD_TIMEOUT_S"))
+        assert ray.get(probe.remote(), timeout=60) == "30"
+    finally:
+        ray.shutdown()
+        os.environ.pop("TUNE_FUNCTION_THREAD_TIMEOUT_S", None)  # set by start_or_join, for this test only
