@@ -23,7 +23,7 @@ import torch
 CONFIGS = {  # name: (model section, batch size, training images)
     "VAE mlp 784-400-20 (the paper's), batch 128": ({"name": "vae", "arch": "mlp", "hidden_dim": 400, "latent_dim": 20}, 128, 8192),
     "VAE mlp 784-64-8, batch 32": ({"name": "vae", "arch": "mlp", "hidden_dim": 64, "latent_dim": 8}, 32, 4096),
-    "VAE conv, batch 64": ({"name": "vae", "arch": "conv", "hidden_dim": 128, "latent_dim": 8}, 64, 2048),
+    "VAE conv, batch 64": ({"name": "vae", "arch": "conv", "hidden_dim": 128, "latent_dim": 8}, 64, 1024),
 }
 
 
