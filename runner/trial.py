@@ -87,6 +87,12 @@ class TrialSession:
 
         # A resumed trial drops the events its crashed run wrote after the checkpoint's step.
         resumed = self.resume_state
+        if resumed is None:
+            # Starting from scratch: event files already here are from a run of this trial that
+            # ended before its first checkpoint (interrupted, killed). Its epochs are trained
+            # again, so its curves would show every one of them twice.
+            for stale in trial_dir.glob("events.out.tfevents.*"):
+                stale.unlink()
         self.logger = TrialLogger(trial_dir, purge_step=resumed["global_step"] + 1 if resumed else None)
         if resumed is not None:
             # Restored from a checkpoint: its own (a retry, a resume) or, under PBT, a stronger
@@ -158,12 +164,13 @@ def _node_address() -> str:
 
 
 def _die_once_for_tests(epoch: int) -> None:
-    """Test-only: GENSWEEP_TEST_KILL_ONCE=FILE kills this process, once per FILE, at epoch 2.
+    """Test-only: GENSWEEP_TEST_KILL_ONCE=FILE kills this process, once per FILE, at epoch 2
+    (or GENSWEEP_TEST_KILL_EPOCH).
 
-    A real SIGKILL, before epoch 2's checkpoint: how the fault-tolerance tests lose a trial.
+    A real SIGKILL, before that epoch's checkpoint: how the fault-tolerance tests lose a trial.
     """
     marker = os.environ.get("GENSWEEP_TEST_KILL_ONCE")
-    if marker and epoch == 2:
+    if marker and epoch == int(os.environ.get("GENSWEEP_TEST_KILL_EPOCH", "2")):
         try:
             with open(marker, "x"):  # exclusive create: the first trial to get here dies
                 pass

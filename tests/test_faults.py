@@ -57,6 +57,23 @@ def test_a_killed_trial_is_retried_from_its_checkpoint(tmp_path):
         _assert_clean_history(trial, 4)
 
 
+def test_a_trial_killed_before_its_first_checkpoint_starts_over_with_one_curve(tmp_path):
+    # Killed after epoch 1's events were written but before its checkpoint: the retry trains
+    # from scratch, and its curves must not show epoch 1 twice.
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({**SPEC, "search": {"model.latent_dim": {"grid": [2]}}}))
+    marker = tmp_path / "killed-once"
+    env = {**os.environ, "GENSWEEP_TEST_KILL_ONCE": str(marker), "GENSWEEP_TEST_KILL_EPOCH": "1"}
+    result = subprocess.run(
+        [GENSWEEP, "run", "s.yaml", "--storage-path", "out"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert marker.exists()
+    (trial,) = _show(tmp_path / "out" / "faults")
+    assert trial["status"] == "finished" and trial["epoch"] == 4
+    _assert_clean_history(trial, 4)
+
+
 def test_an_interrupted_sweep_resumes(tmp_path):
     spec = {**SPEC, "train": {**SPEC["train"], "epochs": 6}, "data": {**SPEC["data"], "train_size": 4096}}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
