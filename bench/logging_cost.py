@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 MODELS = {  # name: (model section, training images per epoch)
     "VAE mlp": ({"name": "vae", "arch": "mlp"}, 30_000),  # half an MNIST epoch
-    "VAE conv": ({"name": "vae", "arch": "conv"}, 10_000),
+    "VAE conv": ({"name": "vae", "arch": "conv"}, 6_000),
 }
 EPOCHS = 2  # a trial's first grids pay for warming up the encoders once, not every epoch
 

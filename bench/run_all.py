@@ -315,7 +315,7 @@ def main() -> None:
     scale = 0.1 if args.quick else 1.0
     started = time.perf_counter()
     sections = [("Training throughput (one epoch, CPU)", lambda: throughput_table(args.repeats, scale)),
-                ("train.compile and train.channels_last (a third of an epoch, CPU)", lambda: options_table(2, 0.35 * scale)),
+                ("train.compile and train.channels_last (a quarter of an epoch, CPU)", lambda: options_table(2, 0.25 * scale)),
                 ("Ray Tune's overhead", lambda: overhead_table(4, scale)),
                 ("Packed trials (tune.pack, one thread, CPU)", lambda: pack_table(8, 2, scale)),
                 ("A packed sweep against an unpacked one", lambda: sweep_table(8, 4, 0.25 * scale)),

@@ -62,7 +62,7 @@ class TrainSpec:
         description="torch.compile each network the model trains (needs a C++ compiler on the CPU, "
         "Triton on CUDA); costs compile time at the first steps and the first evaluation: 10-25 s per "
         "model on 2 CPU cores with an empty inductor cache, 1-2 s once cached. On a 2-core CPU the "
-        "models ran 0.63-0.88x as fast compiled (BENCHMARKS.md)",
+        "models ran 0.63-0.94x as fast compiled (BENCHMARKS.md)",
     )
     channels_last: Literal["auto", "on", "off"] = Field(
         "auto",
