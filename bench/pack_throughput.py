@@ -91,27 +91,13 @@ SWEEP = {  # eight small VAEs that differ in learning rate and beta: what packs 
 def sweep_table(trials: int, pack: int, scale: float = 1.0) -> list[str]:
     """Wall time of `gensweep run` of the same sweep unpacked and packed, start-up included."""
     import os
-    import shutil
-    import subprocess
-    import tempfile
 
-    import yaml
-
-    from runner.data import cached_digits
+    from sweep_timing import draw_digits_first, sweep_seconds
 
     spec = {**SWEEP, "data": {**SWEEP["data"], "train_size": int(SWEEP["data"]["train_size"] * scale)}}
-    cached_digits(spec["data"]["train_size"], 0, "train")  # drawn once, before any clock starts
-    cached_digits(spec["data"]["val_size"], 0, "val")
-    work = Path(tempfile.mkdtemp(prefix="packed-sweep-"))
-    walls = {}
-    for size in (1, pack):
-        document = {**spec, "name": f"pack{size}", "tune": {"num_samples": trials, "pack": size}}
-        (work / f"pack{size}.yaml").write_text(yaml.safe_dump(document))
-        start = time.perf_counter()
-        subprocess.run([str(ROOT / ".venv" / "bin" / "gensweep"), "run", f"pack{size}.yaml", "--storage-path", "out"],
-                       cwd=work, check=True, capture_output=True)
-        walls[size] = time.perf_counter() - start
-    shutil.rmtree(work)
+    draw_digits_first(spec)
+    walls = {size: sweep_seconds({**spec, "name": f"pack{size}", "tune": {"num_samples": trials, "pack": size}})
+             for size in (1, pack)}
     slots = os.cpu_count()
     return [
         f"| {trials} trials of a 784-64-8 VAE, {spec['train']['epochs']} epochs, on {slots} slots | wall (s) |",

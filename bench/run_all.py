@@ -30,11 +30,9 @@ import json
 import os
 import platform
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -45,6 +43,7 @@ import numpy as np
 import torch
 from logging_cost import logging_table
 from pack_throughput import pack_table, sweep_table
+from sweep_timing import draw_digits_first, sweep_seconds
 
 # model: (gensweep model section, data section, batch size, lr, images per epoch)
 MODELS = {
@@ -211,28 +210,15 @@ OVERHEAD_SPEC = {
 
 
 def overhead_table(trials: int, scale: float) -> list[str]:
-    import yaml
-
-    from runner.data import cached_digits
-
     spec = {**OVERHEAD_SPEC, "data": {**OVERHEAD_SPEC["data"], "train_size": int(20_000 * scale)}}
-    cached_digits(spec["data"]["train_size"], 0, "train")  # drawn once, before any clock starts
-    cached_digits(spec["data"]["val_size"], 0, "val")
+    draw_digits_first(spec)
     alone = []
     for _ in range(2):
         _one_trial_alone_spec(spec, alone)
     trial_alone = min(alone)
     slots = max(1, os.cpu_count() // spec["resources"]["cpu"])
-    work = Path(tempfile.mkdtemp(prefix="overhead-"))
-    walls = {}
-    for count in (1, trials):
-        document = {**spec, "name": f"overhead{count}", "search": {"train.seed": {"grid": list(range(count))}}}
-        (work / f"s{count}.yaml").write_text(yaml.safe_dump(document))
-        start = time.perf_counter()
-        subprocess.run([str(ROOT / ".venv" / "bin" / "gensweep"), "run", f"s{count}.yaml", "--storage-path", "out"],
-                       cwd=work, check=True, capture_output=True)
-        walls[count] = time.perf_counter() - start
-    shutil.rmtree(work)
+    walls = {count: sweep_seconds({**spec, "name": f"overhead{count}", "search": {"train.seed": {"grid": list(range(count))}}})
+             for count in (1, trials)}
     startup = walls[1] - trial_alone
     ideal = trials / slots * trial_alone
     overhead = (walls[trials] - startup) / ideal - 1
