@@ -191,20 +191,22 @@ class GAN(GenerativeModel):
         return {"g_loss": loss.detach()}
 
     def evaluate(self, batches) -> dict[str, float]:
-        sums: dict[str, float] = {}
+        sums: dict[str, Tensor] = {}
         count = 0
-        for batch in batches:
-            real = batch.images * 2 - 1
-            labels = self._labels_for(len(real), batch)
-            # The penalty needs gradients, so no inference_mode here; nothing is stepped.
-            terms = self._critic_terms(real, labels)
-            with torch.no_grad():
-                fake = self._generate(len(real), labels)
-                terms["g_loss"] = losses.generator_loss(self.config.variant, self._judge(fake.float(), labels))
-            for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach()) * len(real)
-            count += len(real)
-        return {name: total / count for name, total in sums.items()}
+        # wgan-gp's penalty needs gradients (nothing is stepped); every other variant evaluates
+        # under inference_mode, building no graph.
+        with torch.inference_mode(self.config.variant != "wgan-gp"):
+            for batch in batches:
+                real = batch.images * 2 - 1
+                labels = self._labels_for(len(real), batch)
+                terms = self._critic_terms(real, labels)
+                with torch.no_grad():
+                    fake = self._generate(len(real), labels)
+                    terms["g_loss"] = losses.generator_loss(self.config.variant, self._judge(fake.float(), labels))
+                for name, value in terms.items():  # summed on the device: one host sync at the end
+                    sums[name] = sums.get(name, 0) + value.detach().float() * len(real)
+                count += len(real)
+        return {name: float(total) / count for name, total in sums.items()}
 
     @torch.inference_mode()
     def sample(self, count: int, generator: torch.Generator | None = None) -> Tensor:

@@ -131,3 +131,11 @@ def test_memory_does_not_grow_across_epochs(tmp_path, tiny_document):
     logger.finish(succeeded=True)
     assert len(resident) == 5
     assert max(resident[1:]) <= 1.10 * resident[0], resident
+
+
+def test_precision_auto_means_bf16_only_where_the_cpu_has_it():
+    cpu = torch.device("cpu")
+    assert loop.autocast_dtype("fp32", cpu) is None
+    assert loop.autocast_dtype("bf16", cpu) is torch.bfloat16
+    assert loop.autocast_dtype("fp16", cpu) is torch.float16
+    assert loop.autocast_dtype("auto", cpu) is (torch.bfloat16 if loop.cpu_has_native_bf16() else None)

@@ -132,7 +132,17 @@ def test_training_state_round_trip(name, fixed_batch):
 @pytest.mark.parametrize("name, params", CASES, ids=CASE_IDS)
 def test_evaluate_reports_the_declared_metrics(name, params, fixed_batch):
     model = _build(name, **params)
-    metrics = model.evaluate([fixed_batch, fixed_batch])
+    modes = []
+
+    def batches():  # notes, as evaluate() asks for each batch, whether autograd is off for it
+        for batch in (fixed_batch, fixed_batch):
+            modes.append(torch.is_inference_mode_enabled())
+            yield batch
+
+    metrics = model.evaluate(batches())
+    # Evaluation under torch.inference_mode (no graph), but for wgan-gp's penalty, which needs gradients.
+    penalty = name == "gan" and params.get("variant") == "wgan-gp"
+    assert modes == [not penalty] * 2
     assert set(metrics) == set(type(model).reported_metrics(model.config))
     assert all(isinstance(v, (int, float)) for v in metrics.values())
 
