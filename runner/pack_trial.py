@@ -6,7 +6,10 @@
 Every member is a Tune trial of its own: Optuna and the scheduler see it, it has its own
 directory, record, TensorBoard run and checkpoints. Only the training is shared. The hub groups
 trials whose specs differ only in the pack fields (runner/packing.py::pack_key) and seals a
-pack when it is full or when tune.pack_wait seconds have passed since its first member came.
+pack when it is full, or once tune.pack_wait seconds have passed since its first member came and
+no trial Tune has started is still on its way to the hub (the driver tells the hub which trials
+Tune has pending or running: a trial's process takes seconds to start, more on a busy machine,
+and a pack sealed by the clock alone split trials started together into packs of one).
 A member stopped by the scheduler leaves its pack at the next epoch (the driver tells the hub,
 through PackDepartures); the trainer ends when its last member has gone.
 """
@@ -158,6 +161,7 @@ class _Group:
     joined: list[tuple[str, dict, bytes | None]] = field(default_factory=list)  # (trial id, values, resume)
     members: set[str] = field(default_factory=set)  # trial ids still in the pack
     trainer: Any = None
+    due: bool = False  # pack_wait has passed since its first member came: it seals once no trial is on its way
     number: int = 0  # packs are numbered in the order they were sealed, from 1
     error: str | None = None  # why the pack could not start
 
@@ -177,7 +181,18 @@ class PackHub:
         self.threads = max(1, round(cpu))
         self.forming: dict[str, _Group] = {}  # pack key -> the pack forming for it
         self.group_of: dict[str, _Group] = {}  # trial id -> its pack, forming or training
+        self.live: set[str] = set()  # the trials Tune has pending or running, as the driver last said
         self.packs_made = 0
+
+    def expect(self, trial_ids: list[str]) -> None:
+        """The driver's word: these trials are pending or running in Tune. Those in no pack yet
+        are on their way here (a process starting, a failed member's retry), and a pack whose
+        pack_wait is over waits for them: they may be its members."""
+        self.live = set(trial_ids)
+        self._seal_due()
+
+    def _on_their_way(self) -> set[str]:
+        return self.live - self.group_of.keys()
 
     async def join(self, key: str, trial_id: str, sampled: dict, resume: bytes | None) -> tuple[Any, int, int]:
         """Wait until this trial's pack is sealed; returns its trainer, the member's index in it
@@ -186,16 +201,29 @@ class PackHub:
         group = self.forming.get(key)
         if group is None:
             group = self.forming[key] = _Group(asyncio.Event())
-            asyncio.get_running_loop().call_later(self.wait_seconds, self._seal, key, group)
+            asyncio.get_running_loop().call_later(self.wait_seconds, self._make_due, group)
         group.joined.append((trial_id, sampled, resume))
         group.members.add(trial_id)
         self.group_of[trial_id] = group
         if len(group.joined) >= self.size:
             self._seal(key, group)
+        self._seal_due()  # this trial was on its way: a due pack may have waited for it alone
         await group.sealed.wait()
         if group.error is not None:
             raise PackStartError(group.error)
         return group.trainer, group.index_of(trial_id), group.number
+
+    def _make_due(self, group: _Group) -> None:
+        group.due = True
+        self._seal_due()
+
+    def _seal_due(self) -> None:
+        """Seal every pack whose pack_wait is over, unless a trial Tune started may still join it."""
+        if self._on_their_way():
+            return
+        for key, group in list(self.forming.items()):
+            if group.due:
+                self._seal(key, group)
 
     def _seal(self, key: str, group: _Group) -> None:
         if group.sealed.is_set():
@@ -234,13 +262,35 @@ class PackStartError(GensweepError):
 
 
 class PackDepartures(tune.Callback):
-    """In the driver: tells the hub when a member's trial has ended, however it ended."""
+    """In the driver: tells the hub which trials Tune has pending or running, and when a member's
+    trial has ended, however it ended.
+
+    Each call waits for the hub to take it in. Ray does not order the calls of different callers
+    to an async actor, and a departure must reach the hub before the trial can be started again:
+    Tune retries a failed trial only after on_trial_recover returns, so the retry's join can never
+    come first and take the retried member out of its new pack.
+    """
+
+    told_live: frozenset = frozenset()  # what the hub was last told (a class default: see __getstate__)
 
     def __init__(self, hub_name: str):
         self.hub_name = hub_name  # a name, not a handle: Tune pickles its callbacks
 
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks with the experiment; `gensweep resume` starts a new hub that
+        # has been told nothing yet, so what the old one was told stays out.
+        return {"hub_name": self.hub_name}
+
     def _left(self, trial) -> None:
-        ray.get_actor(self.hub_name).leave.remote(trial.trial_id)
+        ray.get(ray.get_actor(self.hub_name).leave.remote(trial.trial_id))
+
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        # Trial.status strings: Tune's PENDING trials are being started, RUNNING ones are started
+        # (their member may not have joined yet); PAUSED never happens to a pack (no PBT).
+        live = frozenset(t.trial_id for t in trials if t.status in ("PENDING", "RUNNING"))
+        if live != self.told_live:
+            ray.get(ray.get_actor(self.hub_name).expect.remote(sorted(live)))
+            self.told_live = live
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         self._left(trial)

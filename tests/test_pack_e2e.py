@@ -161,3 +161,43 @@ def test_the_hub_counts_a_retried_trial_once_and_ends_its_pack_with_the_last_mem
     local_ray.get(hub.leave.remote("B"))  # the last member out: the trainer goes
     with pytest.raises(local_ray.exceptions.RayActorError):
         local_ray.get(trainer.next.remote(0), timeout=60)
+
+
+def test_a_due_pack_waits_for_the_trials_tune_has_started(local_ray, tiny_document):
+    # Trials Tune starts together reach the hub seconds apart: each process imports torch first,
+    # slower on a busy machine. Sealed by the clock alone, the pack split them (clean-clone CI:
+    # packs [1, 2, 3] where one pack of three was due). While the driver says a trial is started
+    # and not yet in a pack, a pack past its pack_wait waits for it.
+    from runner.pack_trial import start_hub
+    from runner.packing import pack_key
+    from runner.spec import parse_document
+
+    document = {**tiny_document, "tune": {"pack": 3, "pack_wait": 0.2}, "quality": {"every": 0}}
+    spec = parse_document(document, "tiny.yaml")
+    hub = start_hub(spec, "test-hub-wait", 0.01)
+    key = pack_key(spec)
+    local_ray.get(hub.expect.remote(["A", "B", "C"]))  # the driver: Tune has these three pending or running
+    first = hub.join.remote(key, "A", {}, None)
+    ready, _ = local_ray.wait([first], timeout=3)  # fifteen times pack_wait
+    assert not ready, "the pack was sealed while two trials Tune had started were on their way"
+    joined = local_ray.get([first, hub.join.remote(key, "B", {}, None), hub.join.remote(key, "C", {}, None)], timeout=60)
+    assert len({trainer for trainer, _, _ in joined}) == 1  # one pack, one trainer
+    assert sorted(index for _, index, _ in joined) == [0, 1, 2] and {number for *_, number in joined} == {1}
+
+
+def test_a_due_pack_stops_waiting_for_a_trial_that_ended_before_it_joined(local_ray, tiny_document):
+    from runner.pack_trial import start_hub
+    from runner.packing import pack_key
+    from runner.spec import parse_document
+
+    document = {**tiny_document, "tune": {"pack": 2, "pack_wait": 0.2}, "quality": {"every": 0}}
+    spec = parse_document(document, "tiny.yaml")
+    hub = start_hub(spec, "test-hub-ended", 0.01)
+    local_ray.get(hub.expect.remote(["A", "B"]))
+    first = hub.join.remote(pack_key(spec), "A", {}, None)
+    ready, _ = local_ray.wait([first], timeout=3)
+    assert not ready  # B is on its way
+    local_ray.get(hub.expect.remote(["A"]))  # B's process died before it joined: Tune ended it
+    trainer, index, number = local_ray.get(first, timeout=60)
+    assert (index, number) == (0, 1)
+    assert local_ray.get(trainer.next.remote(0), timeout=120)["epoch"] == 1  # a pack of one trains
