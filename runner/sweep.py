@@ -314,8 +314,9 @@ def finish_records(run_dir: Path, errors: dict[str, str], completed: set[str] = 
     """Once Tune has returned, no trial is running: say what became of the ones still marked so.
 
     A trial Tune saw fail without its own record saying so (its process was killed) is an
-    error with Tune's reason; one Tune completed before its last epoch was stopped early by
-    the scheduler; any other was interrupted (Ctrl-C).
+    error with Tune's reason; one Tune completed at its last epoch finished (a scheduler's max_t
+    ends a trial at its last report, before the trial could say so itself), and before it was
+    stopped early by the scheduler; any other was interrupted (Ctrl-C).
     """
     for path in run_dir.glob(f"*/{RECORD_FILE}"):
         record = read_json(path)
@@ -325,7 +326,8 @@ def finish_records(run_dir: Path, errors: dict[str, str], completed: set[str] = 
         if message:
             record.update(status="error", error=message)
         elif path.parent.name in completed:
-            record.update(status="stopped")
+            last = record.get("epoch") == (record.get("config") or {}).get("train.epochs")
+            record.update(status="finished" if last else "stopped")
         else:
             record.update(status="interrupted")
         write_json(path, record)

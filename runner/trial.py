@@ -105,15 +105,23 @@ class TrialSession:
                 discrete={path: grid[path] for path in grid},
             )
 
+    tensorboard_finished = False  # its TensorBoard session has its end: written once
+
     def report(self, epoch: int, metrics: dict[str, float], write_state: Callable[[Path], None]) -> None:
-        """Record, checkpoint (write_state writes the state file) and report one epoch to Tune."""
+        """Record, checkpoint (write_state writes the state file) and report one epoch to Tune.
+
+        The record says `finished` only once Tune has the last epoch's result: here, when that
+        report returns (close); in the driver, from Tune's results (sweep.finish_records), when
+        Tune ends the trial's process at its last report (a scheduler's max_t). Written before
+        the report, a Ctrl-C between the two left a trial finished by its record that Tune
+        resumed and trained its last epoch again.
+        """
         _die_once_for_tests(epoch)
-        last = epoch == self.spec.train.epochs
-        # Tune may end this process as soon as it has the last report (a scheduler's max_t), so
-        # everything the trial leaves behind is complete before it reports.
-        self.record.update(status="finished" if last else "running", epoch=epoch, metrics=metrics)
-        if last:
-            self.logger.finish(succeeded=True)
+        # Tune may end this process as soon as it has the last report, so everything else the
+        # trial leaves behind is complete before it reports.
+        self.record.update(epoch=epoch, metrics=metrics)
+        if epoch == self.spec.train.epochs:
+            self._finish_tensorboard(succeeded=True)
         with tempfile.TemporaryDirectory() as directory:
             write_state(Path(directory) / STATE_FILE)
             tune.report(metrics | {"epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(directory))
@@ -121,12 +129,18 @@ class TrialSession:
     def fail(self, message: str) -> None:
         """The trial failed: its record and its TensorBoard session say so (the caller raises)."""
         self.record.update(status="error", error=message)
-        self.logger.finish(succeeded=False)
+        self._finish_tensorboard(succeeded=False)
 
     def close(self) -> None:
-        if self.record.fields["status"] != "finished":  # restored at its last epoch: nothing left to train
-            self.record.update(status="finished")
-            self.logger.finish(succeeded=True)
+        """Trained to its last epoch, and Tune has every report (tune.report returns only once the
+        driver has taken the result in and asks for the next); or restored at its last epoch."""
+        self.record.update(status="finished")
+        self._finish_tensorboard(succeeded=True)
+
+    def _finish_tensorboard(self, succeeded: bool) -> None:
+        if not self.tensorboard_finished:
+            self.tensorboard_finished = True
+            self.logger.finish(succeeded=succeeded)
 
 
 class TrialError(GensweepError, RuntimeError):

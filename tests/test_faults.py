@@ -74,23 +74,69 @@ def test_a_trial_killed_before_its_first_checkpoint_starts_over_with_one_curve(t
     _assert_clean_history(trial, 4)
 
 
+def _records(run_dir: Path) -> dict[Path, dict]:
+    """Every trial's record as its trial wrote it so far (written whole: never half of one)."""
+    return {path.parent: json.loads(path.read_text()) for path in run_dir.glob("*/gensweep.json")}
+
+
+def _start_run(cwd: Path) -> subprocess.Popen:
+    # Its output goes to a file, not a pipe nobody reads while the test waits: a full pipe would
+    # block the driver at its next line, and the sweep with it.
+    with open(cwd / "run.log", "w") as log:
+        return subprocess.Popen([GENSWEEP, "run", "s.yaml", "--storage-path", "out"], cwd=cwd, stdout=log,
+                                stderr=subprocess.STDOUT)
+
+
+def _output_at_exit(process: subprocess.Popen, cwd: Path) -> str:
+    process.wait(timeout=300)
+    return (cwd / "run.log").read_text()
+
+
+def _wait_for(condition, what: str, process: subprocess.Popen, seconds: float = 600):
+    """Poll until `condition()` is true (its value) while the run goes on; fail when it ended or
+    after `seconds` (Ray's start and the data's first drawing included)."""
+    deadline = time.time() + seconds
+    while not (value := condition()):
+        assert process.poll() is None, f"the run ended (exit {process.returncode}) before {what}"
+        assert time.time() < deadline, f"gave up after {seconds:.0f} s waiting for {what}"
+        time.sleep(0.05)
+    return value
+
+
+def _end_if_running(process: subprocess.Popen) -> None:
+    # A failed test must not leave its sweep training on the machine's cores.
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=60)
+
+
 def test_an_interrupted_sweep_resumes(tmp_path):
-    spec = {**SPEC, "train": {**SPEC["train"], "epochs": 6}, "data": {**SPEC["data"], "train_size": 4096}}
+    # One trial at a time, so that when SIGINT comes one trial has finished and the next has a
+    # checkpoint and five epochs to go: both kinds are there to resume, every run.
+    spec = {**SPEC, "train": {**SPEC["train"], "epochs": 6}, "data": {**SPEC["data"], "train_size": 2048},
+            "tune": {"max_concurrent": 1}}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
     run_dir = tmp_path / "out" / "faults"
-    process = subprocess.Popen([GENSWEEP, "run", "s.yaml", "--storage-path", "out"], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and not list(run_dir.glob("*/checkpoint_000002")):
-        time.sleep(0.5)
-    assert list(run_dir.glob("*/checkpoint_000002")), "no trial reached its third checkpoint"
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=300)
+    process = _start_run(tmp_path)
+
+    def one_finished_and_the_next_checkpointed() -> bool:
+        records = _records(run_dir).items()
+        return any(r["status"] == "finished" for _, r in records) and any(
+            r["status"] == "running" and r["epoch"] <= 1 and (d / "checkpoint_000000").exists() for d, r in records
+        )
+
+    try:
+        _wait_for(one_finished_and_the_next_checkpointed, "one trial finished and the next at its first checkpoint", process)
+        process.send_signal(signal.SIGINT)
+        output = _output_at_exit(process, tmp_path)
+    finally:
+        _end_if_running(process)
     before = {t["trial_id"]: t for t in _show(run_dir)}
     assert any(t["status"] == "interrupted" for t in before.values()), output[-3000:]
     finished_before = {
         t["trial_id"]: (Path(t["logdir"]) / "result.json").read_text() for t in before.values() if t["status"] == "finished"
     }
+    assert finished_before, output[-3000:]
 
     resumed = subprocess.run([GENSWEEP, "resume", str(run_dir)], capture_output=True, text=True, timeout=600, check=False)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
@@ -99,11 +145,10 @@ def test_an_interrupted_sweep_resumes(tmp_path):
     assert [t["status"] for t in after] == ["finished"] * 3
     for trial in after:
         _assert_clean_history(trial, 6)
-        if trial["trial_id"] in finished_before:
-            # Its finished work is kept. A trial whose last report Tune had not yet taken in when
-            # SIGINT came (its record is written just before that report) trains its last epoch
-            # again from its checkpoint: its results then only grow, and its curves stay clean.
-            assert (Path(trial["logdir"]) / "result.json").read_text().startswith(finished_before[trial["trial_id"]])
+    for trial_id, results in finished_before.items():
+        # A finished record means Tune had its last result: not run again, its results unchanged.
+        trial = next(t for t in after if t["trial_id"] == trial_id)
+        assert (Path(trial["logdir"]) / "result.json").read_text() == results
     # The Optuna study carried on in its SQLite file beside the results: one complete trial a
     # grid point, each with the value Tune reported last.
     import optuna
@@ -114,6 +159,33 @@ def test_an_interrupted_sweep_resumes(tmp_path):
     metric = json.loads((run_dir / "sweep.json").read_text())["metrics"][0]
     reported = {t["swept"]["model.latent_dim"]: t["metrics"][metric] for t in after}
     assert all(t.value == pytest.approx(reported[t.params["model.latent_dim"]]) for t in complete)
+
+
+def test_a_record_says_finished_only_once_tune_has_the_last_result(tmp_path):
+    # The driver is stopped (SIGSTOP) while the trial trains its one epoch, so Tune cannot take
+    # that epoch's report in: the trial must not call itself finished. Its record said so just
+    # before the report, and a Ctrl-C in between left a finished trial that Tune trained again.
+    spec = {**SPEC, "train": {**SPEC["train"], "epochs": 1, "batch_size": 4}, "data": {**SPEC["data"], "train_size": 2048},
+            "search": {"model.latent_dim": {"grid": [2]}}, "quality": {"every": 0}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    run_dir = tmp_path / "out" / "faults"
+    process = _start_run(tmp_path)
+    try:
+        (trial_dir,) = _wait_for(lambda: list(_records(run_dir)), "the trial to start", process)
+        process.send_signal(signal.SIGSTOP)  # the trial was setting up: an epoch of 512 steps to go
+        record = _wait_for(lambda: _records(run_dir)[trial_dir]["epoch"] == 1 and _records(run_dir)[trial_dir],
+                           "the trial to train its epoch and report it", process)
+        assert not (trial_dir / "result.json").exists() or not (trial_dir / "result.json").read_text().strip()
+        assert record["status"] == "running"
+        process.send_signal(signal.SIGCONT)
+        output = _output_at_exit(process, tmp_path)
+    finally:
+        process.send_signal(signal.SIGCONT)
+        _end_if_running(process)
+    assert process.returncode == 0, output[-3000:]
+    (trial,) = _show(run_dir)
+    assert trial["status"] == "finished" and trial["epoch"] == 1
+    assert [json.loads(line)["epoch"] for line in (trial_dir / "result.json").read_text().splitlines()] == [1]
 
 
 def test_resume_refuses_a_directory_that_is_not_a_run(tmp_path):
