@@ -1,6 +1,7 @@
 # Two commands, from a fresh clone with Python 3.11 and pip:
 #   make sweep   set up .venv, then run the default sweep (search_spaces/vae_latent.yaml)
 #   make test    set up .venv, then run the test suite
+#   make test-fast  the tests not marked slow (no Ray, no real sweeps): for development
 # .venv is reused when present (the torch wheels make it several GB); it is never deleted here.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
@@ -8,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.gensweep-installed
 
-.PHONY: setup sweep test bench clean constraints
+.PHONY: setup sweep test test-fast bench clean constraints
 
 setup: $(STAMP)
 
@@ -22,6 +23,9 @@ sweep: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: setup
 	$(BIN)/python bench/run_all.py   # writes BENCHMARKS.md (about 10 minutes on 2 CPU cores)

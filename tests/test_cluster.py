@@ -114,15 +114,15 @@ def test_a_lost_node_costs_only_its_trials(tmp_path):
     assert [t["status"] for t in trials.values()] == ["finished", "finished"]
     moved = trials[lost["trial_id"]]
     assert not moved["node"].endswith(doomed.node_id[:8])  # rescheduled on the node that is left
-    for trial_dir in run_dir.glob("*/"):
-        if not (trial_dir / "result.json").exists():
-            continue
-        epochs = [json.loads(line)["epoch"] for line in (trial_dir / "result.json").read_text().splitlines()]
-        if trial_dir.name.startswith(lost["trial_id"]) or lost["trial_id"] in trial_dir.name:
-            # went on from its checkpoint: never back to epoch 1, and on to the end
-            assert epochs.count(1) == 1 and epochs[-1] == 12 and epochs.index(12) >= 11
-        else:
-            assert epochs == list(range(1, 13))  # the other trial ran once, untouched
+    epochs = {
+        record_file.parent.name: [json.loads(line)["epoch"] for line in (record_file.parent / "result.json").read_text().splitlines()]
+        for record_file in run_dir.glob("*/gensweep.json")
+    }
+    (moved_name,) = [name for name in epochs if lost["trial_id"] in name]
+    (other_name,) = set(epochs) - {moved_name}
+    # The moved trial went on from its checkpoint: never back to epoch 1, and on to the end.
+    assert epochs[moved_name].count(1) == 1 and epochs[moved_name][-1] == 12 and epochs[moved_name].index(12) >= 11
+    assert epochs[other_name] == list(range(1, 13))  # the other trial ran once, untouched
 
 
 def _can_unshare_mounts() -> bool:

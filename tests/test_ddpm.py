@@ -270,7 +270,7 @@ def test_weight_average_warms_up_and_travels_in_the_state(fixed_batch):
     initial = [p.detach().clone() for p in model.network.parameters()]
     model.train_step(fixed_batch)
     # First update: decay min(0.999, (1 + 1) / (10 + 1)) = 2/11 of the initial weights.
-    for start, trained, average in zip(initial, model.network.parameters(), model.average.weights().values()):
+    for start, trained, average in zip(initial, model.network.parameters(), model.average.weights().values(), strict=True):
         torch.testing.assert_close(average, start + (trained.detach() - start) * 9 / 11)
     assert not any(p is a for p in model.parameters() for a in model.average.weights().values())
     assert any(key.startswith("average.") for key in model.state_dict())

@@ -93,7 +93,7 @@ def test_resuming_continues_where_the_checkpoint_stopped(tiny_document):
     loop.train(spec, on_epoch_end=lambda end: resumed.append((end.epoch, end.metrics)), resume_state=states[1])
     assert [epoch for epoch, _ in resumed] == [2, 3]
     # Same weights, optimizer moments, shuffling and noise: the resumed run is the same run.
-    for (_, metrics), expected in zip(resumed, straight[1:]):
+    for (_, metrics), expected in zip(resumed, straight[1:], strict=True):
         assert metrics["train/loss"] == pytest.approx(expected["train/loss"], rel=1e-5)
 
 

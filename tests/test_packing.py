@@ -50,7 +50,7 @@ def test_a_packed_member_trains_exactly_as_it_would_alone():
         packed_losses = pack.train_step(batch)["loss"]
         solo_losses = torch.stack([model.train_step(batch)["loss"] for model in solo])
     assert torch.allclose(packed_losses, solo_losses, rtol=1e-5)
-    for alone, member, rate in zip(solo, members, rates):
+    for alone, member, rate in zip(solo, members, rates, strict=True):
         assert _trained_alike(alone, member, rate)
     # The rates differ by 10x: the members' weights are far apart, so the check above could fail.
     assert _max_difference(members[0], members[2]) > 1e-2

@@ -90,7 +90,7 @@ def test_feature_network_is_cached_and_deterministic(tmp_path, monkeypatch):
     for path in tmp_path.glob("feature-net-*.pt"):
         path.unlink()
     retrained = load_feature_net(data)
-    for a, b in zip(first.state_dict().values(), retrained.state_dict().values()):
+    for a, b in zip(first.state_dict().values(), retrained.state_dict().values(), strict=True):
         assert torch.equal(a, b)  # same data, same seed, same weights
 
 

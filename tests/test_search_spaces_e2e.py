@@ -65,5 +65,7 @@ def test_search_space_runs_tiny(spec_path, tmp_path):
             assert (used[entry[0]] if entry else used) == value
     if len(spec.metrics) > 1:
         assert any(t["pareto"] for t in trials)
-    elif any(t["status"] == "finished" for t in trials):
+    else:
+        # ASHA never stops the first trial to reach a rung: one trial at least goes the whole way.
+        assert any(t["status"] == "finished" for t in trials), [t["status"] for t in trials]
         assert sum(t["best"] for t in trials) == 1
