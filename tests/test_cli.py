@@ -32,7 +32,8 @@ def _free_port() -> int:
         ({}, ["--address", "127.0.0.1:PORT"], "no Ray cluster answers there"),
         ({}, ["--storage-path", "s3://bucket/runs"], "--storage-path s3://bucket/runs: storage URIs are not supported"),
         pytest.param({"resources": {"gpu": 0.25}}, [], "resources.gpu: 0.25 per trial, but this machine has no GPU for Ray",
-                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
+                     marks=[pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"),
+                            pytest.mark.slow]),  # Ray starts before it can count the GPUs
     ],
 )
 def test_run_refuses_before_starting(tmp_path, tiny_document, change, extra, expected):

@@ -182,6 +182,7 @@ def _count_network_calls(model) -> list[int]:
     return sizes
 
 
+@pytest.mark.slow  # samples for more than a few seconds
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
 def test_samples_are_images_in_unit_range(sampler):
     model = _build(sampler=sampler, **SMALL)
@@ -190,6 +191,7 @@ def test_samples_are_images_in_unit_range(sampler):
     assert images.min() >= 0 and images.max() <= 1 and images.std() > 0
 
 
+@pytest.mark.slow  # samples for more than a few seconds
 def test_ddpm_sampling_evaluates_the_network_at_every_step():
     model = _build(sampler="ddpm", **SMALL)
     calls = _count_network_calls(model)
@@ -230,6 +232,7 @@ def test_labels_are_dropped_at_the_configured_rate():
     assert torch.equal(dropped[kept], labels[kept])
 
 
+@pytest.mark.slow  # samples for more than a few seconds
 def test_conditional_sampling_follows_labels_and_guidance():
     unguided = _build(conditional=True, guidance=0.0, **SMALL)
     guided = _build(conditional=True, guidance=2.0, **SMALL)
@@ -254,6 +257,7 @@ def test_conditional_on_unlabelled_data_is_refused_with_the_key():
 
 
 # -- training, evaluation, the weight average ---------------------------------------------------
+@pytest.mark.slow  # trains for more than a few seconds
 @pytest.mark.parametrize("params", [{"schedule": "cosine"}, {"conditional": True}, {"ema_decay": 0.0}],
                          ids=["cosine", "conditional", "no-ema"])
 def test_loss_falls_on_a_fixed_batch(params, fixed_batch):

@@ -26,6 +26,7 @@ def _gan(**params):
     return models.build("gan", params, DIGITS, lr=2e-4)
 
 
+@pytest.mark.slow  # trains for more than a few seconds
 @pytest.mark.parametrize("conditional", [False, True])
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_each_player_lowers_its_own_loss(variant, conditional, fixed_batch):
