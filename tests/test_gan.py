@@ -86,6 +86,7 @@ def test_wgan_clips_the_critic(fixed_batch):
     assert max(p.abs().max().item() for p in model.critic.parameters()) <= 0.02 + 1e-7
 
 
+@pytest.mark.slow  # trains for more than a few seconds
 def test_n_critic_steps_per_generator_step(fixed_batch):
     model = _gan(variant="wgan-gp")
     reported = [set(model.train_step(fixed_batch)) for _ in range(10)]

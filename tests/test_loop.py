@@ -80,6 +80,7 @@ def test_a_trial_uses_only_the_device_ray_assigned():
     assert loop.choose_device("auto", None) == cpu  # outside Ray, on this machine
 
 
+@pytest.mark.slow  # trains for more than a few seconds
 def test_resuming_continues_where_the_checkpoint_stopped(tiny_document):
     tiny_document["train"]["epochs"] = 3
     spec = parse_document(tiny_document, "tiny.yaml")
@@ -118,6 +119,7 @@ def _rss_mb() -> float:
     return int(line.split()[1]) / 1024
 
 
+@pytest.mark.slow  # trains for more than a few seconds
 def test_memory_does_not_grow_across_epochs(tmp_path, tiny_document):
     """Five epochs with TensorBoard logging and checkpoint-sized state: the resident set after
     each epoch stays within 10% of where it stood after the first."""

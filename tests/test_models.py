@@ -75,7 +75,15 @@ def _build(name, seed=0, **params):
 SIGNAL_CASES = [(name, params) for name, params in CASES if models.entry(name).model_class.training_signal]
 
 
-@pytest.mark.parametrize("name, params", SIGNAL_CASES, ids=[CASE_IDS[CASES.index(c)] for c in SIGNAL_CASES])
+# 41 steps of these take more than a few seconds on a CPU core (a U-Net, two adversaries): slow.
+SLOW_TO_TRAIN = {"ddpm", "unet_sr", "aae"}
+
+
+@pytest.mark.parametrize(
+    "name, params",
+    [pytest.param(*case, marks=[pytest.mark.slow] if case[0] in SLOW_TO_TRAIN else []) for case in SIGNAL_CASES],
+    ids=[CASE_IDS[CASES.index(c)] for c in SIGNAL_CASES],
+)
 def test_train_step_lowers_the_loss_on_a_fixed_batch(name, params, fixed_batch):
     model = _build(name, **params)
     model.on_epoch_start(1)
