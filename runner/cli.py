@@ -322,16 +322,21 @@ def align() -> None:
 @click.option("--overwrite", is_flag=True, help="Redo frames already listed in OUTPUT_DIR/transforms.csv.")
 @click.option("--address", help="Join a running Ray cluster: 'auto' or HOST:PORT.")
 def align_run(input_dir, output_dir, method, motion, detector, reference, mask_path, on_fail, overwrite, address) -> None:
-    """Align every frame of INPUT_DIR to the reference; write OUTPUT_DIR/<same names> and transforms.csv."""
-    from alignment.pipeline import AlignSettings, align_directory
+    """Align every frame of INPUT_DIR to the reference; write OUTPUT_DIR/<same names> and transforms.csv.
 
-    settings = AlignSettings(method=method, motion=motion, detector=detector, on_fail=on_fail)
+    OUTPUT_DIR must not be INPUT_DIR: no file is ever written over a frame, the reference or the
+    mask. Exits 0 when frames are aligned, 1 when none is, 2 for a mistake in the command.
+    """
+    from alignment.pipeline import AlignError, AlignSettings, align_directory
+    from runner.errors import GensweepError
+
     try:
+        settings = AlignSettings(method=method, motion=motion, detector=detector, on_fail=on_fail)
         summary = align_directory(
-            Path(input_dir).resolve(), Path(output_dir).resolve(), settings, reference,
-            Path(mask_path).resolve() if mask_path else None, overwrite, address, say=click.echo,
+            Path(input_dir), Path(output_dir), settings, reference,
+            Path(mask_path) if mask_path else None, overwrite, address, say=click.echo,
         )
-    except _user_errors() as error:
+    except (AlignError, GensweepError) as error:  # not _user_errors(): its models import loads torch
         raise UserError(str(error)) from None
     click.echo(
         f"aligned {summary.aligned}, failed {summary.failed}, skipped (done before) {summary.skipped} of {summary.total}; "
@@ -340,7 +345,12 @@ def align_run(input_dir, output_dir, method, motion, detector, reference, mask_p
     )
     for failure in summary.failures:
         click.echo(f"  failed: {failure}")
-    click.echo(f"transforms: {Path(output_dir) / 'transforms.csv'}")
+    transforms = Path(output_dir) / "transforms.csv"
+    click.echo(f"transforms: {transforms}")
+    if not summary.usable:  # a data set of unaligned frames is not a result
+        click.echo(f"error: no frame of {input_dir} is aligned in {output_dir}: every one failed "
+                   f"(the reasons are in {transforms})", err=True)
+        sys.exit(1)
 
 
 @align.command("synth")
