@@ -232,23 +232,73 @@ def _class_triple(text: str) -> tuple[int, int, int]:
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; 127.0.0.1 keeps it on this machine (reach it from elsewhere through an SSH tunnel).")
-@click.option("--port", default=6006, show_default=True, help="Port; 0 picks a free one.")
+@click.option("--port", default=6006, show_default=True, type=click.IntRange(0, 65535), help="Port; 0 picks a free one.")
 def tensorboard(run_dir, host, port) -> None:
-    """Serve RUN_DIR (or a directory of runs) in TensorBoard and print its URL."""
-    import socket
+    """Serve RUN_DIR (or a directory of runs) in TensorBoard and print its URL.
 
+    TensorBoard asks for no password: on a host other than 127.0.0.1 (0.0.0.0: every
+    interface) anyone who can reach the port sees every run, and a warning says so.
+    """
     if not Path(run_dir).is_dir():
         raise UserError(f"{run_dir}: no such run directory")
-    if port == 0:
-        with socket.socket() as probe:
-            probe.bind((host, 0))
-            port = probe.getsockname()[1]
+    # Before any URL is printed: a host or port TensorBoard cannot listen on is one line here,
+    # where TensorBoard itself would print a traceback or exit 255 after the URL.
+    port, shown_host, warning = _tensorboard_address(host, port)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
     command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(Path(run_dir).resolve()), "--host", host, "--port", str(port)]
-    click.echo(f"TensorBoard for {run_dir}: http://{host}:{port}/  (Ctrl-C stops it)")
+    click.echo(f"TensorBoard for {run_dir}: http://{shown_host}:{port}/  (Ctrl-C stops it)")
     sys.stdout.flush()
     # This process becomes TensorBoard: a signal to it (Ctrl-C, kill, a test's terminate) reaches
     # the server itself, where a child process would be left running.
     os.execv(sys.executable, command)
+
+
+def _tensorboard_address(host: str, port: int) -> tuple[int, str, str | None]:
+    """Bind (host, port) as TensorBoard's server will, and let go: the port (a free one for 0),
+    the host as a URL shows it, and a warning when other machines can reach it.
+
+    TensorBoard serves through werkzeug, which picks IPv6 for a host with a colon, else IPv4,
+    binds the first address getaddrinfo gives with SO_REUSEADDR, and refuses a port that already
+    answers on localhost: the same rules here. Between this check and TensorBoard's own bind
+    another program could take the port; TensorBoard then says so itself.
+    """
+    import errno
+    import ipaddress
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        address = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, socket.IPPROTO_TCP)[0][4]
+    except (OSError, UnicodeError, ValueError) as error:  # gaierror, an IDNA label too long, a NUL
+        reason = getattr(error, "strerror", None) or error
+        raise UserError(f"--host {host}: not an address this machine can listen on ({reason})") from None
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise UserError(f"--port {port}: in use on {host}; give another port, or --port 0 for a free one") from None
+            raise UserError(f"--host {host} --port {port}: cannot listen there ({error.strerror or error})") from None
+        port = probe.getsockname()[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as knock:  # TensorBoard's own in-use check
+        knock.settimeout(2)
+        if knock.connect_ex(("localhost", port)) == 0:
+            raise UserError(f"--port {port}: in use on localhost; give another port, or --port 0 for a free one")
+    ip = ipaddress.ip_address(address[0].split("%")[0])  # an IPv6 scope (%eth0) is no part of the address
+    shown_host = f"[{host}]" if family == socket.AF_INET6 else host
+    if ip.is_loopback:
+        return port, shown_host, None
+    private = "use --host 127.0.0.1 and an SSH tunnel to keep it to yourself"
+    if ip.is_unspecified:
+        shown_host = socket.gethostname()
+        warning = (f"--host {host}: TensorBoard listens on every interface of this machine, with no password: "
+                   f"anyone who can reach port {port} sees every run; {private}")
+    else:
+        warning = (f"--host {host}: TensorBoard listens on {ip}, with no password: anyone who can reach "
+                   f"{ip} port {port} sees every run; {private}")
+    return port, shown_host, warning
 
 
 @main.command()
