@@ -128,6 +128,15 @@ def choose_reference(frames: list[Path], how: str) -> np.ndarray:
     return np.median(np.stack(images), axis=0).astype(images[0].dtype)
 
 
+def _check_reference_fits(frames: list[Path], reference_image: np.ndarray, how: str) -> None:
+    """A reference file of another size than the frames would fail every frame, one by one."""
+    frame = next((image for image in map(read_frame, frames) if image is not None), None)
+    if frame is not None and frame.shape[:2] != reference_image.shape[:2]:
+        (height, width), (frame_height, frame_width) = reference_image.shape[:2], frame.shape[:2]
+        raise AlignError(f"--reference {how}: {width}x{height} pixels, the frames {frame_width}x{frame_height}; "
+                         "give a reference image the size of the frames")
+
+
 def estimate(frame: np.ndarray, reference: np.ndarray, settings: AlignSettings, mask=None, reference_features=None) -> methods.Alignment:
     if settings.method == "ecc":
         return methods.align_ecc(frame, reference, settings.motion_model, levels=settings.levels, mask=mask)
@@ -260,6 +269,8 @@ def align_directory(
     input_dir, output_dir = input_dir.resolve(), output_dir.resolve()
     frames = [input_dir / frame.name for frame in frames]
     reference_image = choose_reference(frames, reference)
+    if reference not in ("first", "median"):
+        _check_reference_fits(frames, reference_image, reference)
     mask = _read_mask(mask_path, reference_image.shape[:2]) if mask_path else None
     transforms = output_dir / TRANSFORMS_FILE
     done = {} if overwrite else _done_before(transforms, settings.method)

@@ -398,8 +398,8 @@ def align_run(input_dir, output_dir, method, motion, detector, reference, mask_p
     transforms = Path(output_dir) / "transforms.csv"
     click.echo(f"transforms: {transforms}")
     if not summary.usable:  # a data set of unaligned frames is not a result
-        click.echo(f"error: no frame of {input_dir} is aligned in {output_dir}: every one failed "
-                   f"(the reasons are in {transforms})", err=True)
+        click.echo(f"error: no frame of {input_dir} is aligned in {output_dir}: every one failed (reasons in "
+                   f"{transforms}; --overwrite redoes them)", err=True)
         sys.exit(1)
 
 

@@ -118,6 +118,14 @@ def test_an_output_dir_that_cannot_be_made_is_one_line(frames, tmp_path):
     assert (tmp_path / "taken").read_text() == "not a directory"
 
 
+def test_a_reference_of_another_size_is_refused_before_anything_is_written(frames, tmp_path):
+    """Every frame would fail against it (and be copied unaligned, then skipped as done)."""
+    cv2.imwrite(str(tmp_path / "small.png"), cv2.resize(cv2.imread(str(frames / "frame_0000.png")), (32, 32)))
+    result = _gensweep("align", frames, "out", "--reference", "small.png", cwd=tmp_path, timeout=120)
+    _assert_refused(result, "--reference small.png", "32x32", "64x64")
+    assert not (tmp_path / "out").exists()
+
+
 # -- item 13: a motion the method cannot estimate ------------------------------------------------
 @pytest.mark.parametrize("method, motion, valid", [
     ("fft", "homography", "translation, similarity"),
