@@ -158,3 +158,29 @@ def test_align_exits_1_with_its_summary_when_no_frame_was_aligned(tmp_path):
     # Run again: the failed frames are recorded as done, and still none of them is aligned.
     again = _gensweep("align", "blank", "out", "--method", "fft", cwd=tmp_path)
     assert again.returncode == 1 and "skipped (done before) 3 of 3" in again.stdout, again.stdout + again.stderr
+
+
+@pytest.mark.parametrize("on_fail, blank", [("copy", False), ("copy", True), ("identity", True)])
+def test_no_output_is_written_through_a_link_left_in_the_output_dir(frames, tmp_path, on_fail, blank):
+    """Each output goes into a file created for it, then renamed: a link waiting under the
+    temporary's name (planted, or left over) is replaced, and what it points to is not opened."""
+    from alignment.pipeline import AlignSettings, FrameAligner
+    from alignment.records import FrameRecord, write_records
+
+    shutil.copytree(frames, tmp_path / "f")
+    out = tmp_path / "out"
+    out.mkdir()
+    frame = tmp_path / "f" / "frame_0001.png"
+    if blank:  # a frame that fails: copied as it is, or written unwarped
+        cv2.imwrite(str(frame), np.full((64, 64), 90, np.uint8))
+    victim = tmp_path / "f" / "frame_0005.png"
+    (out / ".frame_0001.png.tmp").symlink_to(victim)
+    (out / ".transforms.csv.tmp").symlink_to(tmp_path / "f" / "truth.csv")
+    before = _checksums(tmp_path / "f")
+    reference = cv2.imread(str(tmp_path / "f" / "frame_0000.png"), cv2.IMREAD_UNCHANGED)
+    row = FrameAligner(reference, str(out), AlignSettings(method="fft", on_fail=on_fail), None).align_one(frame)
+    assert row["ok"] != blank
+    write_records(out / "transforms.csv", [FrameRecord("frame_0001.png", row["ok"], "fft", 1.0, "", np.eye(3))])
+    assert _checksums(tmp_path / "f") == before
+    assert (out / "frame_0001.png").is_file() and not (out / "frame_0001.png").is_symlink()
+    assert sorted(p.name for p in out.iterdir()) == ["frame_0001.png", "transforms.csv"]
