@@ -453,7 +453,9 @@ def _scheduler(spec: Spec, search_space: dict):
         )
 
     return ASHAScheduler(
-        time_attr="training_iteration",
+        # Epochs, not Tune's count of reports: a trial that went back to an older checkpoint (its
+        # newest did not load) reports some epochs twice, and must still reach its last.
+        time_attr="epoch",
         max_t=spec.train.epochs,
         grace_period=spec.tune.grace_period,
         reduction_factor=spec.tune.reduction_factor,

@@ -28,7 +28,9 @@ SPEC = {
     "data": {"name": "digits", "train_size": 256, "val_size": 64},
     "train": {"epochs": 4, "batch_size": 64},
     "search": {"model.latent_dim": {"grid": [2]}},
-    "tune": {"max_failures": 0},
+    # ASHA stops a trial at max_t of its time attribute: a trial that went back an epoch must
+    # still be let run to its last epoch.
+    "tune": {"max_failures": 0, "scheduler": "asha", "grace_period": 1},
 }
 
 
