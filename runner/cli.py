@@ -77,12 +77,30 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
             f"gensweep: {spec.name}: {spec.num_samples} trials of {spec.model_name} on {spec.data_name}, "
             f"sampler {spec.sampler if spec.search else '-'}, optimizing {spec.objective_text}"
         )
+        _require_writable(run_dir.parent, f"--storage-path {storage_path}")
         prepare_data(spec, say=lambda message: click.echo(f"gensweep: {message}"))
         click.echo(f"gensweep: results in {_relative(run_dir)}")
         outcome = run_sweep(spec, run_dir, address=address, verbose=verbose, keep_checkpoints=keep_checkpoints)
     except _user_errors() as error:
         raise UserError(str(error)) from None
     _finish(spec, outcome)
+
+
+def _require_writable(directory: Path, label: str) -> None:
+    """Before Ray starts: the results can be written under `directory` (it, or the nearest
+    directory above it that exists, takes a new file). Nothing is left behind."""
+    import tempfile
+
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{label}: {existing} is a file, not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".gensweep-write-check-"):
+            pass
+    except OSError as error:
+        raise UserError(f"{label}: cannot write in {existing} ({error.strerror or error})") from None
 
 
 @main.command()

@@ -6,6 +6,7 @@ machine's cores (or joined with --address) and shut down here when it was starte
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -296,8 +297,11 @@ def _fit(tuner, run_dir: Path, started: float, started_ray: bool, verbose: int =
     # unusual, on every sweep. It is expected here.
     logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
     _choose_output(verbose)
+    quiet = _quiet_trial_errors() if verbose == 0 else contextlib.nullcontext()
     try:
-        results = tuner.fit()
+        with quiet:
+            results = tuner.fit()
+        # one_line: Tune's error is the worker's RayTaskError, a page of traceback in colour.
         errors = {Path(r.path).name: one_line(r.error) for r in results if r.error is not None}
         # "done": Tune completed the trial, whether at its last epoch or stopped early by ASHA.
         completed = {Path(r.path).name for r in results if r.error is None and r.metrics and r.metrics.get("done")}
@@ -306,8 +310,42 @@ def _fit(tuner, run_dir: Path, started: float, started_ray: bool, verbose: int =
             ray.shutdown()
         _restore_output_choice()
     trials = finish_records(run_dir, errors, completed)
+    for notice in _notices_since(run_dir, started):
+        print(f"gensweep: {notice}")
     write_comparison(run_dir, trials)
     return SweepOutcome(run_dir, trials, time.time() - started)
+
+
+@contextlib.contextmanager
+def _quiet_trial_errors():
+    """At verbose 0, no pages of Tune's tracebacks: each failed trial's one-line reason is in
+    its record and in the summary table. Tune logs each failure with its traceback (unless
+    TUNE_PRINT_ALL_TRIAL_ERRORS=0, read when fit starts) and lists the failed trials at the end."""
+    user_choice = os.environ.get("TUNE_PRINT_ALL_TRIAL_ERRORS")
+    os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = user_choice or "0"
+    tune_logger = logging.getLogger("ray.tune.tune")
+    tune_logger.addFilter(_not_the_list_of_failed_trials)
+    try:
+        yield
+    finally:
+        tune_logger.removeFilter(_not_the_list_of_failed_trials)
+        if user_choice is None:
+            os.environ.pop("TUNE_PRINT_ALL_TRIAL_ERRORS", None)
+
+
+def _not_the_list_of_failed_trials(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Trials did not complete")
+
+
+def _notices_since(run_dir: Path, started: float) -> list[str]:
+    """The one-line notices trials left in their records during this sweep (a damaged checkpoint
+    passed over): at verbose 0 a trial's own output does not reach this terminal."""
+    notices = []
+    for path in sorted(run_dir.glob(f"*/{RECORD_FILE}")):
+        record = read_json(path)
+        if isinstance(record, dict) and record.get("notice") and (record.get("updated") or 0) >= started:
+            notices.append(f"trial {path.parent.name}: {record['notice']}")
+    return notices
 
 
 def finish_records(run_dir: Path, errors: dict[str, str], completed: set[str] = frozenset()) -> list[TrialSummary]:
@@ -415,7 +453,9 @@ def _scheduler(spec: Spec, search_space: dict):
         )
 
     return ASHAScheduler(
-        time_attr="training_iteration",
+        # Epochs, not Tune's count of reports: a trial that went back to an older checkpoint (its
+        # newest did not load) reports some epochs twice, and must still reach its last.
+        time_attr="epoch",
         max_t=spec.train.epochs,
         grace_period=spec.tune.grace_period,
         reduction_factor=spec.tune.reduction_factor,
