@@ -272,11 +272,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     """`model.latent_dim=4` -> ("model.latent_dim", 4): the value typed as YAML would type it."""
     key, separator, value = text.partition("=")
     if not separator or not key.strip():
-        raise SpecError(f"--set {text}", "", "expected dotted.key=value")
+        raise SpecError(_set_option(text), "", "expected dotted.key=value")
     try:
         return key.strip(), load_yaml(value)
     except YamlError as error:
-        raise SpecError(f"--set {text}", key.strip(), f"value is not valid YAML ({error})") from None
+        raise SpecError(_set_option(text), key.strip(), f"value is not valid YAML ({error})") from None
 
 
 def parse_document(document: Mapping[str, Any], source: str) -> Spec:
@@ -463,16 +463,15 @@ def _field_value(spec: Spec, section: str, field_name: str, entry: str, value: A
     else:
         params[field_name] = value
     if section == "model":
-        model = models.make_config(spec.model_name, params)
-        _check_model_fits_data(dataclasses.replace(spec, model=model))
-        held = as_dict(model)
+        held = models.make_config(spec.model_name, params)
+        _check_model_fits_data(dataclasses.replace(spec, model=held))
     elif section == "data":
-        data = parse_config(data_sources.SOURCES[spec.data_name].config_class, params, "data")
-        _check_model_fits_data(dataclasses.replace(spec, data=data))
-        held = as_dict(data)
+        held = parse_config(data_sources.SOURCES[spec.data_name].config_class, params, "data")
+        _check_model_fits_data(dataclasses.replace(spec, data=held))
     else:
-        held = as_dict(parse_config(TrainSpec, params, "train"))
-    return held[field_name][entry] if entry else held[field_name]
+        held = parse_config(TrainSpec, params, "train")
+    value = getattr(held, field_name)
+    return value[entry] if entry else value
 
 
 def _check_search_kinds(spec: Spec) -> None:
@@ -576,8 +575,13 @@ def _blame(overrides: list[str], key: str) -> str:
     for override in overrides:
         name = override.partition("=")[0].strip()
         if key == name or key.startswith(name + ".") or name.startswith(key + "."):
-            return f"--set {override}"
-    return "--set " + " --set ".join(overrides) if overrides else "spec"
+            return _set_option(override)
+    return " ".join(map(_set_option, overrides)) if overrides else "spec"
+
+
+def _set_option(override: str) -> str:
+    # An option as a message names it: a long value (a whole grid) cut, so the message stays a line.
+    return "--set " + (override if len(override) <= 60 else override[:57] + "...")
 
 
 def _with_absolute_paths(spec: Spec) -> Spec:
