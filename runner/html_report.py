@@ -213,7 +213,9 @@ def _samples_section(run: Run) -> str:
     if figures:
         parts.append(f'<div class="row">{"".join(figures)}</div>')
     if missing:
-        listed = "; ".join(missing[:SHOWN_TRIALS]) + (f"; and {len(missing) - SHOWN_TRIALS:,} more" if len(missing) > SHOWN_TRIALS else "")
+        listed = "; ".join(missing[:SHOWN_TRIALS])
+        if len(missing) > SHOWN_TRIALS:
+            listed += f"; and {len(missing) - SHOWN_TRIALS:,} more"
         parts.append(_note(f"No {SAMPLES_FILE} (yet) for: {listed}."))
     parts.append(_note(f"Each trial's {SAMPLES_FILE} from its last epoch, shown pixel for pixel."))
     return "".join(parts)

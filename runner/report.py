@@ -207,7 +207,10 @@ PANEL_WIDTH = 768  # pixels: a wider sample grid is shrunk to this in comparison
 
 
 def shown_trials(
-    trials: Sequence[TrialSummary], objectives: Sequence[str] = (), modes: Sequence[str] = (), limit: int = SHOWN_TRIALS
+    trials: Sequence[TrialSummary],
+    objectives: Sequence[str] = (),
+    modes: Sequence[str] = (),
+    limit: int = SHOWN_TRIALS,
 ) -> tuple[list[TrialSummary], str]:
     """The trials a picture of the sweep shows, and a note saying which ("" when it shows all).
 
@@ -220,13 +223,13 @@ def shown_trials(
         return trials, ""
     if not objectives:
         return trials[:limit], f"the first {limit} of {len(trials):,} trials (no objective known to rank them)"
-    metric, sign = objectives[0], -1 if (list(modes) or ["min"])[0] == "max" else 1
+    metric, mode = objectives[0], (list(modes) or ["min"])[0]
+    sign = -1 if mode == "max" else 1
 
     def rank(trial: TrialSummary) -> tuple:
         value = trial.metrics.get(metric)
         return (0 if trial.best or trial.pareto else 1, *((0, sign * value) if _finite(value) else (1, 0)))
 
-    mode = (list(modes) or ["min"])[0]
     front = "the Pareto front first, then " if len(objectives) > 1 else ""
     note = f"the best {limit} of {len(trials):,} trials ({front}by {metric}, {mode}), best first"
     return sorted(trials, key=rank)[:limit], note

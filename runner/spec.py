@@ -143,10 +143,6 @@ class SearchDim:
     low: float | None = None
     high: float | None = None
 
-    def candidates(self) -> tuple:
-        """Values to validate against the field: every listed value, or both ends of a range."""
-        return self.values if self.values else (self.low, self.high)
-
 
 @dataclass(frozen=True)
 class Spec:
@@ -301,7 +297,9 @@ def trial_spec(document: Mapping[str, Any], source: str, values: Mapping[str, An
     return _with_values(document, source, search, values)
 
 
-def _with_values(document: Mapping[str, Any], source: str, search: dict[str, SearchDim], values: Mapping[str, Any]) -> Spec:
+def _with_values(
+    document: Mapping[str, Any], source: str, search: dict[str, SearchDim], values: Mapping[str, Any]
+) -> Spec:
     document = copy.deepcopy(dict(document))
     for path, value in values.items():
         _set_path(document, path.split("."), value)
@@ -356,7 +354,8 @@ def _parse(document: Mapping[str, Any], source: str, checked_search: dict[str, S
     )
     _check_model_fits_data(spec)
     if checked_search is None:
-        spec = dataclasses.replace(spec, search={path: _checked_dim(spec, path, dim) for path, dim in spec.search.items()})
+        checked = {path: _checked_dim(spec, path, dim) for path, dim in spec.search.items()}
+        spec = dataclasses.replace(spec, search=checked)
     _check_search_kinds(spec)
     _check_tune(spec)
     return spec
@@ -440,7 +439,9 @@ def _checked_dim(spec: Spec, path: str, dim: SearchDim) -> SearchDim:
                 held(float(end))
             except ConfigError:
                 held(end)  # an end that does not fit at all says so
-                raise ConfigError(key, f"{dim.kind} draws floats, and {path} takes whole numbers: write int: [low, high]") from None
+                raise ConfigError(
+                    key, f"{dim.kind} draws floats, and {path} takes whole numbers: write int: [low, high]"
+                ) from None
         return dim
     if dim.kind == "int":
         held(dim.low), held(dim.high)

@@ -340,7 +340,10 @@ def write_comparison(run_dir: Path, trials: list[TrialSummary]) -> Path | None:
 
     sweep = read_json(run_dir / SWEEP_FILE)
     sweep = sweep if isinstance(sweep, dict) else {}
-    image = comparison_image(trials, SAMPLES_FILE, objectives=sweep.get("metrics") or [], modes=sweep.get("modes") or [])
+    objectives, modes = sweep.get("metrics"), sweep.get("modes")  # a damaged sweep.json: no ranking, say so
+    if not (isinstance(objectives, list) and isinstance(modes, list) and all(isinstance(m, str) for m in objectives)):
+        objectives, modes = [], []
+    image = comparison_image(trials, SAMPLES_FILE, objectives=objectives, modes=modes)
     if image is None:
         return None
     import cv2

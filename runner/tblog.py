@@ -96,7 +96,10 @@ def _common_kind(values: list[Any]) -> Callable[[Any], HParamValue]:
 
     bool, int, float (ints and floats together: float) or, for anything else or a mix, text.
     """
-    kinds = {bool if isinstance(v, bool) else int if isinstance(v, int) else float if isinstance(v, float) else str for v in values}
+    kinds = {
+        bool if isinstance(v, bool) else int if isinstance(v, int) else float if isinstance(v, float) else str
+        for v in values
+    }
     if kinds in ({bool}, {int}, {float}):
         return kinds.pop()
     if kinds == {int, float}:
