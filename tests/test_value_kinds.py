@@ -128,3 +128,18 @@ def test_a_sweep_over_a_grid_of_ints_and_floats_runs_every_trial(tmp_path):
         records = hparams_of(read_events(Path(trial["logdir"])))
         start = next(r.session_start_info for r in records.values() if r.HasField("session_start_info"))
         assert start.hparams["model.beta"].number_value == trial["swept"]["model.beta"]
+
+
+def test_a_long_grid_is_not_written_into_every_trials_hparams_domain(tmp_path):
+    """A grid's values are the HParams tab's filter; past DISCRETE_LIMIT they are left to
+    TensorBoard to gather from the sessions instead of being copied into every trial's file."""
+    from runner.tblog import DISCRETE_LIMIT
+
+    for values in (3, DISCRETE_LIMIT + 1):
+        logger = TrialLogger(tmp_path / str(values))
+        logger.hparams({"train.seed": 1}, ["val/loss"], discrete={"train.seed": list(range(values))})
+        logger.close()
+        records = hparams_of(read_events(tmp_path / str(values)))
+        experiment = next(r.experiment for r in records.values() if r.HasField("experiment"))
+        declared = {info.name: info for info in experiment.hparam_infos}
+        assert len(declared["train.seed"].domain_discrete.values) == (3 if values == 3 else 0)
