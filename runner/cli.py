@@ -335,10 +335,22 @@ def validate(spec_path, overrides) -> None:
         raise UserError(str(error)) from None
     click.echo(f"{spec_path}: ok: {spec.num_samples} trials of {spec.model_name} on {spec.data_name}")
     for path, dim in spec.search.items():
-        span = list(dim.values) if dim.values else [dim.low, dim.high]
-        click.echo(f"  {path}: {dim.kind} {span}")
+        click.echo(f"  {path}: {dim.kind} {_span_text(dim)}")
     sampler = spec.sampler if spec.search else "-"
     click.echo(f"  sampler {sampler}, scheduler {spec.tune.scheduler}, optimizing {spec.objective_text}")
+
+
+LISTED_VALUES = 8  # validate lists a longer grid or choice by its first few values and its length
+
+
+def _span_text(dim) -> str:
+    """[2, 4, 8]; [1e-05, 2e-05, ... (10,000 values)] for a long list; [low, high] for a range."""
+    if not dim.values:
+        return f"[{dim.low}, {dim.high}]"
+    if len(dim.values) <= LISTED_VALUES:
+        return repr(list(dim.values))
+    first = ", ".join(map(repr, dim.values[: LISTED_VALUES - 2]))
+    return f"[{first}, ... ({len(dim.values):,} values)]"
 
 
 @main.command("models")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from runner.errors import GensweepError, one_line
 from runner.files import write_bytes
 from runner.loop import SAMPLES_FILE  # each trial's latest sample grid
-from runner.report import ReportError, Run, TrialSummary, format_value, load_run
+from runner.report import SHOWN_TRIALS, ReportError, Run, TrialSummary, format_value, load_run, shown_trials
 
 if TYPE_CHECKING:  # imported where used: optuna and the spec (which imports torch) load slowly
     import optuna
@@ -198,18 +198,25 @@ def _mark(trial: TrialSummary) -> str:
 
 
 def _samples_section(run: Run) -> str:
-    """Each trial's latest samples.png as it is, side by side, labelled with its swept values."""
-    figures, missing = [], []
-    for trial in run.trials:
-        path = Path(trial.logdir) / SAMPLES_FILE
-        if not path.is_file():
-            missing.append(trial.label)
-            continue
+    """Trials' latest samples.png as they are, side by side, labelled with their swept values:
+    every trial's, or in a larger sweep the best SHOWN_TRIALS (said on the page)."""
+    has_samples = {trial.trial_id: (Path(trial.logdir) / SAMPLES_FILE).is_file() for trial in run.trials}
+    with_samples = [trial for trial in run.trials if has_samples[trial.trial_id]]
+    missing = [trial.label for trial in run.trials if not has_samples[trial.trial_id]]
+    shown, which = shown_trials(with_samples, run.objectives, run.modes)
+    figures = []
+    for trial in shown:
         caption = f"{_text(trial.label)} {_mark_text(trial)}<br><span class=\"id\">{_text(trial.trial_id)}</span>"
-        figures.append(_figure(caption, _exact_image(path.read_bytes(), f"samples of {trial.label}")))
-    parts = [f'<div class="row">{"".join(figures)}</div>'] if figures else []
+        png = (Path(trial.logdir) / SAMPLES_FILE).read_bytes()
+        figures.append(_figure(caption, _exact_image(png, f"samples of {trial.label}")))
+    parts = [_note(f"Showing {which}.")] if which else []
+    if figures:
+        parts.append(f'<div class="row">{"".join(figures)}</div>')
     if missing:
-        parts.append(_note(f"No {SAMPLES_FILE} (yet) for: {'; '.join(missing)}."))
+        listed = "; ".join(missing[:SHOWN_TRIALS])
+        if len(missing) > SHOWN_TRIALS:
+            listed += f"; and {len(missing) - SHOWN_TRIALS:,} more"
+        parts.append(_note(f"No {SAMPLES_FILE} (yet) for: {listed}."))
     parts.append(_note(f"Each trial's {SAMPLES_FILE} from its last epoch, shown pixel for pixel."))
     return "".join(parts)
 
@@ -246,18 +253,24 @@ def png_size(png: bytes) -> tuple[int, int]:
 
 
 def _curves_section(run: Run) -> str:
-    """One small plot per metric, every trial's curve overlaid, coloured the same in each plot."""
-    series = {trial.trial_id: scalar_series(Path(trial.logdir)) for trial in run.trials}
+    """One small plot per metric, each shown trial's curve overlaid, coloured the same in each
+    plot: every trial's, or in a larger sweep the best SHOWN_TRIALS (said on the page; more
+    curves than a palette has colours cannot be told apart, and each is an event file to read)."""
+    shown, which = shown_trials(run.trials, run.objectives, run.modes)
+    series = {trial.trial_id: scalar_series(Path(trial.logdir)) for trial in shown}
     metrics = _curve_metrics(run, series)
     if not metrics:
         return _note("No scalars in the trials' TensorBoard event files yet.")
-    colours = _trial_colours(run.trials)
+    colours = _trial_colours(shown)
     plots = []
     for metric in metrics:
-        png = _draw(lambda metric=metric: _curve_figure(run, metric, series, colours), CURVE_INCHES, crop=False)
-        plots.append(_figure("", _plot_image(png, f"{metric} of every trial")))
-    explanation = _note("Per-epoch values from each trial's TensorBoard event files, against the optimizer step.")
-    return explanation + _legend(run.trials, colours) + f'<div class="row">{"".join(plots)}</div>'
+        png = _draw(lambda metric=metric: _curve_figure(run, shown, metric, series, colours), CURVE_INCHES, crop=False)
+        plots.append(_figure("", _plot_image(png, f"{metric} of {'the shown' if which else 'every'} trial")))
+    explanation = _note(
+        "Per-epoch values from each trial's TensorBoard event files, against the optimizer step"
+        + (f"; showing {which}." if which else ".")
+    )
+    return explanation + _legend(shown, colours) + f'<div class="row">{"".join(plots)}</div>'
 
 
 def _legend(trials: list[TrialSummary], colours: dict[str, Any]) -> str:
@@ -299,13 +312,13 @@ def _trial_colours(trials: list[TrialSummary]) -> dict[str, Any]:
     return {trial.trial_id: palette[index % len(palette)] for index, trial in enumerate(trials)}
 
 
-def _curve_figure(run: Run, metric: str, series: dict[str, dict], colours: dict[str, Any]):
+def _curve_figure(run: Run, trials: list[TrialSummary], metric: str, series: dict[str, dict], colours: dict[str, Any]):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
     plt.style.use("ggplot")  # the style of Optuna's plots on the same page
     figure, axes = plt.subplots(layout="constrained")  # every curve plot the same size
-    for trial in run.trials:
+    for trial in trials:
         steps, values = series[trial.trial_id].get(metric, ([], []))
         if steps:
             axes.plot(steps, values, marker="o", markersize=3, linewidth=1.5, color=colours[trial.trial_id])

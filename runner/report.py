@@ -201,22 +201,83 @@ def format_table(trials: list[TrialSummary], objectives: list[str] | None = None
     return "\n".join(lines)
 
 
-def comparison_image(trials: list[TrialSummary], samples_file: str, scale: int = 2) -> np.ndarray | None:
-    """Each trial's last sample grid side by side, labelled with its swept values: (H, W, 3) uint8."""
-    panels = []
+SHOWN_TRIALS = 12  # comparison.png and the HTML report's samples and curves show at most this many
+COMPARISON_COLUMNS = 6  # panels a row in comparison.png
+PANEL_WIDTH = 768  # pixels: a wider sample grid is shrunk to this in comparison.png
+
+
+def shown_trials(
+    trials: Sequence[TrialSummary],
+    objectives: Sequence[str] = (),
+    modes: Sequence[str] = (),
+    limit: int = SHOWN_TRIALS,
+) -> tuple[list[TrialSummary], str]:
+    """The trials a picture of the sweep shows, and a note saying which ("" when it shows all).
+
+    Every trial when there are at most `limit`; else the best `limit`: the marked trial(s) (best,
+    or the Pareto front) first, then by the first objective in its direction, best first. A
+    picture of every trial of a 10,000-point grid would be 183,000 pixels wide.
+    """
+    trials = list(trials)
+    if len(trials) <= limit:
+        return trials, ""
+    if not objectives:
+        return trials[:limit], f"the first {limit} of {len(trials):,} trials (no objective known to rank them)"
+    metric, mode = objectives[0], (list(modes) or ["min"])[0]
+    sign = -1 if mode == "max" else 1
+
+    def rank(trial: TrialSummary) -> tuple:
+        value = trial.metrics.get(metric)
+        return (0 if trial.best or trial.pareto else 1, *((0, sign * value) if _finite(value) else (1, 0)))
+
+    front = "the Pareto front first, then " if len(objectives) > 1 else ""
+    note = f"the best {limit} of {len(trials):,} trials ({front}by {metric}, {mode}), best first"
+    return sorted(trials, key=rank)[:limit], note
+
+
+def comparison_image(
+    trials: list[TrialSummary],
+    samples_file: str,
+    scale: int = 2,
+    objectives: Sequence[str] = (),
+    modes: Sequence[str] = (),
+) -> np.ndarray | None:
+    """Trials' last sample grids, labelled with their swept values, in rows: (H, W, 3) uint8.
+
+    At most SHOWN_TRIALS of them (shown_trials chooses, and a line on top says which when it
+    had to), each at most PANEL_WIDTH wide: the picture stays the same size however large the sweep.
+    """
+    pictures = []
     for trial in trials:
         image = cv2.imread(str(Path(trial.logdir) / samples_file), cv2.IMREAD_COLOR)
-        if image is None:
-            continue
-        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-        panels.append(_with_caption(image, trial.label, trial.best))
-    if not panels:
+        if image is not None:
+            pictures.append((trial, image))
+    if not pictures:
         return None
+    chosen, note = shown_trials([trial for trial, _ in pictures], objectives, modes)
+    images = {id(trial): image for trial, image in pictures}
+    panels = []
+    for trial in chosen:
+        image = images[id(trial)]
+        factor = min(scale, PANEL_WIDTH / image.shape[1])
+        interpolation = cv2.INTER_NEAREST if factor >= 1 else cv2.INTER_AREA  # sharp pixels up, no aliasing down
+        image = cv2.resize(image, None, fx=factor, fy=factor, interpolation=interpolation)
+        panels.append(_with_caption(image, trial.label, trial.best))
+    rows = [_row(panels[start : start + COMPARISON_COLUMNS]) for start in range(0, len(panels), COMPARISON_COLUMNS)]
+    width = max(row.shape[1] for row in rows)
+    rows = [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0)), constant_values=255) for row in rows]
+    gap = np.full((12, width, 3), 255, np.uint8)
+    picture = np.vstack([piece for row in rows for piece in (row, gap)][:-1])
+    if note:
+        picture = _with_caption(picture, "Showing " + note, best=False)
+    return cv2.cvtColor(picture, cv2.COLOR_BGR2RGB)
+
+
+def _row(panels: list[np.ndarray]) -> np.ndarray:
     height = max(p.shape[0] for p in panels)
     gap = np.full((height, 12, 3), 255, np.uint8)
     padded = [np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0)), constant_values=255) for p in panels]
-    row = np.hstack([piece for p in padded for piece in (p, gap)][:-1])
-    return cv2.cvtColor(row, cv2.COLOR_BGR2RGB)
+    return np.hstack([piece for p in padded for piece in (p, gap)][:-1])
 
 
 def _with_caption(image: np.ndarray, text: str, best: bool) -> np.ndarray:

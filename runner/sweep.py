@@ -371,11 +371,17 @@ def finish_records(run_dir: Path, errors: dict[str, str], completed: set[str] = 
 
 
 def write_comparison(run_dir: Path, trials: list[TrialSummary]) -> Path | None:
-    """The sweep-level picture: every trial's samples side by side, as PNG and in TensorBoard."""
+    """The sweep-level picture: trials' samples side by side (the best SHOWN_TRIALS of a larger
+    sweep, said on the picture), as PNG and in TensorBoard."""
     from runner.loop import SAMPLES_FILE
     from runner.tblog import write_image_event
 
-    image = comparison_image(trials, SAMPLES_FILE)
+    sweep = read_json(run_dir / SWEEP_FILE)
+    sweep = sweep if isinstance(sweep, dict) else {}
+    objectives, modes = sweep.get("metrics"), sweep.get("modes")  # a damaged sweep.json: no ranking, say so
+    if not (isinstance(objectives, list) and isinstance(modes, list) and all(isinstance(m, str) for m in objectives)):
+        objectives, modes = [], []
+    image = comparison_image(trials, SAMPLES_FILE, objectives=objectives, modes=modes)
     if image is None:
         return None
     import cv2

@@ -27,13 +27,13 @@ from runner import loop
 from runner.errors import GensweepError, PermanentError, one_line
 from runner.files import read_json, write_json
 from runner.report import RECORD_FILE, STATE_FILE
-from runner.spec import Spec, parse_document
+from runner.spec import Spec, trial_spec
 from runner.tblog import TrialLogger
 
 
 def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dict[str, list]) -> None:
     """The Tune function trainable. `sampled` holds the swept values by dotted path."""
-    spec = parse_document(document, source).with_values(sampled)
+    spec = trial_spec(document, source, sampled)  # checked whole by the driver: not again per trial
     trial = start_trial(spec, sampled, grid)
 
     def report(end: loop.EpochEnd) -> None:
