@@ -107,7 +107,11 @@ def resume(run_dir, address) -> None:
 
 
 def _finish(spec, outcome) -> None:
-    """The summary table and the line to type next; exit 0 when any trial finished."""
+    """The summary table and the line to type next; exit 0 when any trial finished, 128 + the
+    signal's number (130 for Ctrl-C, 143 for SIGTERM) when a signal interrupted the sweep."""
+    import signal
+
+    from runner.interrupts import exit_status
     from runner.report import format_table
 
     click.echo()
@@ -116,6 +120,10 @@ def _finish(spec, outcome) -> None:
     minutes, seconds = divmod(round(outcome.seconds), 60)
     click.echo(f"{outcome.finished} of {len(outcome.trials)} trials finished in {minutes}m{seconds:02d}s.")
     click.echo(f"Compare them:  tensorboard --logdir {_relative(outcome.run_dir)}")
+    if outcome.stopped_by is not None:
+        name = signal.Signals(outcome.stopped_by).name
+        click.echo(f"Interrupted by {name}; continue with:  gensweep resume {_relative(outcome.run_dir)}")
+        sys.exit(exit_status(outcome.stopped_by))
     sys.exit(0 if outcome.finished else 1)
 
 

@@ -71,6 +71,7 @@ class SweepOutcome:
     run_dir: Path
     trials: list[TrialSummary]
     seconds: float
+    stopped_by: int | None = None  # the signal (SIGINT, SIGTERM) that interrupted the sweep
 
     @property
     def finished(self) -> int:
@@ -292,22 +293,31 @@ MEMBER_CPU = 0.01  # what a pack's member holds of the pack's CPUs (runner/pack_
 def _fit(tuner, run_dir: Path, started: float, started_ray: bool, verbose: int = 0) -> SweepOutcome:
     import ray
 
+    from runner.interrupts import StopSignals
+
     # Optuna's GridSampler calls Study.stop once the grid is exhausted; Ray warns that this is
     # unusual, on every sweep. It is expected here.
     logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
+    # A trial an interrupt stopped before its first report has no metrics; Ray warns about each.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     _choose_output(verbose)
-    try:
-        results = tuner.fit()
-        errors = {Path(r.path).name: one_line(r.error) for r in results if r.error is not None}
-        # "done": Tune completed the trial, whether at its last epoch or stopped early by ASHA.
-        completed = {Path(r.path).name for r in results if r.error is None and r.metrics and r.metrics.get("done")}
-    finally:
-        if started_ray:
-            ray.shutdown()
-        _restore_output_choice()
-    trials = finish_records(run_dir, errors, completed)
-    write_comparison(run_dir, trials)
-    return SweepOutcome(run_dir, trials, time.time() - started)
+    errors, completed = {}, set()
+    # Held until the records are final: a signal in between still ends in an orderly stop.
+    with StopSignals() as signals:
+        try:
+            results = tuner.fit()
+            errors = {Path(r.path).name: one_line(r.error) for r in results if r.error is not None}
+            # "done": Tune completed the trial, whether at its last epoch or stopped early by ASHA.
+            completed = {Path(r.path).name for r in results if r.error is None and r.metrics and r.metrics.get("done")}
+        except KeyboardInterrupt:
+            pass  # a second signal, or one before Tune's loop ran: every unfinished trial is interrupted
+        finally:
+            if started_ray:
+                ray.shutdown()
+            _restore_output_choice()
+        trials = finish_records(run_dir, errors, completed)
+        write_comparison(run_dir, trials)
+    return SweepOutcome(run_dir, trials, time.time() - started, stopped_by=signals.received)
 
 
 def finish_records(run_dir: Path, errors: dict[str, str], completed: set[str] = frozenset()) -> list[TrialSummary]:
