@@ -20,6 +20,10 @@ class UserError(click.ClickException):
 
     exit_code = USAGE_ERROR
 
+    def __init__(self, message: str, exit_code: int = USAGE_ERROR):
+        super().__init__(message)
+        self.exit_code = exit_code
+
     def show(self, file=None) -> None:
         click.echo(f"error: {self.message}", err=True)
 
@@ -81,7 +85,7 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
         click.echo(f"gensweep: results in {_relative(run_dir)}")
         outcome = run_sweep(spec, run_dir, address=address, verbose=verbose, keep_checkpoints=keep_checkpoints)
     except _user_errors() as error:
-        raise UserError(str(error)) from None
+        raise UserError(str(error), getattr(error, "exit_status", USAGE_ERROR)) from None
     _finish(spec, outcome)
 
 
@@ -102,7 +106,7 @@ def resume(run_dir, address) -> None:
     try:
         spec, outcome = resume_sweep(Path(run_dir).resolve(), address=address)
     except _user_errors() as error:
-        raise UserError(str(error)) from None
+        raise UserError(str(error), getattr(error, "exit_status", USAGE_ERROR)) from None
     _finish(spec, outcome)
 
 
