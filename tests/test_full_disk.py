@@ -96,9 +96,16 @@ def test_a_disk_that_fills_mid_sweep_ends_in_one_line_and_resume_finishes_the_sw
         assert not list(run_dir.glob("**/.*.tmp")), "a write cut short left its temporary file"
 
         filler.unlink()
+        # Tune copies its state over the last one in place, so a disk that fills during the copy
+        # leaves it cut short (seen: a 16 KB prefix of the experiment state, an empty searcher
+        # state). Whether this run's last copy hit the full disk depends on timing: make sure.
+        for pattern, keep in (("experiment_state-*.json", 0.5), ("searcher-state-*.pkl", 0)):
+            (newest,) = sorted(run_dir.glob(pattern))[-1:]
+            newest.write_bytes(newest.read_bytes()[: int(newest.stat().st_size * keep)])
         resumed = subprocess.run([GENSWEEP, "resume", str(run_dir)], capture_output=True, text=True, timeout=900, check=False)
         assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
         assert "Traceback" not in resumed.stdout + resumed.stderr
+        assert "resuming from Ray Tune's last whole state" in resumed.stdout
         trials = _show(run_dir)
         assert sorted(t["swept"]["model.latent_dim"] for t in trials) == [2, 4, 8]
         assert [(t["status"], t["epoch"]) for t in trials] == [("finished", 6)] * 3
