@@ -86,6 +86,9 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
         outcome = run_sweep(spec, run_dir, address=address, verbose=verbose, keep_checkpoints=keep_checkpoints)
     except _user_errors() as error:
         raise UserError(str(error), getattr(error, "exit_status", USAGE_ERROR)) from None
+    except KeyboardInterrupt:  # Ctrl-C before the sweep's own handling began (preparing the data)
+        click.echo("gensweep: interrupted before the sweep started", err=True)
+        sys.exit(130)
     _finish(spec, outcome)
 
 

@@ -17,7 +17,7 @@ from models.config import as_dict
 from runner import data as data_sources
 from runner.cluster import require_shared, start_or_join
 from runner.errors import GensweepError, one_line
-from runner.files import DiskFullError, is_disk_full, mount_point, read_json, write_json
+from runner.files import DiskFullError, is_disk_full, mount_point, read_json, write_bytes, write_json
 from runner.report import (
     COMPARISON_FILE,
     COMPARISON_RUN,
@@ -385,7 +385,11 @@ def write_comparison(run_dir: Path, trials: list[TrialSummary]) -> Path | None:
     import cv2
 
     path = run_dir / COMPARISON_FILE
-    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    # Encoded, then written whole: cv2.imwrite on a full disk returns False and leaves a stub.
+    encoded, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not encoded:
+        raise OSError(f"OpenCV could not encode the {image.shape} comparison image as PNG")
+    write_bytes(path, png.tobytes())
     write_image_event(run_dir / COMPARISON_RUN, "comparison/samples", image)
     return path
 

@@ -64,7 +64,7 @@ def _wait_for(condition, what: str, output: _Lines, seconds: float = 300) -> Non
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_interrupts_the_sweep_and_resume_finishes_it(tmp_path, signum, status):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(SPEC))
     run_dir = tmp_path / "out" / "intr"
