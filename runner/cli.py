@@ -86,6 +86,9 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
         outcome = run_sweep(spec, run_dir, address=address, verbose=verbose, keep_checkpoints=keep_checkpoints)
     except _user_errors() as error:
         raise UserError(str(error), getattr(error, "exit_status", USAGE_ERROR)) from None
+    except Exception as error:  # an OSError, or SQLite's OperationalError through Optuna
+        _raise_if_disk_full(error, Path(storage_path))
+        raise
     except KeyboardInterrupt:  # Ctrl-C before the sweep's own handling began (preparing the data)
         click.echo("gensweep: interrupted before the sweep started", err=True)
         sys.exit(130)
@@ -110,7 +113,18 @@ def resume(run_dir, address) -> None:
         spec, outcome = resume_sweep(Path(run_dir).resolve(), address=address)
     except _user_errors() as error:
         raise UserError(str(error), getattr(error, "exit_status", USAGE_ERROR)) from None
+    except Exception as error:  # an OSError, or SQLite's OperationalError through Optuna
+        _raise_if_disk_full(error, Path(run_dir))
+        raise
     _finish(spec, outcome)
+
+
+def _raise_if_disk_full(error: Exception, where: Path) -> None:
+    """A full disk met outside the sweep's own watch (writing sweep.json, restoring): one line."""
+    from runner.files import is_disk_full, mount_point
+
+    if is_disk_full(error):
+        raise UserError(f"{where}: the disk is full (no space left on {mount_point(where)})", 1) from None
 
 
 def _finish(spec, outcome) -> None:

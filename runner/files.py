@@ -40,11 +40,16 @@ def write_bytes(path: Path, content: bytes) -> None:
         raise
 
 
+# How a full disk reads in the text of errors from elsewhere: the OS (a trial's, pyarrow's), SQLite.
+_DISK_FULL_WORDS = ("No space left on device", "Disk quota exceeded", "database or disk is full")
+
+
 def is_disk_full(error: BaseException | str) -> bool:
-    """ENOSPC, as an OSError or in the text of one reported from elsewhere (a trial, pyarrow)."""
+    """ENOSPC, as an OSError or in the text of an error reported from elsewhere (a trial, pyarrow,
+    Optuna's SQLite storage)."""
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
-    return "No space left on device" in str(error) or "Disk quota exceeded" in str(error)
+    return any(words in str(error) for words in _DISK_FULL_WORDS)
 
 
 def mount_point(path: Path) -> Path:

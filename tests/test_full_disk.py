@@ -55,6 +55,7 @@ def _fill(directory: Path, leave: int) -> Path:
         with open(filler, "wb") as file:
             for _ in range(size // 65536):
                 file.write(b"\0" * 65536)
+            file.write(b"\0" * (size % 65536))
     except OSError:
         pass  # a trial wrote meanwhile: the disk is full all the same
     return filler
@@ -152,3 +153,16 @@ def test_without_a_copy_a_damaged_newest_state_gives_way_to_the_previous_session
     (tmp_path / "experiment_state-2026-01-02_00-00-00.json").write_bytes(b"")
     assert repair(tmp_path) == ["experiment_state-2026-01-02_00-00-00.json"]
     assert sorted(p.name for p in tmp_path.glob("experiment_state-*.json")) == ["experiment_state-2026-01-01_00-00-00.json"]
+
+
+@pytest.mark.slow
+def test_a_disk_full_before_the_first_trial_is_one_line(tmp_path):
+    # Full from the start: sweep.json or Optuna's SQLite study cannot be written (SQLite says
+    # "database or disk is full" in an OperationalError, not an OSError).
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(SPEC))
+    with _small_filesystem(tmp_path / "store", "64k") as store:
+        _fill(store, leave=4096)
+        result = subprocess.run([GENSWEEP, "run", "s.yaml", "--storage-path", str(store)], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stderr.strip() == f"error: {store}: the disk is full (no space left on {store})", result.stderr[-3000:]
