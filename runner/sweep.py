@@ -379,7 +379,8 @@ def write_comparison(run_dir: Path, trials: list[TrialSummary]) -> Path | None:
     from runner.loop import SAMPLES_FILE
     from runner.tblog import write_image_event
 
-    image = comparison_image(trials, SAMPLES_FILE)
+    # A trial interrupted before its first epoch has no samples yet (OpenCV would warn about each).
+    image = comparison_image([t for t in trials if (Path(t.logdir) / SAMPLES_FILE).is_file()], SAMPLES_FILE)
     if image is None:
         return None
     import cv2
