@@ -200,10 +200,11 @@ def _repair_state(run_dir: Path) -> None:
     temporaries of writes it cut short."""
     from runner.tune_state import repair
 
-    if not run_dir.is_dir():
-        return
+    if not (run_dir / SWEEP_FILE).is_file():
+        return  # not a run directory (resume_sweep says so): touch nothing in it
     for temporary in run_dir.glob("**/.*.tmp"):
-        temporary.unlink(missing_ok=True)  # write_bytes' own, left by a process killed mid-write
+        if re.fullmatch(r"\..+\.\d+\.tmp", temporary.name):
+            temporary.unlink(missing_ok=True)  # write_bytes' own (.NAME.PID.tmp), cut short mid-write
     damaged = repair(run_dir)
     if damaged:
         print(f"gensweep: {', '.join(damaged)} damaged (a full disk?): resuming from Ray Tune's last whole state")
