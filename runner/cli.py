@@ -20,6 +20,10 @@ class UserError(click.ClickException):
 
     exit_code = USAGE_ERROR
 
+    def __init__(self, message: str, exit_code: int = USAGE_ERROR):
+        super().__init__(message)
+        self.exit_code = exit_code
+
     def show(self, file=None) -> None:
         click.echo(f"error: {self.message}", err=True)
 
@@ -82,7 +86,13 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
         click.echo(f"gensweep: results in {_relative(run_dir)}")
         outcome = run_sweep(spec, run_dir, address=address, verbose=verbose, keep_checkpoints=keep_checkpoints)
     except _user_errors() as error:
-        raise UserError(str(error)) from None
+        raise UserError(str(error), getattr(error, "exit_status", USAGE_ERROR)) from None
+    except Exception as error:  # an OSError, or SQLite's OperationalError through Optuna
+        _raise_if_disk_full(error, Path(storage_path))
+        raise
+    except KeyboardInterrupt:  # Ctrl-C before the sweep's own handling began (preparing the data)
+        click.echo("gensweep: interrupted before the sweep started", err=True)
+        sys.exit(130)
     _finish(spec, outcome)
 
 
@@ -120,12 +130,27 @@ def resume(run_dir, address) -> None:
     try:
         spec, outcome = resume_sweep(Path(run_dir).resolve(), address=address)
     except _user_errors() as error:
-        raise UserError(str(error)) from None
+        raise UserError(str(error), getattr(error, "exit_status", USAGE_ERROR)) from None
+    except Exception as error:  # an OSError, or SQLite's OperationalError through Optuna
+        _raise_if_disk_full(error, Path(run_dir))
+        raise
     _finish(spec, outcome)
 
 
+def _raise_if_disk_full(error: Exception, where: Path) -> None:
+    """A full disk met outside the sweep's own watch (writing sweep.json, restoring): one line."""
+    from runner.files import is_disk_full, mount_point
+
+    if is_disk_full(error):
+        raise UserError(f"{where}: the disk is full (no space left on {mount_point(where)})", 1) from None
+
+
 def _finish(spec, outcome) -> None:
-    """The summary table and the line to type next; exit 0 when any trial finished."""
+    """The summary table and the line to type next; exit 0 when any trial finished, 128 + the
+    signal's number (130 for Ctrl-C, 143 for SIGTERM) when a signal interrupted the sweep."""
+    import signal
+
+    from runner.interrupts import exit_status
     from runner.report import format_table
 
     click.echo()
@@ -134,6 +159,10 @@ def _finish(spec, outcome) -> None:
     minutes, seconds = divmod(round(outcome.seconds), 60)
     click.echo(f"{outcome.finished} of {len(outcome.trials)} trials finished in {minutes}m{seconds:02d}s.")
     click.echo(f"Compare them:  tensorboard --logdir {_relative(outcome.run_dir)}")
+    if outcome.stopped_by is not None:
+        name = signal.Signals(outcome.stopped_by).name
+        click.echo(f"Interrupted by {name}; continue with:  gensweep resume {_relative(outcome.run_dir)}")
+        sys.exit(exit_status(outcome.stopped_by))
     sys.exit(0 if outcome.finished else 1)
 
 

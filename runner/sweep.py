@@ -18,7 +18,7 @@ from models.config import as_dict
 from runner import data as data_sources
 from runner.cluster import require_shared, start_or_join
 from runner.errors import GensweepError, one_line
-from runner.files import read_json, write_json
+from runner.files import DiskFullError, is_disk_full, mount_point, read_json, write_bytes, write_json
 from runner.report import (
     COMPARISON_FILE,
     COMPARISON_RUN,
@@ -72,6 +72,7 @@ class SweepOutcome:
     run_dir: Path
     trials: list[TrialSummary]
     seconds: float
+    stopped_by: int | None = None  # the signal (SIGINT, SIGTERM) that interrupted the sweep
 
     @property
     def finished(self) -> int:
@@ -114,6 +115,7 @@ def run_sweep(
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from runner.progress import ProgressLine  # imports Ray Tune: only when a sweep really runs
+    from runner.tune_state import StateBackup
 
     started = time.time()
     started_ray = _start_on_shared_storage(spec, run_dir, address, quiet=verbose == 0)
@@ -147,7 +149,7 @@ def run_sweep(
             storage_path=str(run_dir.parent),
             callbacks=[JsonLoggerCallback(), CSVLoggerCallback()] + (
                 [ProgressLine(spec.num_samples, spec.train.epochs, spec.metrics, spec.modes)] if verbose == 0 else []
-            ) + _packing_callbacks(hub_name),
+            ) + _packing_callbacks(hub_name) + [StateBackup()],
             # A failed trial restarts from its last checkpoint, up to max_failures times.
             failure_config=tune.FailureConfig(max_failures=spec.tune.max_failures),
             # PBT's weaker trials restore a stronger one's recent checkpoint: keep a few more.
@@ -170,6 +172,7 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
 
     from runner.spec import parse_document
 
+    _repair_state(run_dir)
     sweep = read_json(run_dir / SWEEP_FILE)
     if not isinstance(sweep, dict) or "document" not in sweep:
         raise SweepError(f"{run_dir}: not a gensweep run directory (no readable {SWEEP_FILE})")
@@ -191,6 +194,21 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
         return spec, _fit(tuner, run_dir, started, started_ray)
     finally:
         _HUBS.pop(hub_name, None)
+
+
+def _repair_state(run_dir: Path) -> None:
+    """Files a full disk left damaged: Tune's state (back to its last whole copy) and the
+    temporaries of writes it cut short."""
+    from runner.tune_state import repair
+
+    if not (run_dir / SWEEP_FILE).is_file():
+        return  # not a run directory (resume_sweep says so): touch nothing in it
+    for temporary in run_dir.glob("**/.*.tmp"):
+        if re.fullmatch(r"\..+\.\d+\.tmp", temporary.name):
+            temporary.unlink(missing_ok=True)  # write_bytes' own (.NAME.PID.tmp), cut short mid-write
+    damaged = repair(run_dir)
+    if damaged:
+        print(f"gensweep: {', '.join(damaged)} damaged (a full disk?): resuming from Ray Tune's last whole state")
 
 
 _USER_OUTPUT_CHOICE = os.environ.get("RAY_AIR_NEW_OUTPUT")
@@ -293,27 +311,53 @@ MEMBER_CPU = 0.01  # what a pack's member holds of the pack's CPUs (runner/pack_
 def _fit(tuner, run_dir: Path, started: float, started_ray: bool, verbose: int = 0) -> SweepOutcome:
     import ray
 
+    from runner.disk_full import DiskFullWatch
+    from runner.interrupts import StopSignals
+
     # Optuna's GridSampler calls Study.stop once the grid is exhausted; Ray warns that this is
     # unusual, on every sweep. It is expected here.
     logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
+    # A trial an interrupt stopped before its first report has no metrics; Ray warns about each.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     _choose_output(verbose)
+    errors, completed = {}, set()
     quiet = _quiet_trial_errors() if verbose == 0 else contextlib.nullcontext()
-    try:
-        with quiet:
-            results = tuner.fit()
-        # one_line: Tune's error is the worker's RayTaskError, a page of traceback in colour.
-        errors = {Path(r.path).name: one_line(r.error) for r in results if r.error is not None}
-        # "done": Tune completed the trial, whether at its last epoch or stopped early by ASHA.
-        completed = {Path(r.path).name for r in results if r.error is None and r.metrics and r.metrics.get("done")}
-    finally:
-        if started_ray:
-            ray.shutdown()
-        _restore_output_choice()
-    trials = finish_records(run_dir, errors, completed)
-    for notice in _notices_since(run_dir, started):
-        print(f"gensweep: {notice}")
-    write_comparison(run_dir, trials)
-    return SweepOutcome(run_dir, trials, time.time() - started)
+    # Held until the records are final: a signal in between still ends in an orderly stop.
+    with StopSignals() as signals, DiskFullWatch() as disk:
+        try:
+            with quiet:
+                results = tuner.fit()
+            # one_line: Tune's error is the worker's RayTaskError, a page of traceback in colour.
+            errors = {Path(r.path).name: one_line(r.error) for r in results if r.error is not None}
+            # "done": Tune completed the trial, whether at its last epoch or stopped early by ASHA.
+            completed = {Path(r.path).name for r in results if r.error is None and r.metrics and r.metrics.get("done")}
+        except KeyboardInterrupt:
+            pass  # a second signal, or one before Tune's loop ran: every unfinished trial is interrupted
+        except Exception as error:
+            # On a full disk Tune leaves empty files it then fails to read back (error.pkl: EOFError).
+            if not (disk.seen or is_disk_full(error)):
+                raise
+        finally:
+            if started_ray:
+                ray.shutdown()
+            _restore_output_choice()
+        disk_full = disk.seen or any(is_disk_full(message) for message in errors.values())
+        try:
+            trials = finish_records(run_dir, {} if disk_full else errors, completed)
+            if not disk_full:
+                for notice in _notices_since(run_dir, started):
+                    print(f"gensweep: {notice}")
+            write_comparison(run_dir, trials)
+        except OSError as error:
+            if not is_disk_full(error):
+                raise
+            disk_full = True
+    if disk_full:
+        raise DiskFullError(
+            f"{run_dir}: the disk is full (no space left on {mount_point(run_dir)}); finished trials and "
+            f"their checkpoints are kept: free some space, then: gensweep resume {run_dir}"
+        )
+    return SweepOutcome(run_dir, trials, time.time() - started, stopped_by=signals.received)
 
 
 @contextlib.contextmanager
@@ -381,13 +425,19 @@ def write_comparison(run_dir: Path, trials: list[TrialSummary]) -> Path | None:
     objectives, modes = sweep.get("metrics"), sweep.get("modes")  # a damaged sweep.json: no ranking, say so
     if not (isinstance(objectives, list) and isinstance(modes, list) and all(isinstance(m, str) for m in objectives)):
         objectives, modes = [], []
-    image = comparison_image(trials, SAMPLES_FILE, objectives=objectives, modes=modes)
+    # A trial interrupted before its first epoch has no samples yet (OpenCV would warn about each).
+    with_samples = [t for t in trials if (Path(t.logdir) / SAMPLES_FILE).is_file()]
+    image = comparison_image(with_samples, SAMPLES_FILE, objectives=objectives, modes=modes)
     if image is None:
         return None
     import cv2
 
     path = run_dir / COMPARISON_FILE
-    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    # Encoded, then written whole: cv2.imwrite on a full disk returns False and leaves a stub.
+    encoded, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not encoded:
+        raise OSError(f"OpenCV could not encode the {image.shape} comparison image as PNG")
+    write_bytes(path, png.tobytes())
     write_image_event(run_dir / COMPARISON_RUN, "comparison/samples", image)
     return path
 
