@@ -28,6 +28,7 @@ from runner.report import (
     comparison_image,
 )
 from runner.spec import SearchDim, Spec
+from runner.tune_state import RunDirStorage, restoring
 
 # Tune's own CSV/JSON files stay (they are the standard format); its TensorBoard logger goes:
 # every trial writes its own, richer event files, and two writers in one run clutter the tab.
@@ -77,13 +78,51 @@ class SweepOutcome:
         return sum(t.status == "finished" for t in self.trials)
 
 
-def choose_run_dir(storage_path: Path, name: str) -> Path:
-    """storage_path/name, or name-2, name-3, ... when a earlier run is there: never overwrite."""
-    candidate, number = storage_path / name, 1
-    while candidate.exists() and any(candidate.iterdir()):
+CLAIM_FILE = ".gensweep-claim"  # in a run directory from its claim until its sweep.json is written
+
+
+def claim_run_dir(storage_path: Path, name: str) -> Path:
+    """storage_path/name, or name-2, name-3, ... when an earlier run is there: never overwrite.
+
+    The directory is claimed as it is chosen, so two `gensweep run` started at the same moment
+    get one each: the claim file is created exclusively (O_EXCL), and a directory holding
+    anything (a run, or another claim) is passed over. An empty directory is used. Until the
+    sweep has started, release_run_dir gives it back.
+    """
+    number = 1
+    while True:
+        candidate = storage_path / (name if number == 1 else f"{name}-{number}")
+        try:
+            if _claim(storage_path, candidate):
+                return candidate
+        except OSError as error:  # a file in the way, a read-only or full filesystem
+            raise SweepError(f"--storage-path {storage_path}: cannot make a run directory there "
+                             f"({error.strerror or error})") from None
         number += 1
-        candidate = storage_path / f"{name}-{number}"
-    return candidate
+
+
+def _claim(storage_path: Path, candidate: Path) -> bool:
+    storage_path.mkdir(parents=True, exist_ok=True)
+    try:
+        candidate.mkdir()
+    except FileExistsError:
+        if not candidate.is_dir() or any(candidate.iterdir()):
+            return False  # an earlier run, another run's claim, or a file of that name
+    try:
+        (candidate / CLAIM_FILE).open("x").close()  # exclusive: of runs that saw it empty, one wins
+    except FileExistsError:
+        return False
+    return True
+
+
+def release_run_dir(run_dir: Path) -> None:
+    """Give back a run directory whose sweep did not start: remove its claim, and the directory
+    when nothing else is in it, so no empty run is left to look like one."""
+    (run_dir / CLAIM_FILE).unlink(missing_ok=True)
+    try:
+        run_dir.rmdir()  # only when empty: a sweep that started keeps everything it wrote
+    except OSError:
+        pass
 
 
 def prepare_data(spec: Spec, say=lambda message: None) -> None:
@@ -116,14 +155,16 @@ def run_sweep(
 
     started = time.time()
     started_ray = _start_on_shared_storage(spec, run_dir, address, quiet=verbose == 0)
-    run_dir.mkdir(parents=True, exist_ok=True)  # only now: a sweep that cannot start leaves nothing
+    # run_name: the name the run was made under; a packed run's hub keeps it when the run
+    # directory is moved or copied (Tune's saved callbacks carry it).
     write_json(
         run_dir / SWEEP_FILE,
-        {"name": spec.name, "source": spec.source, "metrics": spec.metrics, "modes": spec.modes,
-         "document": spec.document, "started": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        {"name": spec.name, "run_name": run_dir.name, "source": spec.source, "metrics": spec.metrics,
+         "modes": spec.modes, "document": spec.document, "started": time.strftime("%Y-%m-%dT%H:%M:%S")},
     )
+    (run_dir / CLAIM_FILE).unlink(missing_ok=True)  # sweep.json now marks the directory as taken
     search_space = {path: _domain(dim) for path, dim in spec.search.items()}
-    hub_name = _start_packing(spec, run_dir)
+    hub_name = _start_packing(spec, run_dir.name)
     tuner = tune.Tuner(
         _trainable(spec, hub_name),
         param_space=search_space,
@@ -170,8 +211,8 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
     from runner.spec import parse_document
 
     sweep = read_json(run_dir / SWEEP_FILE)
-    if not isinstance(sweep, dict) or "document" not in sweep:
-        raise SweepError(f"{run_dir}: not a gensweep run directory (no readable {SWEEP_FILE})")
+    if not isinstance(sweep, dict) or not isinstance(sweep.get("document"), dict):
+        raise SweepError(f"{run_dir / SWEEP_FILE}: not a gensweep run directory (no readable {SWEEP_FILE} with the spec)")
     spec = parse_document(sweep["document"], sweep.get("source", str(run_dir / SWEEP_FILE)))
     started = time.time()
     started_ray = _start_on_shared_storage(spec, run_dir, address, quiet=True)
@@ -183,11 +224,14 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
         raise SweepError(f"{run_dir}: Ray Tune saved no state here to resume from")
     # Restoring unpickles the searcher's state: our own run directory, so a trusted path.
     # The callbacks come back from Tune's saved state, PackDepartures with the hub's name: the
-    # name is the run's, so the new hub answers to it.
-    hub_name = _start_packing(spec, run_dir)
-    tuner = tune.Tuner.restore(str(run_dir), _trainable(spec, hub_name), resume_unfinished=True, resume_errored=True)
+    # name the run was made under, so the new hub answers to it even in a moved directory.
+    hub_name = _start_packing(spec, str(sweep.get("run_name") or run_dir.name))
     try:
-        return spec, _fit(tuner, run_dir, started, started_ray)
+        # Tune's saved state names the directory the run was made in: read and write this one.
+        with restoring(run_dir):
+            tuner = tune.Tuner.restore(str(run_dir), _trainable(spec, hub_name), resume_unfinished=True,
+                                       resume_errored=True)
+            return spec, _fit(tuner, run_dir, started, started_ray)
     finally:
         _HUBS.pop(hub_name, None)
 
@@ -266,13 +310,13 @@ def _max_concurrent(spec: Spec) -> int | None:
     return min(spec.tune.max_concurrent or members, members)
 
 
-def _start_packing(spec: Spec, run_dir: Path) -> str | None:
+def _start_packing(spec: Spec, run_name: str) -> str | None:
     """A packed sweep's hub (runner/pack_trial.py), named for this run; None when not packed."""
     if spec.tune.pack == 1:
         return None
     from runner.pack_trial import start_hub
 
-    hub_name = f"gensweep-packs:{run_dir.name}"
+    hub_name = f"gensweep-packs:{run_name}"
     _HUBS[hub_name] = start_hub(spec, hub_name, MEMBER_CPU)  # held here: the hub lives while the sweep does
     return hub_name
 
@@ -348,11 +392,19 @@ def write_comparison(run_dir: Path, trials: list[TrialSummary]) -> Path | None:
     return path
 
 
+TRIAL_NAME_VALUES = 100  # characters of swept values in a trial's directory name; its id follows
+
+
 def trial_dirname(trial) -> str:
-    """latent_dim=2_ab12cd34: readable run names in TensorBoard, unique by Tune's trial id."""
+    """latent_dim=2_ab12cd34: readable run names in TensorBoard, unique by Tune's trial id.
+
+    Swept values may be any strings ('../x', '/etc'): every character outside a safe set
+    becomes '-', so the name is one path component inside the run directory, and the values
+    are cut short before the id, never the id.
+    """
     parts = [f"{path.split('.')[-1]}={_short(value)}" for path, value in sorted(trial.config.items())]
-    name = "_".join(parts + [trial.trial_id])
-    return re.sub(r"[^A-Za-z0-9_.=+-]", "-", name)[:120]
+    values = re.sub(r"[^A-Za-z0-9_.=+-]", "-", "_".join(parts))[:TRIAL_NAME_VALUES]
+    return f"{values}_{trial.trial_id}" if values else str(trial.trial_id)
 
 
 def _short(value) -> str:
@@ -369,9 +421,6 @@ def _domain(dim: SearchDim):
     if dim.kind == "loguniform":
         return tune.loguniform(dim.low, dim.high)
     return tune.randint(int(dim.low), int(dim.high) + 1)  # randint excludes high; ours includes it
-
-
-OPTUNA_FILE = "optuna.db"
 
 
 def _search_algorithm(spec: Spec, run_dir: Path):
@@ -392,8 +441,9 @@ def _search_algorithm(spec: Spec, run_dir: Path):
         "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
     }
     # The study lives beside the results, in Optuna's own SQLite storage: optuna-dashboard and
-    # Optuna's analysis read it, and a resumed sweep goes on writing to it.
-    storage = optuna.storages.RDBStorage(f"sqlite:///{run_dir / OPTUNA_FILE}")
+    # Optuna's analysis read it, and a resumed sweep goes on writing to it (the run directory's
+    # own, when it was moved or copied: runner/tune_state.py).
+    storage = RunDirStorage(run_dir)
     study = {"sampler": samplers[spec.sampler](), "storage": storage, "study_name": spec.name}
     if len(spec.metrics) > 1:
         return OptunaSearch(metric=spec.metrics, mode=spec.modes, **study)
