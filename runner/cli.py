@@ -64,7 +64,7 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
     """
     from runner.names import check_run_name
     from runner.spec import load_spec
-    from runner.sweep import claim_run_dir, prepare_data, release_run_dir, run_sweep
+    from runner.sweep import claim_run_dir, prepare_data, run_sweep
 
     if "://" in storage_path:
         raise UserError(
@@ -76,9 +76,10 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
             check_run_name(name, "--name")  # before the spec: a name that escapes is refused first
         spec = load_spec(spec_path, overrides)
         check_run_name(name or spec.name, f"{spec_path}: name")
-        run_dir = claim_run_dir(Path(storage_path).expanduser().resolve(), name or spec.name)
+        claim = claim_run_dir(Path(storage_path).expanduser().resolve(), name or spec.name)
     except _user_errors() as error:
         raise UserError(str(error)) from None
+    run_dir = claim.path
     try:
         click.echo(
             f"gensweep: {spec.name}: {spec.num_samples} trials of {spec.model_name} on {spec.data_name}, "
@@ -88,7 +89,7 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
         click.echo(f"gensweep: results in {_relative(run_dir)}")
         outcome = run_sweep(spec, run_dir, address=address, verbose=verbose, keep_checkpoints=keep_checkpoints)
     except BaseException as error:
-        release_run_dir(run_dir)  # a sweep that did not start leaves no empty run behind
+        claim.release()  # a sweep that did not start leaves no empty run behind
         if isinstance(error, _user_errors()):
             raise UserError(str(error)) from None
         raise

@@ -81,48 +81,62 @@ class SweepOutcome:
 CLAIM_FILE = ".gensweep-claim"  # in a run directory from its claim until its sweep.json is written
 
 
-def claim_run_dir(storage_path: Path, name: str) -> Path:
+@dataclass
+class RunDirClaim:
+    """A run directory claimed for one sweep, and the directories the claim made to hold it."""
+
+    path: Path
+    made: list[Path]  # deepest first: the run directory, then --storage-path and its parents made for it
+
+    def release(self) -> None:
+        """Give the directory back when the sweep did not start: its claim goes, and each
+        directory the claim made that is still empty, so no empty run is left to look like one
+        (a sweep that started keeps everything it wrote)."""
+        (self.path / CLAIM_FILE).unlink(missing_ok=True)
+        for directory in self.made:
+            try:
+                directory.rmdir()  # only when empty
+            except OSError:
+                return
+
+
+def claim_run_dir(storage_path: Path, name: str) -> RunDirClaim:
     """storage_path/name, or name-2, name-3, ... when an earlier run is there: never overwrite.
 
     The directory is claimed as it is chosen, so two `gensweep run` started at the same moment
     get one each: the claim file is created exclusively (O_EXCL), and a directory holding
-    anything (a run, or another claim) is passed over. An empty directory is used. Until the
-    sweep has started, release_run_dir gives it back.
+    anything (a run, or another claim) is passed over. An empty directory is used.
     """
+    missing = [directory for directory in [storage_path, *storage_path.parents] if not directory.exists()]
     number = 1
     while True:
         candidate = storage_path / (name if number == 1 else f"{name}-{number}")
         try:
-            if _claim(storage_path, candidate):
-                return candidate
+            made = _claim(storage_path, candidate)
         except OSError as error:  # a file in the way, a read-only or full filesystem
             raise SweepError(f"--storage-path {storage_path}: cannot make a run directory there "
                              f"({error.strerror or error})") from None
+        if made is not None:
+            return RunDirClaim(candidate, [candidate] * made + missing)
         number += 1
 
 
-def _claim(storage_path: Path, candidate: Path) -> bool:
+def _claim(storage_path: Path, candidate: Path) -> bool | None:
+    """Claimed: whether the candidate was made here (True) or was there, empty (False). None:
+    taken."""
     storage_path.mkdir(parents=True, exist_ok=True)
     try:
         candidate.mkdir()
+        made = True
     except FileExistsError:
         if not candidate.is_dir() or any(candidate.iterdir()):
-            return False  # an earlier run, another run's claim, or a file of that name
+            return None  # an earlier run, another run's claim, or a file of that name
+        made = False
     try:
         (candidate / CLAIM_FILE).open("x").close()  # exclusive: of runs that saw it empty, one wins
     except FileExistsError:
-        return False
-    return True
-
-
-def release_run_dir(run_dir: Path) -> None:
-    """Give back a run directory whose sweep did not start: remove its claim, and the directory
-    when nothing else is in it, so no empty run is left to look like one."""
-    (run_dir / CLAIM_FILE).unlink(missing_ok=True)
-    try:
-        run_dir.rmdir()  # only when empty: a sweep that started keeps everything it wrote
-    except OSError:
-        pass
+        return None
+    return made
 
 
 def prepare_data(spec: Spec, say=lambda message: None) -> None:

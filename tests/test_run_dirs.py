@@ -19,7 +19,7 @@ import yaml
 from ray.tune.experiment import Trial
 
 from runner.names import RUN_NAME
-from runner.sweep import CLAIM_FILE, claim_run_dir, release_run_dir, trial_dirname
+from runner.sweep import CLAIM_FILE, claim_run_dir, trial_dirname
 
 GENSWEEP = str(Path(sys.executable).parent / "gensweep")
 
@@ -45,23 +45,26 @@ def _everything_under(directory: Path) -> set[str]:
 
 # -- claiming a run directory -------------------------------------------------------------------
 def test_a_claimed_directory_is_never_handed_out_again(tmp_path):
-    first = claim_run_dir(tmp_path, "s")
-    second = claim_run_dir(tmp_path, "s")  # the first has not written anything yet: still taken
+    first = claim_run_dir(tmp_path, "s").path
+    second = claim_run_dir(tmp_path, "s").path  # the first has not written anything yet: still taken
     assert (first, second) == (tmp_path / "s", tmp_path / "s-2")
     (tmp_path / "s-3").mkdir()
     (tmp_path / "s-3" / "sweep.json").write_text("{}")  # an earlier run
     (tmp_path / "s-4").mkdir()  # empty: fine to use
-    assert claim_run_dir(tmp_path, "s") == tmp_path / "s-4"
+    assert claim_run_dir(tmp_path, "s").path == tmp_path / "s-4"
 
 
 def test_a_released_claim_leaves_nothing_but_a_started_run_is_kept(tmp_path):
-    unused = claim_run_dir(tmp_path, "s")
-    started = claim_run_dir(tmp_path, "s")
-    (started / "sweep.json").write_text("{}")
-    release_run_dir(unused)
-    release_run_dir(started)
-    assert not unused.exists()
-    assert sorted(p.name for p in started.iterdir()) == ["sweep.json"]  # the claim file is gone too
+    unused = claim_run_dir(tmp_path / "new" / "runs", "s")  # makes new/runs for it
+    started = claim_run_dir(tmp_path / "runs", "s")
+    (started.path / "sweep.json").write_text("{}")
+    unused.release()
+    started.release()
+    assert list(tmp_path.iterdir()) == [tmp_path / "runs"]  # new/runs/s, new/runs and new: gone
+    assert sorted(p.name for p in started.path.iterdir()) == ["sweep.json"]  # the claim file is gone too
+    (tmp_path / "mine").mkdir()
+    claim_run_dir(tmp_path / "mine", "s").release()
+    assert (tmp_path / "mine").is_dir()  # there before the claim: left as it was
 
 
 CLAIMER = """
@@ -72,7 +75,7 @@ start = Path(sys.argv[2])
 Path(sys.argv[3]).touch()  # imported: ready
 while not start.exists():  # every process waits here, then all claim at once
     time.sleep(0.001)
-print(claim_run_dir(Path(sys.argv[1]), "s").name)
+print(claim_run_dir(Path(sys.argv[1]), "s").path.name)
 """
 
 
@@ -137,7 +140,7 @@ def test_a_sweep_that_cannot_start_leaves_no_run_directory(tmp_path):
     )
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     assert result.stderr.startswith("error: --address") and len(result.stderr.splitlines()) == 1
-    assert list((tmp_path / "out").iterdir()) == []  # no empty "together" that looks like a run
+    assert not (tmp_path / "out").exists()  # no empty "together" that looks like a run, nor the out made for it
 
 
 def test_a_storage_path_that_is_a_file_is_one_line(tmp_path):
