@@ -26,6 +26,7 @@ from runner.report import (
     TrialSummary,
     collect,
     comparison_image,
+    read_sweep,
 )
 from runner.spec import SearchDim, Spec
 from runner.tune_state import RunDirStorage, restoring
@@ -224,9 +225,11 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
 
     from runner.spec import parse_document
 
-    sweep = read_json(run_dir / SWEEP_FILE)
-    if not isinstance(sweep, dict) or not isinstance(sweep.get("document"), dict):
-        raise SweepError(f"{run_dir / SWEEP_FILE}: not a gensweep run directory (no readable {SWEEP_FILE} with the spec)")
+    sweep, problem = read_sweep(run_dir)
+    if not sweep.get("document"):
+        if not (run_dir / SWEEP_FILE).exists():
+            raise SweepError(f"{run_dir}: not a gensweep run directory (no {SWEEP_FILE})")
+        raise SweepError(problem or f"{run_dir / SWEEP_FILE}: no spec in it (no document): cannot resume")
     spec = parse_document(sweep["document"], sweep.get("source", str(run_dir / SWEEP_FILE)))
     started = time.time()
     started_ray = _start_on_shared_storage(spec, run_dir, address, quiet=True)

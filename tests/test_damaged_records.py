@@ -188,3 +188,12 @@ def test_a_run_directory_with_only_a_damaged_sweep_json_says_so(tmp_path):
     assert shown.returncode == 0
     assert shown.stderr.splitlines() == [f"warning: {run_dir / 'sweep.json'}: damaged (expected a JSON object, got list [])"]
     assert shown.stdout.strip() == "(no trials)"
+
+
+@pytest.mark.parametrize("content, why", [("[1, 2]", "damaged (expected a JSON object, got list [1, 2])"), ("", "damaged (empty)")])
+def test_resume_names_a_damaged_sweep_json_before_ray_starts(tmp_path, content, why):
+    run_dir = _run_dir(tmp_path)
+    (run_dir / "sweep.json").write_text(content)
+    resumed = _gensweep("resume", run_dir)
+    assert resumed.returncode == 2
+    assert resumed.stderr.splitlines() == [f"error: {run_dir / 'sweep.json'}: {why}"]
