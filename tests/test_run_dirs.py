@@ -260,3 +260,31 @@ def test_a_moved_run_directory_resumes_where_it_is_now(tmp_path):
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert list((tmp_path / "out").iterdir()) == []  # nothing made again where it was
     assert "3 of 3 trials finished" in resumed.stdout
+
+
+@pytest.mark.slow
+def test_a_copied_packed_run_resumes_with_its_packs(tmp_path):
+    # Tune's saved callbacks name the packs' hub after the run: the copy's hub must answer to it.
+    spec = _write_spec(tmp_path, name="packed", train={"epochs": 10, "batch_size": 64, "steps_per_epoch": 2},
+                       search={"train.lr": {"grid": [1e-2, 3e-3, 1e-3, 3e-4]}}, tune={"pack": 2, "pack_wait": 5})
+    original = tmp_path / "out" / "packed"
+    process = subprocess.Popen([GENSWEEP, "run", str(spec), "--storage-path", str(tmp_path / "out")],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(original.glob("*/checkpoint_000001")):
+        time.sleep(0.2)
+    assert list(original.glob("*/checkpoint_000001")), "no trial reached its second checkpoint"
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=300)
+    records = [json.loads(p.read_text()) for p in original.glob("*/gensweep.json")]
+    assert any(r["status"] != "finished" for r in records), output[-3000:]
+
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    before = _checksums(original)
+    resumed = subprocess.run([GENSWEEP, "resume", str(copy)], capture_output=True, text=True, timeout=900, check=False)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert _checksums(original) == before
+    records = [json.loads(p.read_text()) for p in copy.glob("*/gensweep.json")]
+    assert sorted(r["swept"]["train.lr"] for r in records) == [3e-4, 1e-3, 3e-3, 1e-2]
+    assert {r["status"] for r in records} == {"finished"}
