@@ -66,8 +66,9 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
 
     Exits 0 when at least one trial finished, 1 when none did, 2 for a bad spec.
     """
+    from runner.names import check_run_name
     from runner.spec import load_spec
-    from runner.sweep import choose_run_dir, prepare_data, run_sweep
+    from runner.sweep import claim_run_dir, prepare_data, run_sweep
 
     if "://" in storage_path:
         raise UserError(
@@ -75,8 +76,15 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
             "(NFS, EFS, ...) at the same path on every node and give that path"
         )
     try:
+        if name is not None:
+            check_run_name(name, "--name")  # before the spec: a name that escapes is refused first
         spec = load_spec(spec_path, overrides)
-        run_dir = choose_run_dir(Path(storage_path).expanduser().resolve(), name or spec.name)
+        check_run_name(name or spec.name, f"{spec_path}: name")
+        claim = claim_run_dir(Path(storage_path).expanduser().resolve(), name or spec.name)
+    except _user_errors() as error:
+        raise UserError(str(error)) from None
+    run_dir = claim.path
+    try:
         click.echo(
             f"gensweep: {spec.name}: {spec.num_samples} trials of {spec.model_name} on {spec.data_name}, "
             f"sampler {spec.sampler if spec.search else '-'}, optimizing {spec.objective_text}"
@@ -85,14 +93,16 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
         prepare_data(spec, say=lambda message: click.echo(f"gensweep: {message}"))
         click.echo(f"gensweep: results in {_relative(run_dir)}")
         outcome = run_sweep(spec, run_dir, address=address, verbose=verbose, keep_checkpoints=keep_checkpoints)
-    except _user_errors() as error:
-        raise UserError(str(error), getattr(error, "exit_status", USAGE_ERROR)) from None
-    except Exception as error:  # an OSError, or SQLite's OperationalError through Optuna
-        _raise_if_disk_full(error, Path(storage_path))
+    except BaseException as error:
+        claim.release()  # a sweep that did not start leaves no empty run behind
+        if isinstance(error, _user_errors()):
+            raise UserError(str(error), getattr(error, "exit_status", USAGE_ERROR)) from None
+        if isinstance(error, KeyboardInterrupt):  # Ctrl-C before the sweep's own handling began
+            click.echo("gensweep: interrupted before the sweep started", err=True)
+            sys.exit(130)
+        if isinstance(error, Exception):  # an OSError, or SQLite's OperationalError through Optuna
+            _raise_if_disk_full(error, Path(storage_path))
         raise
-    except KeyboardInterrupt:  # Ctrl-C before the sweep's own handling began (preparing the data)
-        click.echo("gensweep: interrupted before the sweep started", err=True)
-        sys.exit(130)
     _finish(spec, outcome)
 
 
@@ -182,6 +192,7 @@ def show(run_dir, as_json, as_csv, sort_metric, top) -> None:
         run = load_run(Path(run_dir))
     except ReportError as error:
         raise UserError(str(error)) from None
+    _warn(run.problems)
     trials = run.trials
     if sort_metric is not None:
         try:
@@ -214,7 +225,7 @@ def report(run_dir, output) -> None:
         raise UserError(f"-o {output}: no such directory {Path(output).parent}")
     output_path = Path(output) if output else Path(run_dir) / "report.html"
     try:
-        write_report(Path(run_dir), output_path)
+        write_report(Path(run_dir), output_path, warn=lambda problem: _warn([problem]))
     except ReportError as error:
         raise UserError(str(error)) from None
     click.echo(f"wrote {output_path}")
@@ -263,6 +274,12 @@ def sample(trial_dir, count, output, seed, interpolate, steps, arithmetic) -> No
     except OSError as error:  # a read-only directory, a full disk
         raise UserError(f"-o {output}: cannot write ({error.strerror or error})") from None
     click.echo(f"wrote {output}: {what} from {spec.model_name} trial {trial_dir}")
+
+
+def _warn(problems: list[str]) -> None:
+    """Damaged files a command passed over: one line each on stderr, the output goes on."""
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
 
 
 def _class_triple(text: str) -> tuple[int, int, int]:

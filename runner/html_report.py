@@ -40,9 +40,15 @@ SKIPPED_CURVES = ("train/epoch",)  # the step -> epoch map, not a curve to compa
 CURVE_PREFIXES = ("val/", "train/")  # train_step/* is per-step noise; TensorBoard has it
 
 
-def write_report(run_dir: Path, output_path: Path) -> Path:
-    """Read `run_dir` and write its report to `output_path`. Raises ReportError."""
-    page = render_report(load_run(run_dir))
+def write_report(run_dir: Path, output_path: Path, warn: Callable[[str], None] = lambda problem: None) -> Path:
+    """Read `run_dir` and write its report to `output_path`. Raises ReportError.
+
+    Each damaged file the page leaves out is named once to `warn` (and on the page).
+    """
+    run = load_run(run_dir)
+    page = render_report(run)
+    for problem in run.problems:
+        warn(problem)
     try:
         write_bytes(output_path, page.encode("utf-8"))
     except OSError as error:  # a read-only directory, a full disk
@@ -51,7 +57,7 @@ def write_report(run_dir: Path, output_path: Path) -> Path:
 
 
 def render_report(run: Run) -> str:
-    """The whole page as HTML text."""
+    """The whole page as HTML text. Damaged files it passes over are added to run.problems."""
     _draw_without_display()
     spec, spec_problem = _spec_of(run)
     study = _study_or_reason(run, spec, spec_problem)
@@ -64,6 +70,9 @@ def render_report(run: Run) -> str:
     if len(run.objectives) > 1:
         sections.append(("pareto", "Pareto front", _pareto_section(run, study)))
     sections.append(("failures", "Failed trials", _failures_section(run)))
+    if run.problems:
+        items = "".join(f"<li><code>{_text(problem)}</code></li>" for problem in run.problems)
+        sections.append(("damaged", "Damaged files, left out", f'<ul class="failures">{items}</ul>'))
     return _page(run, spec, sections)
 
 
@@ -207,8 +216,12 @@ def _samples_section(run: Run) -> str:
     figures = []
     for trial in shown:
         caption = f"{_text(trial.label)} {_mark_text(trial)}<br><span class=\"id\">{_text(trial.trial_id)}</span>"
-        png = (Path(trial.logdir) / SAMPLES_FILE).read_bytes()
-        figures.append(_figure(caption, _exact_image(png, f"samples of {trial.label}")))
+        path = Path(trial.logdir) / SAMPLES_FILE
+        try:
+            figures.append(_figure(caption, _exact_image(path.read_bytes(), f"samples of {trial.label}")))
+        except (OSError, ReportError) as error:  # a truncated or unreadable picture: the rest go on
+            run.problems.append(f"{path}: damaged ({getattr(error, 'strerror', None) or error}); samples left out")
+            missing.append(trial.label)
     parts = [_note(f"Showing {which}.")] if which else []
     if figures:
         parts.append(f'<div class="row">{"".join(figures)}</div>')
@@ -243,7 +256,7 @@ def _data_uri(png: bytes) -> str:
 
 def png_size(png: bytes) -> tuple[int, int]:
     """(width, height) from a PNG's header, without decoding it."""
-    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
+    if len(png) < 24 or png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
         raise ReportError("not a PNG file")
     width, height = struct.unpack(">II", png[16:24])
     return width, height
@@ -257,7 +270,7 @@ def _curves_section(run: Run) -> str:
     plot: every trial's, or in a larger sweep the best SHOWN_TRIALS (said on the page; more
     curves than a palette has colours cannot be told apart, and each is an event file to read)."""
     shown, which = shown_trials(run.trials, run.objectives, run.modes)
-    series = {trial.trial_id: scalar_series(Path(trial.logdir)) for trial in shown}
+    series = {trial.trial_id: _readable_series(run, trial) for trial in shown}
     metrics = _curve_metrics(run, series)
     if not metrics:
         return _note("No scalars in the trials' TensorBoard event files yet.")
@@ -294,6 +307,15 @@ def scalar_series(logdir: Path) -> dict[str, tuple[list[int], list[float]]]:
         events = accumulator.Scalars(tag)
         series[tag] = ([e.step for e in events], [e.value for e in events])
     return series
+
+
+def _readable_series(run: Run, trial: TrialSummary) -> dict[str, tuple[list[int], list[float]]]:
+    """The trial's scalars, or none (and a problem named) when its event files cannot be read."""
+    try:
+        return scalar_series(Path(trial.logdir))
+    except Exception as error:  # noqa: BLE001 - TensorBoard's reader raises many kinds on a damaged file
+        run.problems.append(f"{trial.logdir}: event files damaged ({one_line(error)}); curves left out")
+        return {}
 
 
 def _curve_metrics(run: Run, series: dict[str, dict]) -> list[str]:

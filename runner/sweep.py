@@ -27,6 +27,7 @@ from runner.report import (
     TrialSummary,
     collect,
     comparison_image,
+    read_sweep,
 )
 from runner.spec import SearchDim, Spec
 
@@ -79,13 +80,65 @@ class SweepOutcome:
         return sum(t.status == "finished" for t in self.trials)
 
 
-def choose_run_dir(storage_path: Path, name: str) -> Path:
-    """storage_path/name, or name-2, name-3, ... when a earlier run is there: never overwrite."""
-    candidate, number = storage_path / name, 1
-    while candidate.exists() and any(candidate.iterdir()):
+CLAIM_FILE = ".gensweep-claim"  # in a run directory from its claim until its sweep.json is written
+
+
+@dataclass
+class RunDirClaim:
+    """A run directory claimed for one sweep, and the directories the claim made to hold it."""
+
+    path: Path
+    made: list[Path]  # deepest first: the run directory, then --storage-path and its parents made for it
+
+    def release(self) -> None:
+        """Give the directory back when the sweep did not start: its claim goes, and each
+        directory the claim made that is still empty, so no empty run is left to look like one
+        (a sweep that started keeps everything it wrote)."""
+        (self.path / CLAIM_FILE).unlink(missing_ok=True)
+        for directory in self.made:
+            try:
+                directory.rmdir()  # only when empty
+            except OSError:
+                return
+
+
+def claim_run_dir(storage_path: Path, name: str) -> RunDirClaim:
+    """storage_path/name, or name-2, name-3, ... when an earlier run is there: never overwrite.
+
+    The directory is claimed as it is chosen, so two `gensweep run` started at the same moment
+    get one each: the claim file is created exclusively (O_EXCL), and a directory holding
+    anything (a run, or another claim) is passed over. An empty directory is used.
+    """
+    missing = [directory for directory in [storage_path, *storage_path.parents] if not directory.exists()]
+    number = 1
+    while True:
+        candidate = storage_path / (name if number == 1 else f"{name}-{number}")
+        try:
+            made = _claim(storage_path, candidate)
+        except OSError as error:  # a file in the way, a read-only or full filesystem
+            raise SweepError(f"--storage-path {storage_path}: cannot make a run directory there "
+                             f"({error.strerror or error})") from None
+        if made is not None:
+            return RunDirClaim(candidate, [candidate] * made + missing)
         number += 1
-        candidate = storage_path / f"{name}-{number}"
-    return candidate
+
+
+def _claim(storage_path: Path, candidate: Path) -> bool | None:
+    """Claimed: whether the candidate was made here (True) or was there, empty (False). None:
+    taken."""
+    storage_path.mkdir(parents=True, exist_ok=True)
+    try:
+        candidate.mkdir()
+        made = True
+    except FileExistsError:
+        if not candidate.is_dir() or any(candidate.iterdir()):
+            return None  # an earlier run, another run's claim, or a file of that name
+        made = False
+    try:
+        (candidate / CLAIM_FILE).open("x").close()  # exclusive: of runs that saw it empty, one wins
+    except FileExistsError:
+        return None
+    return made
 
 
 def prepare_data(spec: Spec, say=lambda message: None) -> None:
@@ -119,14 +172,16 @@ def run_sweep(
 
     started = time.time()
     started_ray = _start_on_shared_storage(spec, run_dir, address, quiet=verbose == 0)
-    run_dir.mkdir(parents=True, exist_ok=True)  # only now: a sweep that cannot start leaves nothing
+    # run_name: the name the run was made under; a packed run's hub keeps it when the run
+    # directory is moved or copied (Tune's saved callbacks carry it).
     write_json(
         run_dir / SWEEP_FILE,
-        {"name": spec.name, "source": spec.source, "metrics": spec.metrics, "modes": spec.modes,
-         "document": spec.document, "started": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        {"name": spec.name, "run_name": run_dir.name, "source": spec.source, "metrics": spec.metrics,
+         "modes": spec.modes, "document": spec.document, "started": time.strftime("%Y-%m-%dT%H:%M:%S")},
     )
+    (run_dir / CLAIM_FILE).unlink(missing_ok=True)  # sweep.json now marks the directory as taken
     search_space = {path: _domain(dim) for path, dim in spec.search.items()}
-    hub_name = _start_packing(spec, run_dir)
+    hub_name = _start_packing(spec, run_dir.name)
     tuner = tune.Tuner(
         _trainable(spec, hub_name),
         param_space=search_space,
@@ -171,11 +226,14 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
     from ray import tune
 
     from runner.spec import parse_document
+    from runner.tune_state import restoring
 
+    sweep, problem = read_sweep(run_dir)
+    if not sweep.get("document"):
+        if not (run_dir / SWEEP_FILE).exists():
+            raise SweepError(f"{run_dir}: not a gensweep run directory (no {SWEEP_FILE})")
+        raise SweepError(problem or f"{run_dir / SWEEP_FILE}: no spec in it (no document): cannot resume")
     _repair_state(run_dir)
-    sweep = read_json(run_dir / SWEEP_FILE)
-    if not isinstance(sweep, dict) or "document" not in sweep:
-        raise SweepError(f"{run_dir}: not a gensweep run directory (no readable {SWEEP_FILE})")
     spec = parse_document(sweep["document"], sweep.get("source", str(run_dir / SWEEP_FILE)))
     started = time.time()
     started_ray = _start_on_shared_storage(spec, run_dir, address, quiet=True)
@@ -187,11 +245,14 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
         raise SweepError(f"{run_dir}: Ray Tune saved no state here to resume from")
     # Restoring unpickles the searcher's state: our own run directory, so a trusted path.
     # The callbacks come back from Tune's saved state, PackDepartures with the hub's name: the
-    # name is the run's, so the new hub answers to it.
-    hub_name = _start_packing(spec, run_dir)
-    tuner = tune.Tuner.restore(str(run_dir), _trainable(spec, hub_name), resume_unfinished=True, resume_errored=True)
+    # name the run was made under, so the new hub answers to it even in a moved directory.
+    hub_name = _start_packing(spec, str(sweep.get("run_name") or run_dir.name))
     try:
-        return spec, _fit(tuner, run_dir, started, started_ray)
+        # Tune's saved state names the directory the run was made in: read and write this one.
+        with restoring(run_dir):
+            tuner = tune.Tuner.restore(str(run_dir), _trainable(spec, hub_name), resume_unfinished=True,
+                                       resume_errored=True)
+            return spec, _fit(tuner, run_dir, started, started_ray)
     finally:
         _HUBS.pop(hub_name, None)
 
@@ -285,13 +346,13 @@ def _max_concurrent(spec: Spec) -> int | None:
     return min(spec.tune.max_concurrent or members, members)
 
 
-def _start_packing(spec: Spec, run_dir: Path) -> str | None:
+def _start_packing(spec: Spec, run_name: str) -> str | None:
     """A packed sweep's hub (runner/pack_trial.py), named for this run; None when not packed."""
     if spec.tune.pack == 1:
         return None
     from runner.pack_trial import start_hub
 
-    hub_name = f"gensweep-packs:{run_dir.name}"
+    hub_name = f"gensweep-packs:{run_name}"
     _HUBS[hub_name] = start_hub(spec, hub_name, MEMBER_CPU)  # held here: the hub lives while the sweep does
     return hub_name
 
@@ -442,11 +503,19 @@ def write_comparison(run_dir: Path, trials: list[TrialSummary]) -> Path | None:
     return path
 
 
+TRIAL_NAME_VALUES = 100  # characters of swept values in a trial's directory name; its id follows
+
+
 def trial_dirname(trial) -> str:
-    """latent_dim=2_ab12cd34: readable run names in TensorBoard, unique by Tune's trial id."""
+    """latent_dim=2_ab12cd34: readable run names in TensorBoard, unique by Tune's trial id.
+
+    Swept values may be any strings ('../x', '/etc'): every character outside a safe set
+    becomes '-', so the name is one path component inside the run directory, and the values
+    are cut short before the id, never the id.
+    """
     parts = [f"{path.split('.')[-1]}={_short(value)}" for path, value in sorted(trial.config.items())]
-    name = "_".join(parts + [trial.trial_id])
-    return re.sub(r"[^A-Za-z0-9_.=+-]", "-", name)[:120]
+    values = re.sub(r"[^A-Za-z0-9_.=+-]", "-", "_".join(parts))[:TRIAL_NAME_VALUES]
+    return f"{values}_{trial.trial_id}" if values else str(trial.trial_id)
 
 
 def _short(value) -> str:
@@ -465,14 +534,13 @@ def _domain(dim: SearchDim):
     return tune.randint(int(dim.low), int(dim.high) + 1)  # randint excludes high; ours includes it
 
 
-OPTUNA_FILE = "optuna.db"
-
-
 def _search_algorithm(spec: Spec, run_dir: Path):
     if not spec.search or spec.sampler == "pbt":
         return None  # nothing to choose, or PBT's own sampling (it refuses a search algorithm)
     import optuna
     from ray.tune.search.optuna import OptunaSearch
+
+    from runner.tune_state import RunDirStorage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed = spec.tune.seed
@@ -486,8 +554,9 @@ def _search_algorithm(spec: Spec, run_dir: Path):
         "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
     }
     # The study lives beside the results, in Optuna's own SQLite storage: optuna-dashboard and
-    # Optuna's analysis read it, and a resumed sweep goes on writing to it.
-    storage = optuna.storages.RDBStorage(f"sqlite:///{run_dir / OPTUNA_FILE}")
+    # Optuna's analysis read it, and a resumed sweep goes on writing to it (the run directory's
+    # own, when it was moved or copied: runner/tune_state.py).
+    storage = RunDirStorage(run_dir)
     study = {"sampler": samplers[spec.sampler](), "storage": storage, "study_name": spec.name}
     if len(spec.metrics) > 1:
         return OptunaSearch(metric=spec.metrics, mode=spec.modes, **study)

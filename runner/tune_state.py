@@ -1,28 +1,39 @@
-"""Ray Tune's saved experiment state in a run directory: a last good copy kept while a sweep
-runs, and damaged files replaced with it before a resume.
+"""Ray Tune's saved experiment state in a run directory: kept whole through a full disk, and
+made to follow the directory when it is moved or copied. The one module that knows those file
+layouts (Ray 2.60, Optuna 5); tests/test_full_disk.py and tests/test_run_dirs.py fail if they change.
 
-Tune 2.60 writes its state (experiment_state-<session>.json, searcher-state-<session>.pkl,
-search_gen_state-<session>.json, basic-variant-state-<session>.json: one of each a run or
-resume) in a local staging directory, then copies it over the run directory's files with
-pyarrow, in place. When the disk fills during that copy, the only state of the session is left
-truncated or empty, and Tuner.restore fails (a JSONDecodeError, an EOFError, then OptunaSearch's
-"no search space"). So the set of state files, whenever all of them read whole, is copied to
-BACKUP_DIR (written aside, then renamed in: the copy is never half old, half new), and
-repair() puts that copy back in place of damaged files before Tuner.restore reads them.
+A last good copy, and repair. Tune 2.60 writes its state (experiment_state-<session>.json,
+searcher-state-<session>.pkl, search_gen_state-<session>.json, basic-variant-state-<session>.json:
+one of each a run or resume) in a local staging directory, then copies it over the run
+directory's files with pyarrow, in place. When the disk fills during that copy, the only state
+of the session is left truncated or empty, and Tuner.restore fails (a JSONDecodeError, an
+EOFError, then OptunaSearch's "no search space"). So the set of state files, whenever all of
+them read whole, is copied to BACKUP_DIR (written aside, then renamed in: the copy is never half
+old, half new), and repair() puts that copy back in place of damaged files before Tuner.restore
+reads them. Reading a file whole here never unpickles it: pickletools walks the opcodes.
 
-Reading a file whole here never unpickles it: pickletools walks the opcodes without running any.
+Relocation (`cp -r runs/x y; gensweep resume y`). Tune pickles its search state with absolute
+paths in it:
+- the Optuna storage, `sqlite:///<run>/optuna.db`, in tuner.pkl and searcher-state-*.pkl
+  (unpickling an RDBStorage connects to its database at once);
+- the experiment's storage path, in search_gen_state-*.json: Tune makes the trials it has not
+  made yet from it. Tuner.restore re-points the trials it had made, not those.
+Resumed as they were, a copy wrote its Optuna results and its new trials into the original.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
 import pickletools
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import optuna
 from ray.tune import Callback
 
 from runner.files import write_bytes
@@ -129,3 +140,64 @@ class StateBackup(Callback):
     def on_experiment_end(self, trials, **info):
         self.last_look = 0.0
         self.on_step_end(0, trials)
+
+
+# ---- relocation ---------------------------------------------------------------------------
+
+OPTUNA_FILE = "optuna.db"
+SEARCH_GENERATOR_STATE = "search_gen_state-*.json"  # Ray Tune's SearchGenerator.CKPT_FILE_TMPL
+
+_restoring_into: Path | None = None  # the run directory whose state is being unpickled, if any
+
+
+def optuna_url(run_dir: Path) -> str:
+    return f"sqlite:///{run_dir / OPTUNA_FILE}"
+
+
+class RunDirStorage(optuna.storages.RDBStorage):
+    """Optuna's SQLite storage in a run directory's optuna.db: the same as RDBStorage, but
+    unpickled while Tune restores a run directory it opens that directory's optuna.db, wherever
+    the directory was when it was pickled."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(optuna_url(run_dir))
+
+    def __setstate__(self, state: dict) -> None:
+        if _restoring_into is not None:
+            state = {**state, "url": optuna_url(_restoring_into)}
+        super().__setstate__(state)
+
+
+@contextlib.contextmanager
+def restoring(run_dir: Path) -> Iterator[None]:
+    """Around Tuner.restore(run_dir) and the fit that follows (Tune unpickles the searcher in
+    both): the state in run_dir reads and writes run_dir's own files, not those of the
+    directory it was copied from."""
+    global _restoring_into
+    _repoint_search_generator(run_dir)
+    _restoring_into = run_dir
+    try:
+        yield
+    finally:
+        _restoring_into = None
+
+
+def _repoint_search_generator(run_dir: Path) -> None:
+    """The experiment in Tune's saved SearchGenerator state, pointed at run_dir: the trials
+    Tune makes after a resume go into it. Rewritten only when the directory moved."""
+    import ray.cloudpickle as cloudpickle  # what Tune itself saves the state with
+
+    for path in run_dir.glob(SEARCH_GENERATOR_STATE):
+        # Our own run directory, as for Tuner.restore: a trusted pickle.
+        state = cloudpickle.loads(path.read_bytes())
+        experiment = state.get("experiment") if isinstance(state, dict) else None
+        storage = getattr(experiment, "storage", None)
+        if storage is None:
+            continue
+        here = (run_dir.parent.as_posix(), run_dir.name)
+        if (storage.storage_fs_path, storage.experiment_dir_name) == here:
+            continue
+        # The same fields Tune's TuneController._restore_trials sets on the trials it restores;
+        # changed in place, as the experiment's spec holds the same StorageContext.
+        storage.storage_fs_path, storage.experiment_dir_name = here
+        write_bytes(path, cloudpickle.dumps(state))
