@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,8 @@ from models.base import shapes_only
 from models.config import ConfigError, as_dict, config, parse_config
 from runner import data as data_sources
 from runner.errors import GensweepError
+from runner.names import MAX_NAME, is_safe_name
+from runner.names import RULE as NAME_RULE
 from runner.yaml_io import MAX_GRID_POINTS, MAX_SEARCH_VALUES, YamlError, load_yaml
 
 
@@ -316,8 +317,8 @@ def _parse(document: Mapping[str, Any], source: str, checked_search: dict[str, S
         if key not in TOP_LEVEL_KEYS:
             raise ConfigError(str(key), f"unknown key (known keys: {', '.join(TOP_LEVEL_KEYS)})")
     name = document.get("name")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ConfigError("name", f"expected letters, digits, '_', '.' or '-', got {name!r}")
+    if not is_safe_name(name):  # it names the run directory: one safe path component
+        raise ConfigError("name", f"expected {NAME_RULE}, at most {MAX_NAME} characters, got {name!r}")
     if "description" in document and not isinstance(document["description"], str):
         raise ConfigError("description", "expected text")
 
