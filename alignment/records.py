@@ -30,7 +30,8 @@ class FrameRecord:
 
 def write_records(path: Path, records: list[FrameRecord]) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w", newline="") as stream:
+    temporary.unlink(missing_ok=True)  # a stale one, or a link planted there, is not written through
+    with temporary.open("x", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=COLUMNS)
         writer.writeheader()
         for record in sorted(records, key=lambda r: r.frame):

@@ -20,6 +20,10 @@ class UserError(click.ClickException):
 
     exit_code = USAGE_ERROR
 
+    def __init__(self, message: str, exit_code: int = USAGE_ERROR):
+        super().__init__(message)
+        self.exit_code = exit_code
+
     def show(self, file=None) -> None:
         click.echo(f"error: {self.message}", err=True)
 
@@ -62,8 +66,9 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
 
     Exits 0 when at least one trial finished, 1 when none did, 2 for a bad spec.
     """
+    from runner.names import check_run_name
     from runner.spec import load_spec
-    from runner.sweep import choose_run_dir, prepare_data, run_sweep
+    from runner.sweep import claim_run_dir, prepare_data, run_sweep
 
     if "://" in storage_path:
         raise UserError(
@@ -71,18 +76,51 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
             "(NFS, EFS, ...) at the same path on every node and give that path"
         )
     try:
+        if name is not None:
+            check_run_name(name, "--name")  # before the spec: a name that escapes is refused first
         spec = load_spec(spec_path, overrides)
-        run_dir = choose_run_dir(Path(storage_path).expanduser().resolve(), name or spec.name)
+        check_run_name(name or spec.name, f"{spec_path}: name")
+        claim = claim_run_dir(Path(storage_path).expanduser().resolve(), name or spec.name)
+    except _user_errors() as error:
+        raise UserError(str(error)) from None
+    run_dir = claim.path
+    try:
         click.echo(
             f"gensweep: {spec.name}: {spec.num_samples} trials of {spec.model_name} on {spec.data_name}, "
             f"sampler {spec.sampler if spec.search else '-'}, optimizing {spec.objective_text}"
         )
+        _require_writable(run_dir.parent, f"--storage-path {storage_path}")
         prepare_data(spec, say=lambda message: click.echo(f"gensweep: {message}"))
         click.echo(f"gensweep: results in {_relative(run_dir)}")
         outcome = run_sweep(spec, run_dir, address=address, verbose=verbose, keep_checkpoints=keep_checkpoints)
-    except _user_errors() as error:
-        raise UserError(str(error)) from None
+    except BaseException as error:
+        claim.release()  # a sweep that did not start leaves no empty run behind
+        if isinstance(error, _user_errors()):
+            raise UserError(str(error), getattr(error, "exit_status", USAGE_ERROR)) from None
+        if isinstance(error, KeyboardInterrupt):  # Ctrl-C before the sweep's own handling began
+            click.echo("gensweep: interrupted before the sweep started", err=True)
+            sys.exit(130)
+        if isinstance(error, Exception):  # an OSError, or SQLite's OperationalError through Optuna
+            _raise_if_disk_full(error, Path(storage_path))
+        raise
     _finish(spec, outcome)
+
+
+def _require_writable(directory: Path, label: str) -> None:
+    """Before Ray starts: the results can be written under `directory` (it, or the nearest
+    directory above it that exists, takes a new file). Nothing is left behind."""
+    import tempfile
+
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{label}: {existing} is a file, not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".gensweep-write-check-"):
+            pass
+    except OSError as error:
+        raise UserError(f"{label}: cannot write in {existing} ({error.strerror or error})") from None
 
 
 @main.command()
@@ -102,12 +140,27 @@ def resume(run_dir, address) -> None:
     try:
         spec, outcome = resume_sweep(Path(run_dir).resolve(), address=address)
     except _user_errors() as error:
-        raise UserError(str(error)) from None
+        raise UserError(str(error), getattr(error, "exit_status", USAGE_ERROR)) from None
+    except Exception as error:  # an OSError, or SQLite's OperationalError through Optuna
+        _raise_if_disk_full(error, Path(run_dir))
+        raise
     _finish(spec, outcome)
 
 
+def _raise_if_disk_full(error: Exception, where: Path) -> None:
+    """A full disk met outside the sweep's own watch (writing sweep.json, restoring): one line."""
+    from runner.files import is_disk_full, mount_point
+
+    if is_disk_full(error):
+        raise UserError(f"{where}: the disk is full (no space left on {mount_point(where)})", 1) from None
+
+
 def _finish(spec, outcome) -> None:
-    """The summary table and the line to type next; exit 0 when any trial finished."""
+    """The summary table and the line to type next; exit 0 when any trial finished, 128 + the
+    signal's number (130 for Ctrl-C, 143 for SIGTERM) when a signal interrupted the sweep."""
+    import signal
+
+    from runner.interrupts import exit_status
     from runner.report import format_table
 
     click.echo()
@@ -116,6 +169,10 @@ def _finish(spec, outcome) -> None:
     minutes, seconds = divmod(round(outcome.seconds), 60)
     click.echo(f"{outcome.finished} of {len(outcome.trials)} trials finished in {minutes}m{seconds:02d}s.")
     click.echo(f"Compare them:  tensorboard --logdir {_relative(outcome.run_dir)}")
+    if outcome.stopped_by is not None:
+        name = signal.Signals(outcome.stopped_by).name
+        click.echo(f"Interrupted by {name}; continue with:  gensweep resume {_relative(outcome.run_dir)}")
+        sys.exit(exit_status(outcome.stopped_by))
     sys.exit(0 if outcome.finished else 1)
 
 
@@ -135,6 +192,7 @@ def show(run_dir, as_json, as_csv, sort_metric, top) -> None:
         run = load_run(Path(run_dir))
     except ReportError as error:
         raise UserError(str(error)) from None
+    _warn(run.problems)
     trials = run.trials
     if sort_metric is not None:
         try:
@@ -167,7 +225,7 @@ def report(run_dir, output) -> None:
         raise UserError(f"-o {output}: no such directory {Path(output).parent}")
     output_path = Path(output) if output else Path(run_dir) / "report.html"
     try:
-        write_report(Path(run_dir), output_path)
+        write_report(Path(run_dir), output_path, warn=lambda problem: _warn([problem]))
     except ReportError as error:
         raise UserError(str(error)) from None
     click.echo(f"wrote {output_path}")
@@ -218,6 +276,12 @@ def sample(trial_dir, count, output, seed, interpolate, steps, arithmetic) -> No
     click.echo(f"wrote {output}: {what} from {spec.model_name} trial {trial_dir}")
 
 
+def _warn(problems: list[str]) -> None:
+    """Damaged files a command passed over: one line each on stderr, the output goes on."""
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
+
+
 def _class_triple(text: str) -> tuple[int, int, int]:
     """--arithmetic 7,1,3 -> (7, 1, 3); whether they are classes of the data is checked with the data."""
     try:
@@ -232,23 +296,73 @@ def _class_triple(text: str) -> tuple[int, int, int]:
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; 127.0.0.1 keeps it on this machine (reach it from elsewhere through an SSH tunnel).")
-@click.option("--port", default=6006, show_default=True, help="Port; 0 picks a free one.")
+@click.option("--port", default=6006, show_default=True, type=click.IntRange(0, 65535), help="Port; 0 picks a free one.")
 def tensorboard(run_dir, host, port) -> None:
-    """Serve RUN_DIR (or a directory of runs) in TensorBoard and print its URL."""
-    import socket
+    """Serve RUN_DIR (or a directory of runs) in TensorBoard and print its URL.
 
+    TensorBoard asks for no password: on a host other than 127.0.0.1 (0.0.0.0: every
+    interface) anyone who can reach the port sees every run, and a warning says so.
+    """
     if not Path(run_dir).is_dir():
         raise UserError(f"{run_dir}: no such run directory")
-    if port == 0:
-        with socket.socket() as probe:
-            probe.bind((host, 0))
-            port = probe.getsockname()[1]
+    # Before any URL is printed: a host or port TensorBoard cannot listen on is one line here,
+    # where TensorBoard itself would print a traceback or exit 255 after the URL.
+    port, shown_host, warning = _tensorboard_address(host, port)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
     command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(Path(run_dir).resolve()), "--host", host, "--port", str(port)]
-    click.echo(f"TensorBoard for {run_dir}: http://{host}:{port}/  (Ctrl-C stops it)")
+    click.echo(f"TensorBoard for {run_dir}: http://{shown_host}:{port}/  (Ctrl-C stops it)")
     sys.stdout.flush()
     # This process becomes TensorBoard: a signal to it (Ctrl-C, kill, a test's terminate) reaches
     # the server itself, where a child process would be left running.
     os.execv(sys.executable, command)
+
+
+def _tensorboard_address(host: str, port: int) -> tuple[int, str, str | None]:
+    """Bind (host, port) as TensorBoard's server will, and let go: the port (a free one for 0),
+    the host as a URL shows it, and a warning when other machines can reach it.
+
+    TensorBoard serves through werkzeug, which picks IPv6 for a host with a colon, else IPv4,
+    binds the first address getaddrinfo gives with SO_REUSEADDR, and refuses a port that already
+    answers on localhost: the same rules here. Between this check and TensorBoard's own bind
+    another program could take the port; TensorBoard then says so itself.
+    """
+    import errno
+    import ipaddress
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        address = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, socket.IPPROTO_TCP)[0][4]
+    except (OSError, UnicodeError, ValueError) as error:  # gaierror, an IDNA label too long, a NUL
+        reason = getattr(error, "strerror", None) or error
+        raise UserError(f"--host {host}: not an address this machine can listen on ({reason})") from None
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise UserError(f"--port {port}: in use on {host}; give another port, or --port 0 for a free one") from None
+            raise UserError(f"--host {host} --port {port}: cannot listen there ({error.strerror or error})") from None
+        port = probe.getsockname()[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as knock:  # TensorBoard's own in-use check
+        knock.settimeout(2)
+        if knock.connect_ex(("localhost", port)) == 0:
+            raise UserError(f"--port {port}: in use on localhost; give another port, or --port 0 for a free one")
+    ip = ipaddress.ip_address(address[0].split("%")[0])  # an IPv6 scope (%eth0) is no part of the address
+    shown_host = f"[{host}]" if family == socket.AF_INET6 else host
+    if ip.is_loopback:
+        return port, shown_host, None
+    private = "use --host 127.0.0.1 and an SSH tunnel to keep it to yourself"
+    if ip.is_unspecified:
+        shown_host = socket.gethostname()
+        warning = (f"--host {host}: TensorBoard listens on every interface of this machine, with no password: "
+                   f"anyone who can reach port {port} sees every run; {private}")
+    else:
+        warning = (f"--host {host}: TensorBoard listens on {ip}, with no password: anyone who can reach "
+                   f"{ip} port {port} sees every run; {private}")
+    return port, shown_host, warning
 
 
 @main.command()
@@ -267,10 +381,22 @@ def validate(spec_path, overrides) -> None:
         raise UserError(str(error)) from None
     click.echo(f"{spec_path}: ok: {spec.num_samples} trials of {spec.model_name} on {spec.data_name}")
     for path, dim in spec.search.items():
-        span = list(dim.values) if dim.values else [dim.low, dim.high]
-        click.echo(f"  {path}: {dim.kind} {span}")
+        click.echo(f"  {path}: {dim.kind} {_span_text(dim)}")
     sampler = spec.sampler if spec.search else "-"
     click.echo(f"  sampler {sampler}, scheduler {spec.tune.scheduler}, optimizing {spec.objective_text}")
+
+
+LISTED_VALUES = 8  # validate lists a longer grid or choice by its first few values and its length
+
+
+def _span_text(dim) -> str:
+    """[2, 4, 8]; [1e-05, 2e-05, ... (10,000 values)] for a long list; [low, high] for a range."""
+    if not dim.values:
+        return f"[{dim.low}, {dim.high}]"
+    if len(dim.values) <= LISTED_VALUES:
+        return repr(list(dim.values))
+    first = ", ".join(map(repr, dim.values[: LISTED_VALUES - 2]))
+    return f"[{first}, ... ({len(dim.values):,} values)]"
 
 
 @main.command("models")
@@ -322,16 +448,21 @@ def align() -> None:
 @click.option("--overwrite", is_flag=True, help="Redo frames already listed in OUTPUT_DIR/transforms.csv.")
 @click.option("--address", help="Join a running Ray cluster: 'auto' or HOST:PORT.")
 def align_run(input_dir, output_dir, method, motion, detector, reference, mask_path, on_fail, overwrite, address) -> None:
-    """Align every frame of INPUT_DIR to the reference; write OUTPUT_DIR/<same names> and transforms.csv."""
-    from alignment.pipeline import AlignSettings, align_directory
+    """Align every frame of INPUT_DIR to the reference; write OUTPUT_DIR/<same names> and transforms.csv.
 
-    settings = AlignSettings(method=method, motion=motion, detector=detector, on_fail=on_fail)
+    OUTPUT_DIR must not be INPUT_DIR: no file is ever written over a frame, the reference or the
+    mask. Exits 0 when frames are aligned, 1 when none is, 2 for a mistake in the command.
+    """
+    from alignment.pipeline import AlignError, AlignSettings, align_directory
+    from runner.errors import GensweepError
+
     try:
+        settings = AlignSettings(method=method, motion=motion, detector=detector, on_fail=on_fail)
         summary = align_directory(
-            Path(input_dir).resolve(), Path(output_dir).resolve(), settings, reference,
-            Path(mask_path).resolve() if mask_path else None, overwrite, address, say=click.echo,
+            Path(input_dir), Path(output_dir), settings, reference,
+            Path(mask_path) if mask_path else None, overwrite, address, say=click.echo,
         )
-    except _user_errors() as error:
+    except (AlignError, GensweepError) as error:  # not _user_errors(): its models import loads torch
         raise UserError(str(error)) from None
     click.echo(
         f"aligned {summary.aligned}, failed {summary.failed}, skipped (done before) {summary.skipped} of {summary.total}; "
@@ -340,7 +471,12 @@ def align_run(input_dir, output_dir, method, motion, detector, reference, mask_p
     )
     for failure in summary.failures:
         click.echo(f"  failed: {failure}")
-    click.echo(f"transforms: {Path(output_dir) / 'transforms.csv'}")
+    transforms = Path(output_dir) / "transforms.csv"
+    click.echo(f"transforms: {transforms}")
+    if not summary.usable:  # a data set of unaligned frames is not a result
+        click.echo(f"error: no frame of {input_dir} is aligned in {output_dir}: every one failed (reasons in "
+                   f"{transforms}; --overwrite redoes them)", err=True)
+        sys.exit(1)
 
 
 @align.command("synth")

@@ -20,7 +20,7 @@ class ClusterError(GensweepError):
     """Ray cannot be started or reached, or the nodes do not share a path; one-line message."""
 
 
-def check_reachable(address: str, timeout: float = 5.0) -> None:
+def check_reachable(address: str, timeout: float = 5.0, what: str = "--address") -> None:
     """Fail in seconds, not minutes, when HOST:PORT has no Ray head listening (ray.init retries)."""
     host, separator, port = address.rpartition(":")
     if not separator or "://" in address or not port.isdigit():
@@ -28,7 +28,19 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as error:
-        raise ClusterError(f"--address {address}: no Ray cluster answers there ({error.strerror or error})") from None
+        raise ClusterError(f"{what} {address}: no Ray cluster answers there ({error.strerror or error})") from None
+
+
+def cluster_address(address: str | None) -> tuple[str | None, str]:
+    """The cluster to join and where that came from: --address, else the RAY_ADDRESS environment
+    variable (`ray job submit` sets it for the job it starts), else (None, "") to start Ray here.
+    RAY_ADDRESS=local asks for a Ray of one's own, as it does of ray.init."""
+    if address:
+        return address, "--address"
+    from_environment = os.environ.get("RAY_ADDRESS", "").strip()
+    if from_environment and from_environment != "local":
+        return from_environment, "RAY_ADDRESS"
+    return None, ""
 
 
 def start_or_join(address: str | None, quiet: bool = False) -> bool:
@@ -42,14 +54,18 @@ def start_or_join(address: str | None, quiet: bool = False) -> bool:
 
     if ray.is_initialized():
         return False
+    address, source = cluster_address(address)
     if address:
-        check_reachable(address)
+        check_reachable(address, what=source)
     # Ray's notice that a local cluster turned token authentication on: the safe default,
     # nothing to act on, printed at every start.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=not quiet)
+            joined = ray.get_runtime_context().gcs_address  # "auto" resolved to the head's HOST:PORT
+            print(f"gensweep: joined the Ray cluster at {joined} ({source} {address}): "
+                  f"{_describe(ray.cluster_resources())}", flush=True)
         else:
             # Tune reuses a trial's process only once the previous trial's thread has ended, and
             # fails the next trial if that takes over 2 s: a stopped trial closing its event files
@@ -58,9 +74,15 @@ def start_or_join(address: str | None, quiet: bool = False) -> bool:
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING,
                      log_to_driver=not quiet)
     except (ConnectionError, RuntimeError, ValueError) as error:
-        where = f"at {address}" if address else "on this machine"
+        where = f"at {address} ({source})" if address else "on this machine"
         raise ClusterError(f"cannot start or reach Ray {where}: {one_line(error)}") from None
     return True
+
+
+def _describe(resources: dict) -> str:
+    nodes = sum(1 for key in resources if key.startswith("node:") and key != "node:__internal_head__")
+    gpus = f", {resources['GPU']:g} GPUs" if resources.get("GPU") else ""
+    return f"{nodes} node{'s' if nodes != 1 else ''}, {resources.get('CPU', 0):g} CPUs{gpus}"
 
 
 def fingerprint(path: str) -> str:

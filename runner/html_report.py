@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from runner.errors import GensweepError, one_line
 from runner.files import write_bytes
 from runner.loop import SAMPLES_FILE  # each trial's latest sample grid
-from runner.report import ReportError, Run, TrialSummary, format_value, load_run
+from runner.report import SHOWN_TRIALS, ReportError, Run, TrialSummary, format_value, load_run, shown_trials
 
 if TYPE_CHECKING:  # imported where used: optuna and the spec (which imports torch) load slowly
     import optuna
@@ -40,9 +40,15 @@ SKIPPED_CURVES = ("train/epoch",)  # the step -> epoch map, not a curve to compa
 CURVE_PREFIXES = ("val/", "train/")  # train_step/* is per-step noise; TensorBoard has it
 
 
-def write_report(run_dir: Path, output_path: Path) -> Path:
-    """Read `run_dir` and write its report to `output_path`. Raises ReportError."""
-    page = render_report(load_run(run_dir))
+def write_report(run_dir: Path, output_path: Path, warn: Callable[[str], None] = lambda problem: None) -> Path:
+    """Read `run_dir` and write its report to `output_path`. Raises ReportError.
+
+    Each damaged file the page leaves out is named once to `warn` (and on the page).
+    """
+    run = load_run(run_dir)
+    page = render_report(run)
+    for problem in run.problems:
+        warn(problem)
     try:
         write_bytes(output_path, page.encode("utf-8"))
     except OSError as error:  # a read-only directory, a full disk
@@ -51,7 +57,7 @@ def write_report(run_dir: Path, output_path: Path) -> Path:
 
 
 def render_report(run: Run) -> str:
-    """The whole page as HTML text."""
+    """The whole page as HTML text. Damaged files it passes over are added to run.problems."""
     _draw_without_display()
     spec, spec_problem = _spec_of(run)
     study = _study_or_reason(run, spec, spec_problem)
@@ -64,6 +70,9 @@ def render_report(run: Run) -> str:
     if len(run.objectives) > 1:
         sections.append(("pareto", "Pareto front", _pareto_section(run, study)))
     sections.append(("failures", "Failed trials", _failures_section(run)))
+    if run.problems:
+        items = "".join(f"<li><code>{_text(problem)}</code></li>" for problem in run.problems)
+        sections.append(("damaged", "Damaged files, left out", f'<ul class="failures">{items}</ul>'))
     return _page(run, spec, sections)
 
 
@@ -198,18 +207,29 @@ def _mark(trial: TrialSummary) -> str:
 
 
 def _samples_section(run: Run) -> str:
-    """Each trial's latest samples.png as it is, side by side, labelled with its swept values."""
-    figures, missing = [], []
-    for trial in run.trials:
-        path = Path(trial.logdir) / SAMPLES_FILE
-        if not path.is_file():
-            missing.append(trial.label)
-            continue
+    """Trials' latest samples.png as they are, side by side, labelled with their swept values:
+    every trial's, or in a larger sweep the best SHOWN_TRIALS (said on the page)."""
+    has_samples = {trial.trial_id: (Path(trial.logdir) / SAMPLES_FILE).is_file() for trial in run.trials}
+    with_samples = [trial for trial in run.trials if has_samples[trial.trial_id]]
+    missing = [trial.label for trial in run.trials if not has_samples[trial.trial_id]]
+    shown, which = shown_trials(with_samples, run.objectives, run.modes)
+    figures = []
+    for trial in shown:
         caption = f"{_text(trial.label)} {_mark_text(trial)}<br><span class=\"id\">{_text(trial.trial_id)}</span>"
-        figures.append(_figure(caption, _exact_image(path.read_bytes(), f"samples of {trial.label}")))
-    parts = [f'<div class="row">{"".join(figures)}</div>'] if figures else []
+        path = Path(trial.logdir) / SAMPLES_FILE
+        try:
+            figures.append(_figure(caption, _exact_image(path.read_bytes(), f"samples of {trial.label}")))
+        except (OSError, ReportError) as error:  # a truncated or unreadable picture: the rest go on
+            run.problems.append(f"{path}: damaged ({getattr(error, 'strerror', None) or error}); samples left out")
+            missing.append(trial.label)
+    parts = [_note(f"Showing {which}.")] if which else []
+    if figures:
+        parts.append(f'<div class="row">{"".join(figures)}</div>')
     if missing:
-        parts.append(_note(f"No {SAMPLES_FILE} (yet) for: {'; '.join(missing)}."))
+        listed = "; ".join(missing[:SHOWN_TRIALS])
+        if len(missing) > SHOWN_TRIALS:
+            listed += f"; and {len(missing) - SHOWN_TRIALS:,} more"
+        parts.append(_note(f"No {SAMPLES_FILE} (yet) for: {listed}."))
     parts.append(_note(f"Each trial's {SAMPLES_FILE} from its last epoch, shown pixel for pixel."))
     return "".join(parts)
 
@@ -236,7 +256,7 @@ def _data_uri(png: bytes) -> str:
 
 def png_size(png: bytes) -> tuple[int, int]:
     """(width, height) from a PNG's header, without decoding it."""
-    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
+    if len(png) < 24 or png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
         raise ReportError("not a PNG file")
     width, height = struct.unpack(">II", png[16:24])
     return width, height
@@ -246,18 +266,24 @@ def png_size(png: bytes) -> tuple[int, int]:
 
 
 def _curves_section(run: Run) -> str:
-    """One small plot per metric, every trial's curve overlaid, coloured the same in each plot."""
-    series = {trial.trial_id: scalar_series(Path(trial.logdir)) for trial in run.trials}
+    """One small plot per metric, each shown trial's curve overlaid, coloured the same in each
+    plot: every trial's, or in a larger sweep the best SHOWN_TRIALS (said on the page; more
+    curves than a palette has colours cannot be told apart, and each is an event file to read)."""
+    shown, which = shown_trials(run.trials, run.objectives, run.modes)
+    series = {trial.trial_id: _readable_series(run, trial) for trial in shown}
     metrics = _curve_metrics(run, series)
     if not metrics:
         return _note("No scalars in the trials' TensorBoard event files yet.")
-    colours = _trial_colours(run.trials)
+    colours = _trial_colours(shown)
     plots = []
     for metric in metrics:
-        png = _draw(lambda metric=metric: _curve_figure(run, metric, series, colours), CURVE_INCHES, crop=False)
-        plots.append(_figure("", _plot_image(png, f"{metric} of every trial")))
-    explanation = _note("Per-epoch values from each trial's TensorBoard event files, against the optimizer step.")
-    return explanation + _legend(run.trials, colours) + f'<div class="row">{"".join(plots)}</div>'
+        png = _draw(lambda metric=metric: _curve_figure(run, shown, metric, series, colours), CURVE_INCHES, crop=False)
+        plots.append(_figure("", _plot_image(png, f"{metric} of {'the shown' if which else 'every'} trial")))
+    explanation = _note(
+        "Per-epoch values from each trial's TensorBoard event files, against the optimizer step"
+        + (f"; showing {which}." if which else ".")
+    )
+    return explanation + _legend(shown, colours) + f'<div class="row">{"".join(plots)}</div>'
 
 
 def _legend(trials: list[TrialSummary], colours: dict[str, Any]) -> str:
@@ -283,6 +309,15 @@ def scalar_series(logdir: Path) -> dict[str, tuple[list[int], list[float]]]:
     return series
 
 
+def _readable_series(run: Run, trial: TrialSummary) -> dict[str, tuple[list[int], list[float]]]:
+    """The trial's scalars, or none (and a problem named) when its event files cannot be read."""
+    try:
+        return scalar_series(Path(trial.logdir))
+    except Exception as error:  # noqa: BLE001 - TensorBoard's reader raises many kinds on a damaged file
+        run.problems.append(f"{trial.logdir}: event files damaged ({one_line(error)}); curves left out")
+        return {}
+
+
 def _curve_metrics(run: Run, series: dict[str, dict]) -> list[str]:
     """The objectives first, then the other val/ and train/ metrics."""
     tags = {tag for per_trial in series.values() for tag in per_trial}
@@ -299,13 +334,13 @@ def _trial_colours(trials: list[TrialSummary]) -> dict[str, Any]:
     return {trial.trial_id: palette[index % len(palette)] for index, trial in enumerate(trials)}
 
 
-def _curve_figure(run: Run, metric: str, series: dict[str, dict], colours: dict[str, Any]):
+def _curve_figure(run: Run, trials: list[TrialSummary], metric: str, series: dict[str, dict], colours: dict[str, Any]):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
     plt.style.use("ggplot")  # the style of Optuna's plots on the same page
     figure, axes = plt.subplots(layout="constrained")  # every curve plot the same size
-    for trial in run.trials:
+    for trial in trials:
         steps, values = series[trial.trial_id].get(metric, ([], []))
         if steps:
             axes.plot(steps, values, marker="o", markersize=3, linewidth=1.5, color=colours[trial.trial_id])

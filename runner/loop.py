@@ -18,7 +18,7 @@ import torch
 import models
 from models.grids import make_grid
 from runner import data as data_sources
-from runner.errors import GensweepError
+from runner.errors import GensweepError, PermanentError
 from runner.quality import QualityMeter
 from runner.spec import Spec
 from runner.tblog import TrialLogger
@@ -31,6 +31,11 @@ SAMPLES_FILE = "samples.png"  # the last epoch's samples, for the sweep's compar
 
 class TrainingError(GensweepError, RuntimeError):
     """Training cannot go on (a non-finite loss, a device that is not there); one-line message."""
+
+
+class DivergedError(TrainingError, PermanentError):
+    """A loss or metric became NaN or infinite. Permanent: a retry from the same checkpoint,
+    with the same seeds and learning rate, diverges the same way."""
 
 
 @dataclass
@@ -298,7 +303,7 @@ def _evaluation_only_metrics(model, data, running: dict[str, float]) -> dict[str
 def _check_finite(values: dict[str, float], where: str, prefix: str) -> None:
     for name, value in values.items():
         if not math.isfinite(value):
-            raise TrainingError(f"{prefix}/{name} became {value} at {where}; try a lower train.lr")
+            raise DivergedError(f"{prefix}/{name} became {value} at {where}; try a lower train.lr")
 
 
 @torch.no_grad()

@@ -32,7 +32,7 @@ from torch.utils._pytree import tree_map
 from runner import loop
 from runner.errors import GensweepError, one_line
 from runner.packing import Member, Pack, pack_key
-from runner.spec import parse_document
+from runner.spec import trial_spec
 
 END = None  # what the trainer's queue gives a member once the pack has no more epochs for it
 
@@ -102,7 +102,7 @@ class PackTrainer:
             for index, (sampled, resume) in enumerate(joined):
                 recorder = RecordingLogger()
                 members.append(Member(
-                    spec=parse_document(self.document, self.source).with_values(sampled),
+                    spec=trial_spec(self.document, self.source, sampled),
                     logger=recorder,
                     on_epoch_end=partial(self._epoch_end, index, recorder),
                     resume_state=load_state(resume),
@@ -314,7 +314,7 @@ def run_packed_trial(sampled: dict[str, Any], *, document: dict, source: str, gr
     """The Tune function trainable of a packed sweep: joins a pack and reports its member's epochs."""
     from runner.trial import start_trial
 
-    spec = parse_document(document, source).with_values(sampled)
+    spec = trial_spec(document, source, sampled)
     trial = start_trial(spec, sampled, grid)
     resume_epoch = trial.resume_state["epoch"] if trial.resume_state is not None else 0
     try:

@@ -29,6 +29,7 @@ from runner.data import (
     ImageData,
     as_tensors,
     cached_digits,
+    check_image_headers,
     image_files,
     read_images,
     split_indices,
@@ -99,7 +100,14 @@ def _check_paired(data: PairedData) -> None:
         if not Path(value).is_dir():
             raise DataError(f"data.{key}: directory {value} does not exist")
     if data.source == "folders":
-        _matching_files(data)
+        pairs = _matching_files(data)
+        check_image_headers([input_file for input_file, _ in pairs], "data.input_path")
+        check_image_headers([target_file for _, target_file in pairs], "data.target_path")
+    elif data.source == "folder":
+        files = image_files(Path(data.path))
+        if len(files) < 2:
+            raise DataError(f"data.path: {data.path} holds {len(files)} images; need at least 2")
+        check_image_headers(files, "data.path")
 
 
 def _matching_files(data: PairedData) -> list[tuple[Path, Path]]:
@@ -178,8 +186,10 @@ def _check_unpaired(data: UnpairedData) -> None:
             raise DataError(f"data.{key}: needed when data.source is folders")
         if not Path(value).is_dir():
             raise DataError(f"data.{key}: directory {value} does not exist")
-        if len(image_files(Path(value))) < 2:
+        files = image_files(Path(value))
+        if len(files) < 2:
             raise DataError(f"data.{key}: {value} holds fewer than 2 images")
+        check_image_headers(files, f"data.{key}")
 
 
 def _load_unpaired(data: UnpairedData) -> ImageData:

@@ -32,11 +32,17 @@ def _short_config(config: dict) -> str:
                      for key, value in sorted(config.items()))
 
 
+def _completed(trial) -> bool:
+    """Tune completed the trial: at its last epoch, or stopped early by the scheduler (both set
+    `done` in its last result). A trial stopped because the sweep was interrupted has no `done`."""
+    return trial.status == "TERMINATED" and bool((trial.last_result or {}).get("done"))
+
+
 class ProgressLine(Callback):
     """Tune callback: counts trials by state, the best value so far and the time left.
 
     Time left assumes the epochs still to run take as long as those run so far; trials stopped
-    early (ASHA) or failed count as done.
+    early (ASHA) or failed count as done; trials stopped by an interrupt are not done.
     """
 
     def __init__(self, num_trials: int, epochs: int, metrics: list[str], modes: list[str]):
@@ -56,21 +62,25 @@ class ProgressLine(Callback):
         self.last_line, self.last_state, self.last_print = "", None, 0.0
 
     def line(self, trials) -> str:
-        states = [trial.status for trial in trials]
-        done, running, failed = states.count("TERMINATED"), states.count("RUNNING"), states.count("ERROR")
-        parts = [f"{done}/{self.num_trials} done, {running} running, {failed} failed"]
+        done = sum(_completed(trial) for trial in trials)
+        running = sum(trial.status == "RUNNING" for trial in trials)
+        failed = sum(trial.status == "ERROR" for trial in trials)
+        # Tune marks the trials it stops on Ctrl-C TERMINATED too, as if they had completed.
+        interrupted = sum(trial.status == "TERMINATED" and not _completed(trial) for trial in trials)
+        parts = [f"{done}/{self.num_trials} done, {running} running, {failed} failed"
+                 + (f", {interrupted} interrupted" if interrupted else "")]
         best = self._best(trials)
         if best is not None:
             value, config = best
             parts.append(f"best {self.metric} {value:.4g} ({_short_config(config)})")
         elapsed = time.time() - self.started
         finished_epochs = sum(
-            self.epochs if trial.status in ("TERMINATED", "ERROR") else (trial.last_result or {}).get("training_iteration", 0)
+            self.epochs if _completed(trial) or trial.status == "ERROR" else (trial.last_result or {}).get("training_iteration", 0)
             for trial in trials
         )
         total_epochs = self.num_trials * self.epochs
         timing = clock(elapsed)
-        if 0 < finished_epochs < total_epochs:
+        if 0 < finished_epochs < total_epochs and (running or any(trial.status == "PENDING" for trial in trials)):
             timing += f", ~{clock(elapsed / finished_epochs * (total_epochs - finished_epochs))} left"
         parts.append(timing)
         return "gensweep: " + " | ".join(parts)

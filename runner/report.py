@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,6 @@ import cv2
 import numpy as np
 
 from runner.errors import GensweepError
-from runner.files import read_json
 
 RECORD_FILE = "gensweep.json"  # each trial's own record, written by runner.trial
 STATE_FILE = "state.pt"  # in each checkpoint_*/ directory: runner.loop.training_state(), weights only
@@ -68,6 +68,7 @@ class Run:
     directory: Path
     sweep: dict[str, Any]  # sweep.json: name, source, metrics, modes, document; {} when missing
     trials: list[TrialSummary]
+    problems: list[str] = field(default_factory=list)  # damaged files, one line each, left out
 
     @property
     def objectives(self) -> list[str]:
@@ -79,43 +80,137 @@ class Run:
 
 
 def load_run(run_dir: Path) -> Run:
-    """The run in `run_dir`, or a ReportError saying why it is not one."""
+    """The run in `run_dir`, or a ReportError saying why it is not one.
+
+    A damaged trial record or sweep.json is left out and named in Run.problems; the rest is read.
+    """
     if not run_dir.is_dir():
         raise ReportError(f"{run_dir}: no such run directory")
-    trials = collect(run_dir)
-    if not trials and not (run_dir / SWEEP_FILE).exists():
+    problems: list[str] = []
+    sweep, sweep_problem = read_sweep(run_dir)
+    trials = collect(run_dir, problems, sweep)
+    if sweep_problem and (run_dir / SWEEP_FILE).exists():
+        problems.insert(0, sweep_problem)
+    if not trials and not problems and not (run_dir / SWEEP_FILE).exists():
         raise ReportError(f"{run_dir}: not a gensweep run directory (no {SWEEP_FILE}, no trials)")
-    sweep = read_json(run_dir / SWEEP_FILE)
-    return Run(run_dir, sweep if isinstance(sweep, dict) else {}, trials)
+    return Run(run_dir, sweep, trials, problems)
 
 
-def collect(run_dir: Path) -> list[TrialSummary]:
-    """Every trial of the run, sorted by its swept values."""
+def collect(run_dir: Path, problems: list[str] | None = None, sweep: dict[str, Any] | None = None) -> list[TrialSummary]:
+    """Every trial of the run, sorted by its swept values.
+
+    A damaged record (not JSON, or fields of the wrong kind) is left out, with a line naming it
+    added to `problems`.
+    """
     trials = []
     for record_path in sorted(run_dir.glob(f"*/{RECORD_FILE}")):
-        record = read_json(record_path)
-        if not isinstance(record, dict) or "trial_id" not in record:
+        record, problem = read_record(record_path)
+        if record is None:
+            if problems is not None:
+                problems.append(f"{problem}; trial left out")
             continue
         trials.append(
             TrialSummary(
                 trial_id=record["trial_id"],
-                status=record.get("status", "unknown"),
-                swept=record.get("swept", {}),
-                config=record.get("config", {}),
-                metrics=record.get("metrics", {}),
+                status=record.get("status") or "unknown",
+                swept=record.get("swept") or {},
+                config=record.get("config") or {},
+                metrics=record.get("metrics") or {},
                 logdir=str(record_path.parent.resolve()),
-                epoch=record.get("epoch", 0),
+                epoch=record.get("epoch") or 0,
                 error=record.get("error"),
                 node=record.get("node"),
-                gpus=record.get("gpus", []),
+                gpus=record.get("gpus") or [],
                 started=record.get("started"),
                 updated=record.get("updated"),
             )
         )
     trials.sort(key=lambda t: [_sortable(t.swept[k]) for k in sorted(t.swept)] + [t.trial_id])
-    sweep = read_json(run_dir / SWEEP_FILE) or {}
+    if sweep is None:
+        sweep, _ = read_sweep(run_dir)
     mark_best(trials, sweep.get("metrics") or [], sweep.get("modes") or [])
     return trials
+
+
+# What each field of a record may hold (None: may be missing or null). A record is gensweep's
+# own file, but a crash, a full disk or a hand edit can leave anything in it.
+_NUMBER = (int, float)
+_RECORD_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "trial_id": (lambda v: isinstance(v, str) and v != "", "a trial id"),
+    "status": (lambda v: v is None or isinstance(v, str), "a status"),
+    "swept": (lambda v: v is None or isinstance(v, dict), "an object of swept values"),
+    "config": (lambda v: v is None or isinstance(v, dict), "an object of config values"),
+    "metrics": (
+        lambda v: v is None or (isinstance(v, dict) and all(_is_number(x) or x is None for x in v.values())),
+        "an object of numbers",
+    ),
+    "epoch": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0), "a whole number"),
+    "error": (lambda v: v is None or isinstance(v, str), "a message"),
+    "node": (lambda v: v is None or isinstance(v, str), "a node"),
+    "gpus": (lambda v: v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v)), "a list of GPU ids"),
+    "started": (lambda v: v is None or _is_number(v), "a time"),
+    "updated": (lambda v: v is None or _is_number(v), "a time"),
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, _NUMBER) and not isinstance(value, bool)
+
+
+def read_record(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """(a trial's record, "") or (None, one line naming the file and what is wrong with it)."""
+    record, problem = _read_object(path)
+    if record is None:
+        return None, problem
+    for key, (fits, expected) in _RECORD_FIELDS.items():
+        if not fits(record.get(key)):
+            return None, f"{path}: damaged record ({key}: expected {expected}, got {_shown(record.get(key))})"
+    return record, ""
+
+
+def read_sweep(run_dir: Path) -> tuple[dict[str, Any], str]:
+    """(sweep.json's fields, "") or ({}, one line naming the file and what is wrong with it).
+
+    Missing is {} with a problem too: callers that need the file say so, the others go on.
+    """
+    path = run_dir / SWEEP_FILE
+    sweep, problem = _read_object(path)
+    if sweep is None:
+        return {}, problem
+    metrics, modes = sweep.get("metrics"), sweep.get("modes")
+    if metrics is not None or modes is not None:
+        if not (isinstance(metrics, list) and all(isinstance(m, str) for m in metrics)):
+            return {}, f"{path}: damaged (metrics: expected a list of metric names, got {_shown(metrics)})"
+        if not (isinstance(modes, list) and len(modes) == len(metrics) and all(m in ("min", "max") for m in modes)):
+            return {}, f"{path}: damaged (modes: expected 'min' or 'max' for each metric, got {_shown(modes)})"
+    for key, expected in (("document", dict), ("name", str), ("source", str)):
+        if sweep.get(key) is not None and not isinstance(sweep[key], expected):
+            return {}, f"{path}: damaged ({key}: expected {'an object' if expected is dict else 'text'}, got {_shown(sweep[key])})"
+    return sweep, ""
+
+
+def _read_object(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """A JSON object from `path`, or (None, why not: missing, unreadable, not JSON, not an object)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None, f"{path}: missing"
+    except (OSError, UnicodeDecodeError) as error:
+        return None, f"{path}: cannot be read ({getattr(error, 'strerror', None) or error})"
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        what = "empty" if not text.strip() else f"not JSON: {error}"
+        return None, f"{path}: damaged ({what})"
+    if not isinstance(value, dict):
+        return None, f"{path}: damaged (expected a JSON object, got {_shown(value)})"
+    return value, ""
+
+
+def _shown(value: Any) -> str:
+    """A wrong value, short: its kind and the start of it."""
+    text = json.dumps(value, default=str)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
 def mark_best(trials: list[TrialSummary], metrics: list[str], modes: list[str]) -> None:
@@ -201,22 +296,83 @@ def format_table(trials: list[TrialSummary], objectives: list[str] | None = None
     return "\n".join(lines)
 
 
-def comparison_image(trials: list[TrialSummary], samples_file: str, scale: int = 2) -> np.ndarray | None:
-    """Each trial's last sample grid side by side, labelled with its swept values: (H, W, 3) uint8."""
-    panels = []
+SHOWN_TRIALS = 12  # comparison.png and the HTML report's samples and curves show at most this many
+COMPARISON_COLUMNS = 6  # panels a row in comparison.png
+PANEL_WIDTH = 768  # pixels: a wider sample grid is shrunk to this in comparison.png
+
+
+def shown_trials(
+    trials: Sequence[TrialSummary],
+    objectives: Sequence[str] = (),
+    modes: Sequence[str] = (),
+    limit: int = SHOWN_TRIALS,
+) -> tuple[list[TrialSummary], str]:
+    """The trials a picture of the sweep shows, and a note saying which ("" when it shows all).
+
+    Every trial when there are at most `limit`; else the best `limit`: the marked trial(s) (best,
+    or the Pareto front) first, then by the first objective in its direction, best first. A
+    picture of every trial of a 10,000-point grid would be 183,000 pixels wide.
+    """
+    trials = list(trials)
+    if len(trials) <= limit:
+        return trials, ""
+    if not objectives:
+        return trials[:limit], f"the first {limit} of {len(trials):,} trials (no objective known to rank them)"
+    metric, mode = objectives[0], (list(modes) or ["min"])[0]
+    sign = -1 if mode == "max" else 1
+
+    def rank(trial: TrialSummary) -> tuple:
+        value = trial.metrics.get(metric)
+        return (0 if trial.best or trial.pareto else 1, *((0, sign * value) if _finite(value) else (1, 0)))
+
+    front = "the Pareto front first, then " if len(objectives) > 1 else ""
+    note = f"the best {limit} of {len(trials):,} trials ({front}by {metric}, {mode}), best first"
+    return sorted(trials, key=rank)[:limit], note
+
+
+def comparison_image(
+    trials: list[TrialSummary],
+    samples_file: str,
+    scale: int = 2,
+    objectives: Sequence[str] = (),
+    modes: Sequence[str] = (),
+) -> np.ndarray | None:
+    """Trials' last sample grids, labelled with their swept values, in rows: (H, W, 3) uint8.
+
+    At most SHOWN_TRIALS of them (shown_trials chooses, and a line on top says which when it
+    had to), each at most PANEL_WIDTH wide: the picture stays the same size however large the sweep.
+    """
+    pictures = []
     for trial in trials:
         image = cv2.imread(str(Path(trial.logdir) / samples_file), cv2.IMREAD_COLOR)
-        if image is None:
-            continue
-        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-        panels.append(_with_caption(image, trial.label, trial.best))
-    if not panels:
+        if image is not None:
+            pictures.append((trial, image))
+    if not pictures:
         return None
+    chosen, note = shown_trials([trial for trial, _ in pictures], objectives, modes)
+    images = {id(trial): image for trial, image in pictures}
+    panels = []
+    for trial in chosen:
+        image = images[id(trial)]
+        factor = min(scale, PANEL_WIDTH / image.shape[1])
+        interpolation = cv2.INTER_NEAREST if factor >= 1 else cv2.INTER_AREA  # sharp pixels up, no aliasing down
+        image = cv2.resize(image, None, fx=factor, fy=factor, interpolation=interpolation)
+        panels.append(_with_caption(image, trial.label, trial.best))
+    rows = [_row(panels[start : start + COMPARISON_COLUMNS]) for start in range(0, len(panels), COMPARISON_COLUMNS)]
+    width = max(row.shape[1] for row in rows)
+    rows = [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0)), constant_values=255) for row in rows]
+    gap = np.full((12, width, 3), 255, np.uint8)
+    picture = np.vstack([piece for row in rows for piece in (row, gap)][:-1])
+    if note:
+        picture = _with_caption(picture, "Showing " + note, best=False)
+    return cv2.cvtColor(picture, cv2.COLOR_BGR2RGB)
+
+
+def _row(panels: list[np.ndarray]) -> np.ndarray:
     height = max(p.shape[0] for p in panels)
     gap = np.full((height, 12, 3), 255, np.uint8)
     padded = [np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0)), constant_values=255) for p in panels]
-    row = np.hstack([piece for p in padded for piece in (p, gap)][:-1])
-    return cv2.cvtColor(row, cv2.COLOR_BGR2RGB)
+    return np.hstack([piece for p in padded for piece in (p, gap)][:-1])
 
 
 def _with_caption(image: np.ndarray, text: str, best: bool) -> np.ndarray:

@@ -26,10 +26,9 @@ from models.gan import GAN
 from models.grids import make_grid
 from runner.data import ImageData
 from runner.errors import GensweepError
-from runner.files import read_json
 from runner.loop import EVAL_BATCH_SIZE, choose_device
-from runner.report import RECORD_FILE, STATE_FILE, SWEEP_FILE
-from runner.spec import Spec, SpecError, parse_document
+from runner.report import RECORD_FILE, STATE_FILE, SWEEP_FILE, read_record, read_sweep
+from runner.spec import Spec, parse_document
 
 CHECKPOINT_DIR = re.compile(r"checkpoint_(\d+)")  # Ray Tune numbers a trial's checkpoints from 0
 
@@ -49,18 +48,25 @@ def load_trial(trial_dir: Path) -> tuple[Spec, models.GenerativeModel]:
     trial_dir = Path(trial_dir)
     if not trial_dir.is_dir():
         raise SampleError(f"{trial_dir}: no such trial directory")
-    record = read_json(trial_dir / RECORD_FILE)
-    if not isinstance(record, dict) or "trial_id" not in record:
-        raise SampleError(f"{trial_dir}: not a gensweep trial directory (no readable {RECORD_FILE})")
+    if not (trial_dir / RECORD_FILE).exists():
+        raise SampleError(f"{trial_dir}: not a gensweep trial directory (no {RECORD_FILE})")
+    record, problem = read_record(trial_dir / RECORD_FILE)
+    if record is None:
+        raise SampleError(problem)
     run_dir = trial_dir.resolve().parent  # resolved: the trial may be given as "."
-    sweep = read_json(run_dir / SWEEP_FILE)
-    if not isinstance(sweep, dict) or "document" not in sweep:
-        raise SampleError(f"{run_dir}: not a gensweep run directory (no readable {SWEEP_FILE})")
+    sweep, problem = read_sweep(run_dir)
+    if not sweep.get("document"):
+        if not (run_dir / SWEEP_FILE).exists():
+            raise SampleError(f"{run_dir}: not a gensweep run directory (no {SWEEP_FILE})")
+        raise SampleError(problem or f"{run_dir / SWEEP_FILE}: no spec in it (no document)")
     try:
-        spec = parse_document(sweep["document"], sweep.get("source", str(run_dir / SWEEP_FILE)))
-        spec = spec.with_values(record.get("swept", {}))
-    except SpecError as error:  # a run made by an older gensweep whose spec no longer validates
+        spec = parse_document(sweep["document"], sweep.get("source") or str(run_dir / SWEEP_FILE))
+    except GensweepError as error:  # a run made by an older gensweep whose spec no longer validates
         raise SampleError(f"{run_dir / SWEEP_FILE}: the trial's spec does not validate: {error}") from None
+    try:
+        spec = spec.with_values(record.get("swept") or {})
+    except GensweepError as error:  # a hand-edited or damaged record
+        raise SampleError(f"{trial_dir / RECORD_FILE}: its swept values do not fit the run's spec: {error}") from None
 
     checkpoint = latest_checkpoint(trial_dir)
     device = choose_device("auto")  # the GPU when there is one: sampling is not a Ray trial

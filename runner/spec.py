@@ -16,21 +16,23 @@ Every error is a SpecError whose text is one line: where (file or --set), key pa
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 import models
 from models.base import shapes_only
 from models.config import ConfigError, as_dict, config, parse_config
 from runner import data as data_sources
 from runner.errors import GensweepError
+from runner.names import MAX_NAME, is_safe_name
+from runner.names import RULE as NAME_RULE
+from runner.yaml_io import MAX_GRID_POINTS, MAX_SEARCH_VALUES, YamlError, load_yaml
 
 
 class SpecError(GensweepError, ValueError):
@@ -39,6 +41,15 @@ class SpecError(GensweepError, ValueError):
     def __init__(self, source: str, key: str, message: str):
         super().__init__(f"{source}: {key}: {message}" if key else f"{source}: {message}")
         self.source, self.key, self.message = source, key, message
+
+
+def _switch_word(value: Any) -> Any:
+    # YAML 1.1 reads an unquoted on/off (as the README writes them) as true/false.
+    return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+
+# auto, on or off; `channels_last: on` in a spec file arrives as True and means "on".
+Switch = Annotated[Literal["auto", "on", "off"], BeforeValidator(_switch_word)]
 
 
 @config
@@ -64,7 +75,7 @@ class TrainSpec:
         "model on 2 CPU cores with an empty inductor cache, 1-2 s once cached. On a 2-core CPU the "
         "models ran 0.63-0.94x as fast compiled (BENCHMARKS.md)",
     )
-    channels_last: Literal["auto", "on", "off"] = Field(
+    channels_last: Switch = Field(
         "auto",
         description="conv weights and image batches in channels-last memory layout; auto: on for conv "
         "models on CUDA (cuDNN's tensor-core convolutions work in it), off on the CPU, where oneDNN gained "
@@ -132,10 +143,6 @@ class SearchDim:
     values: tuple = ()
     low: float | None = None
     high: float | None = None
-
-    def candidates(self) -> tuple:
-        """Values to validate against the field: every listed value, or both ends of a range."""
-        return self.values if self.values else (self.low, self.high)
 
 
 @dataclass(frozen=True)
@@ -213,11 +220,12 @@ class Spec:
         return names + [f"val/{name}" for name in self.quality_metrics()]
 
     def with_values(self, values: Mapping[str, Any]) -> Spec:
-        """This spec with swept `values` ({"model.latent_dim": 4}) set: what one trial runs."""
-        document = copy.deepcopy(self.document)
-        for path, value in values.items():
-            _set_path(document, path.split("."), value)
-        return parse_document(document, self.source)
+        """This spec with swept `values` ({"model.latent_dim": 4}) set: what one trial runs.
+
+        The search space is this spec's own, checked value by value when it was parsed, so this
+        validates the fields once: the same work for a grid of 3 values or of 10,000.
+        """
+        return _with_values(self.document, self.source, self.search, values)
 
     def flat_config(self) -> dict[str, Any]:
         """Every field of model, data, train as {"section.field": value}, defaults included."""
@@ -235,12 +243,10 @@ def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> Spec:
     if not path.is_file():
         raise SpecError(source, "", "no such spec file")
     try:
-        document = yaml.safe_load(path.read_text())
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        raise SpecError(source, "", f"YAML syntax error at {where}: {error.problem}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        document = load_yaml(path.read_text())
+    except YamlError as error:
+        raise SpecError(source, "", str(error)) from None
+    except UnicodeDecodeError as error:
         raise SpecError(source, "", f"cannot read as YAML: {error}") from None
     if document is None:
         document = {}
@@ -263,11 +269,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     """`model.latent_dim=4` -> ("model.latent_dim", 4): the value typed as YAML would type it."""
     key, separator, value = text.partition("=")
     if not separator or not key.strip():
-        raise SpecError(f"--set {text}", "", "expected dotted.key=value")
+        raise SpecError(_set_option(text), "", "expected dotted.key=value")
     try:
-        return key.strip(), yaml.safe_load(value)
-    except yaml.YAMLError as error:
-        raise SpecError(f"--set {text}", key, f"value is not valid YAML ({error})") from None
+        return key.strip(), load_yaml(value)
+    except YamlError as error:
+        raise SpecError(_set_option(text), key.strip(), f"value is not valid YAML ({error})") from None
 
 
 def parse_document(document: Mapping[str, Any], source: str) -> Spec:
@@ -278,13 +284,41 @@ def parse_document(document: Mapping[str, Any], source: str) -> Spec:
         raise SpecError(source, error.key, error.message) from None
 
 
-def _parse(document: Mapping[str, Any], source: str) -> Spec:
+def trial_spec(document: Mapping[str, Any], source: str, values: Mapping[str, Any]) -> Spec:
+    """The spec one trial runs: the sweep's `document`, checked whole (every search value
+    included) by the driver before the sweep started, with the trial's sampled `values` set.
+
+    Parses the fields once and the search space for its shape only, so a trial's set-up does
+    not grow with the search space. Raises SpecError.
+    """
+    try:
+        search = _parse_search(_section(document, "search"))
+    except ConfigError as error:
+        raise SpecError(source, error.key, error.message) from None
+    return _with_values(document, source, search, values)
+
+
+def _with_values(
+    document: Mapping[str, Any], source: str, search: dict[str, SearchDim], values: Mapping[str, Any]
+) -> Spec:
+    document = copy.deepcopy(dict(document))
+    for path, value in values.items():
+        _set_path(document, path.split("."), value)
+    try:
+        return _parse(document, source, checked_search=search)
+    except ConfigError as error:
+        raise SpecError(source, error.key, error.message) from None
+
+
+def _parse(document: Mapping[str, Any], source: str, checked_search: dict[str, SearchDim] | None = None) -> Spec:
+    """The spec in `document`; its search space parsed and each of its values checked against its
+    field, unless `checked_search` gives that space already checked (a trial's spec)."""
     for key in document:
         if key not in TOP_LEVEL_KEYS:
             raise ConfigError(str(key), f"unknown key (known keys: {', '.join(TOP_LEVEL_KEYS)})")
     name = document.get("name")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ConfigError("name", f"expected letters, digits, '_', '.' or '-', got {name!r}")
+    if not is_safe_name(name):  # it names the run directory: one safe path component
+        raise ConfigError("name", f"expected {NAME_RULE}, at most {MAX_NAME} characters, got {name!r}")
     if "description" in document and not isinstance(document["description"], str):
         raise ConfigError("description", "expected text")
 
@@ -314,13 +348,16 @@ def _parse(document: Mapping[str, Any], source: str) -> Spec:
         data_name=data_name,
         data=data_config,
         train=parse_config(TrainSpec, _section(document, "train"), "train"),
-        search=_parse_search(_section(document, "search")),
+        search=_parse_search(_section(document, "search")) if checked_search is None else checked_search,
         tune=parse_config(TuneSpec, _section(document, "tune"), "tune"),
         quality=parse_config(QualitySpec, _section(document, "quality"), "quality"),
         resources=parse_config(ResourcesSpec, _section(document, "resources"), "resources"),
     )
     _check_model_fits_data(spec)
-    _check_search(spec)
+    if checked_search is None:
+        checked = {path: _checked_dim(spec, path, dim) for path, dim in spec.search.items()}
+        spec = dataclasses.replace(spec, search=checked)
+    _check_search_kinds(spec)
     _check_tune(spec)
     return spec
 
@@ -335,19 +372,20 @@ def _section(document: Mapping[str, Any], key: str) -> dict:
 
 
 def _parse_search(section: Mapping[str, Any]) -> dict[str, SearchDim]:
+    """Each dimension's kind and values as written; _checked_dim checks them against their fields."""
     dims = {}
     for path, body in section.items():
         key = f"search.{path}"
         if not isinstance(body, dict) or len(body) != 1:
-            raise ConfigError(key, f"expected one of {{{': ..., '.join(SEARCH_KINDS)}: ...}}, got {body!r}")
+            raise ConfigError(key, f"expected one of {{{': ..., '.join(SEARCH_KINDS)}: ...}}, got {_show(body)}")
         kind, arguments = next(iter(body.items()))
         if kind not in SEARCH_KINDS:
             raise ConfigError(key, f"unknown dimension {kind!r} (known: {', '.join(SEARCH_KINDS)})")
         if kind in ("grid", "choice"):
             if not isinstance(arguments, list) or not arguments:
-                raise ConfigError(key, f"{kind} expects a non-empty list of values, got {arguments!r}")
-            if len(set(map(repr, arguments))) != len(arguments):
-                raise ConfigError(key, f"{kind} lists a value twice: {arguments!r}")
+                raise ConfigError(key, f"{kind} expects a non-empty list of values, got {_show(arguments)}")
+            if len(arguments) > MAX_SEARCH_VALUES:
+                raise ConfigError(key, f"{kind} lists {len(arguments):,} values; the limit is {MAX_SEARCH_VALUES:,}")
             dims[path] = SearchDim(kind, values=tuple(arguments))
             continue
         if (
@@ -355,7 +393,7 @@ def _parse_search(section: Mapping[str, Any]) -> dict[str, SearchDim]:
             or len(arguments) != 2
             or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in arguments)
         ):
-            raise ConfigError(key, f"{kind} expects [low, high], got {arguments!r}")
+            raise ConfigError(key, f"{kind} expects [low, high], got {_show(arguments)}")
         low, high = arguments
         if kind == "int" and not all(isinstance(x, int) for x in arguments):
             raise ConfigError(key, f"int expects whole numbers [low, high], got {arguments!r}")
@@ -364,30 +402,81 @@ def _parse_search(section: Mapping[str, Any]) -> dict[str, SearchDim]:
         if kind == "loguniform" and low <= 0:
             raise ConfigError(key, f"loguniform expects low > 0, got {arguments!r}")
         dims[path] = SearchDim(kind, low=low, high=high)
+    points = math.prod(len(dim.values) for dim in dims.values() if dim.kind == "grid")
+    if points > MAX_GRID_POINTS:
+        raise ConfigError("search", f"the grid has {points:,} points (trials); the limit is {MAX_GRID_POINTS:,}")
     return dims
 
 
-def _check_search(spec: Spec) -> None:
-    for path, dim in spec.search.items():
-        key = f"search.{path}"
-        section, _, field_name = path.partition(".")
-        field_name, _, entry = field_name.partition(".")  # model.loss.ssim: one weight of a mix
-        if section not in SWEEPABLE_SECTIONS or not field_name or "." in entry:
-            raise ConfigError(key, f"expected section.field with section one of {', '.join(SWEEPABLE_SECTIONS)}")
-        if field_name == "name":
-            raise ConfigError(key, f"{section}.name cannot be swept: write one spec per {section}")
-        fields = as_dict(getattr(spec, section))
-        if field_name not in fields:
-            raise ConfigError(key, f"{section} has no field {field_name!r} (known: {', '.join(fields)})")
-        if entry and not isinstance(fields[field_name], dict):
-            raise ConfigError(key, f"{section}.{field_name} is not a mapping, so it has no entry {entry!r}")
-        for value in dim.candidates():
-            document = copy.deepcopy(spec.document)
-            _set_path(document, path.split("."), value)
+def _checked_dim(spec: Spec, path: str, dim: SearchDim) -> SearchDim:
+    """`dim` with each value checked against its field, alone, and kept as the field holds it.
+
+    Kept as the field holds it: a float field's grid [0.5, 1, 4] becomes (0.5, 1.0, 4.0), so every
+    trial of one dimension gets the same type (TensorBoard's HParams domain takes one type only).
+    """
+    key = f"search.{path}"
+    section, _, field_name = path.partition(".")
+    field_name, _, entry = field_name.partition(".")  # model.loss.ssim: one weight of a mix
+    if section not in SWEEPABLE_SECTIONS or not field_name or "." in entry:
+        raise ConfigError(key, f"expected section.field with section one of {', '.join(SWEEPABLE_SECTIONS)}")
+    if field_name == "name":
+        raise ConfigError(key, f"{section}.name cannot be swept: write one spec per {section}")
+    fields = as_dict(getattr(spec, section))
+    if field_name not in fields:
+        raise ConfigError(key, f"{section} has no field {field_name!r} (known: {', '.join(fields)})")
+    if entry and not isinstance(fields[field_name], dict):
+        raise ConfigError(key, f"{section}.{field_name} is not a mapping, so it has no entry {entry!r}")
+
+    def held(value: Any) -> Any:
+        try:
+            return _field_value(spec, section, field_name, entry, value)
+        except ConfigError as error:
+            raise ConfigError(key, f"value {_show(value)} does not fit: {error.message}") from None
+
+    if dim.kind in ("uniform", "loguniform"):
+        # These draw floats: ends that fit only as whole numbers mean an int field.
+        for end in (dim.low, dim.high):
             try:
-                _parse({**document, "search": {}, "tune": {}}, spec.source)  # the field alone
-            except ConfigError as error:
-                raise ConfigError(key, f"value {value!r} does not fit: {error.message}") from None
+                held(float(end))
+            except ConfigError:
+                held(end)  # an end that does not fit at all says so
+                raise ConfigError(
+                    key, f"{dim.kind} draws floats, and {path} takes whole numbers: write int: [low, high]"
+                ) from None
+        return dim
+    if dim.kind == "int":
+        held(dim.low), held(dim.high)
+        return dim
+    values = tuple(held(value) for value in dim.values)
+    if len(set(map(repr, values))) != len(values):
+        raise ConfigError(key, f"{dim.kind} lists a value twice: {_show(list(dim.values))}")
+    return dataclasses.replace(dim, values=values)
+
+
+def _field_value(spec: Spec, section: str, field_name: str, entry: str, value: Any) -> Any:
+    """`value` as the field `section.field_name[.entry]` holds it, or ConfigError. Validates that
+    section's config alone, and builds the model (shapes only) for a model or data field, the
+    only ones that can change its shapes: train fields never do (train.lr reaches the model only
+    for its optimizers, which a shape check does not make)."""
+    params = {k: v for k, v in _section(spec.document, section).items() if k != "name"}
+    if entry:
+        mix = params.get(field_name)
+        params[field_name] = {**(mix if isinstance(mix, dict) else {}), entry: value}
+    else:
+        params[field_name] = value
+    if section == "model":
+        held = models.make_config(spec.model_name, params)
+        _check_model_fits_data(dataclasses.replace(spec, model=held))
+    elif section == "data":
+        held = parse_config(data_sources.SOURCES[spec.data_name].config_class, params, "data")
+        _check_model_fits_data(dataclasses.replace(spec, data=held))
+    else:
+        held = parse_config(TrainSpec, params, "train")
+    value = getattr(held, field_name)
+    return value[entry] if entry else value
+
+
+def _check_search_kinds(spec: Spec) -> None:
     kinds = {dim.kind for dim in spec.search.values()}
     if "grid" in kinds and kinds != {"grid"}:
         raise ConfigError("search", "grid dimensions cannot mix with others; use choice with tpe/random")
@@ -461,6 +550,12 @@ def _check_model_fits_data(spec: Spec) -> None:
         raise ConfigError(key if rest else "model", rest or message) from None
 
 
+def _show(value: Any) -> str:
+    # A value in a message: a 10,000-value list must not make a 155 KB line.
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _override_path(key: str) -> list[str]:
     # search.model.latent_dim names one dimension whose own key has a dot: keep it whole.
     head, _, rest = key.partition(".")
@@ -482,8 +577,13 @@ def _blame(overrides: list[str], key: str) -> str:
     for override in overrides:
         name = override.partition("=")[0].strip()
         if key == name or key.startswith(name + ".") or name.startswith(key + "."):
-            return f"--set {override}"
-    return "--set " + " --set ".join(overrides) if overrides else "spec"
+            return _set_option(override)
+    return " ".join(map(_set_option, overrides)) if overrides else "spec"
+
+
+def _set_option(override: str) -> str:
+    # An option as a message names it: a long value (a whole grid) cut, so the message stays a line.
+    return "--set " + (override if len(override) <= 60 else override[:57] + "...")
 
 
 def _with_absolute_paths(spec: Spec) -> Spec:

@@ -6,6 +6,7 @@ machine's cores (or joined with --address) and shut down here when it was starte
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -17,7 +18,7 @@ from models.config import as_dict
 from runner import data as data_sources
 from runner.cluster import require_shared, start_or_join
 from runner.errors import GensweepError, one_line
-from runner.files import read_json, write_json
+from runner.files import DiskFullError, is_disk_full, mount_point, read_json, write_bytes, write_json
 from runner.report import (
     COMPARISON_FILE,
     COMPARISON_RUN,
@@ -26,6 +27,7 @@ from runner.report import (
     TrialSummary,
     collect,
     comparison_image,
+    read_sweep,
 )
 from runner.spec import SearchDim, Spec
 
@@ -71,19 +73,72 @@ class SweepOutcome:
     run_dir: Path
     trials: list[TrialSummary]
     seconds: float
+    stopped_by: int | None = None  # the signal (SIGINT, SIGTERM) that interrupted the sweep
 
     @property
     def finished(self) -> int:
         return sum(t.status == "finished" for t in self.trials)
 
 
-def choose_run_dir(storage_path: Path, name: str) -> Path:
-    """storage_path/name, or name-2, name-3, ... when a earlier run is there: never overwrite."""
-    candidate, number = storage_path / name, 1
-    while candidate.exists() and any(candidate.iterdir()):
+CLAIM_FILE = ".gensweep-claim"  # in a run directory from its claim until its sweep.json is written
+
+
+@dataclass
+class RunDirClaim:
+    """A run directory claimed for one sweep, and the directories the claim made to hold it."""
+
+    path: Path
+    made: list[Path]  # deepest first: the run directory, then --storage-path and its parents made for it
+
+    def release(self) -> None:
+        """Give the directory back when the sweep did not start: its claim goes, and each
+        directory the claim made that is still empty, so no empty run is left to look like one
+        (a sweep that started keeps everything it wrote)."""
+        (self.path / CLAIM_FILE).unlink(missing_ok=True)
+        for directory in self.made:
+            try:
+                directory.rmdir()  # only when empty
+            except OSError:
+                return
+
+
+def claim_run_dir(storage_path: Path, name: str) -> RunDirClaim:
+    """storage_path/name, or name-2, name-3, ... when an earlier run is there: never overwrite.
+
+    The directory is claimed as it is chosen, so two `gensweep run` started at the same moment
+    get one each: the claim file is created exclusively (O_EXCL), and a directory holding
+    anything (a run, or another claim) is passed over. An empty directory is used.
+    """
+    missing = [directory for directory in [storage_path, *storage_path.parents] if not directory.exists()]
+    number = 1
+    while True:
+        candidate = storage_path / (name if number == 1 else f"{name}-{number}")
+        try:
+            made = _claim(storage_path, candidate)
+        except OSError as error:  # a file in the way, a read-only or full filesystem
+            raise SweepError(f"--storage-path {storage_path}: cannot make a run directory there "
+                             f"({error.strerror or error})") from None
+        if made is not None:
+            return RunDirClaim(candidate, [candidate] * made + missing)
         number += 1
-        candidate = storage_path / f"{name}-{number}"
-    return candidate
+
+
+def _claim(storage_path: Path, candidate: Path) -> bool | None:
+    """Claimed: whether the candidate was made here (True) or was there, empty (False). None:
+    taken."""
+    storage_path.mkdir(parents=True, exist_ok=True)
+    try:
+        candidate.mkdir()
+        made = True
+    except FileExistsError:
+        if not candidate.is_dir() or any(candidate.iterdir()):
+            return None  # an earlier run, another run's claim, or a file of that name
+        made = False
+    try:
+        (candidate / CLAIM_FILE).open("x").close()  # exclusive: of runs that saw it empty, one wins
+    except FileExistsError:
+        return None
+    return made
 
 
 def prepare_data(spec: Spec, say=lambda message: None) -> None:
@@ -113,17 +168,20 @@ def run_sweep(
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from runner.progress import ProgressLine  # imports Ray Tune: only when a sweep really runs
+    from runner.tune_state import StateBackup
 
     started = time.time()
     started_ray = _start_on_shared_storage(spec, run_dir, address, quiet=verbose == 0)
-    run_dir.mkdir(parents=True, exist_ok=True)  # only now: a sweep that cannot start leaves nothing
+    # run_name: the name the run was made under; a packed run's hub keeps it when the run
+    # directory is moved or copied (Tune's saved callbacks carry it).
     write_json(
         run_dir / SWEEP_FILE,
-        {"name": spec.name, "source": spec.source, "metrics": spec.metrics, "modes": spec.modes,
-         "document": spec.document, "started": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        {"name": spec.name, "run_name": run_dir.name, "source": spec.source, "metrics": spec.metrics,
+         "modes": spec.modes, "document": spec.document, "started": time.strftime("%Y-%m-%dT%H:%M:%S")},
     )
+    (run_dir / CLAIM_FILE).unlink(missing_ok=True)  # sweep.json now marks the directory as taken
     search_space = {path: _domain(dim) for path, dim in spec.search.items()}
-    hub_name = _start_packing(spec, run_dir)
+    hub_name = _start_packing(spec, run_dir.name)
     tuner = tune.Tuner(
         _trainable(spec, hub_name),
         param_space=search_space,
@@ -146,7 +204,7 @@ def run_sweep(
             storage_path=str(run_dir.parent),
             callbacks=[JsonLoggerCallback(), CSVLoggerCallback()] + (
                 [ProgressLine(spec.num_samples, spec.train.epochs, spec.metrics, spec.modes)] if verbose == 0 else []
-            ) + _packing_callbacks(hub_name),
+            ) + _packing_callbacks(hub_name) + [StateBackup()],
             # A failed trial restarts from its last checkpoint, up to max_failures times.
             failure_config=tune.FailureConfig(max_failures=spec.tune.max_failures),
             # PBT's weaker trials restore a stronger one's recent checkpoint: keep a few more.
@@ -168,10 +226,14 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
     from ray import tune
 
     from runner.spec import parse_document
+    from runner.tune_state import restoring
 
-    sweep = read_json(run_dir / SWEEP_FILE)
-    if not isinstance(sweep, dict) or "document" not in sweep:
-        raise SweepError(f"{run_dir}: not a gensweep run directory (no readable {SWEEP_FILE})")
+    sweep, problem = read_sweep(run_dir)
+    if not sweep.get("document"):
+        if not (run_dir / SWEEP_FILE).exists():
+            raise SweepError(f"{run_dir}: not a gensweep run directory (no {SWEEP_FILE})")
+        raise SweepError(problem or f"{run_dir / SWEEP_FILE}: no spec in it (no document): cannot resume")
+    _repair_state(run_dir)
     spec = parse_document(sweep["document"], sweep.get("source", str(run_dir / SWEEP_FILE)))
     started = time.time()
     started_ray = _start_on_shared_storage(spec, run_dir, address, quiet=True)
@@ -183,13 +245,31 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
         raise SweepError(f"{run_dir}: Ray Tune saved no state here to resume from")
     # Restoring unpickles the searcher's state: our own run directory, so a trusted path.
     # The callbacks come back from Tune's saved state, PackDepartures with the hub's name: the
-    # name is the run's, so the new hub answers to it.
-    hub_name = _start_packing(spec, run_dir)
-    tuner = tune.Tuner.restore(str(run_dir), _trainable(spec, hub_name), resume_unfinished=True, resume_errored=True)
+    # name the run was made under, so the new hub answers to it even in a moved directory.
+    hub_name = _start_packing(spec, str(sweep.get("run_name") or run_dir.name))
     try:
-        return spec, _fit(tuner, run_dir, started, started_ray)
+        # Tune's saved state names the directory the run was made in: read and write this one.
+        with restoring(run_dir):
+            tuner = tune.Tuner.restore(str(run_dir), _trainable(spec, hub_name), resume_unfinished=True,
+                                       resume_errored=True)
+            return spec, _fit(tuner, run_dir, started, started_ray)
     finally:
         _HUBS.pop(hub_name, None)
+
+
+def _repair_state(run_dir: Path) -> None:
+    """Files a full disk left damaged: Tune's state (back to its last whole copy) and the
+    temporaries of writes it cut short."""
+    from runner.tune_state import repair
+
+    if not (run_dir / SWEEP_FILE).is_file():
+        return  # not a run directory (resume_sweep says so): touch nothing in it
+    for temporary in run_dir.glob("**/.*.tmp"):
+        if re.fullmatch(r"\..+\.\d+\.tmp", temporary.name):
+            temporary.unlink(missing_ok=True)  # write_bytes' own (.NAME.PID.tmp), cut short mid-write
+    damaged = repair(run_dir)
+    if damaged:
+        print(f"gensweep: {', '.join(damaged)} damaged (a full disk?): resuming from Ray Tune's last whole state")
 
 
 _USER_OUTPUT_CHOICE = os.environ.get("RAY_AIR_NEW_OUTPUT")
@@ -266,13 +346,13 @@ def _max_concurrent(spec: Spec) -> int | None:
     return min(spec.tune.max_concurrent or members, members)
 
 
-def _start_packing(spec: Spec, run_dir: Path) -> str | None:
+def _start_packing(spec: Spec, run_name: str) -> str | None:
     """A packed sweep's hub (runner/pack_trial.py), named for this run; None when not packed."""
     if spec.tune.pack == 1:
         return None
     from runner.pack_trial import start_hub
 
-    hub_name = f"gensweep-packs:{run_dir.name}"
+    hub_name = f"gensweep-packs:{run_name}"
     _HUBS[hub_name] = start_hub(spec, hub_name, MEMBER_CPU)  # held here: the hub lives while the sweep does
     return hub_name
 
@@ -292,22 +372,85 @@ MEMBER_CPU = 0.01  # what a pack's member holds of the pack's CPUs (runner/pack_
 def _fit(tuner, run_dir: Path, started: float, started_ray: bool, verbose: int = 0) -> SweepOutcome:
     import ray
 
+    from runner.disk_full import DiskFullWatch
+    from runner.interrupts import StopSignals
+
     # Optuna's GridSampler calls Study.stop once the grid is exhausted; Ray warns that this is
     # unusual, on every sweep. It is expected here.
     logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
+    # A trial an interrupt stopped before its first report has no metrics; Ray warns about each.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     _choose_output(verbose)
+    errors, completed = {}, set()
+    quiet = _quiet_trial_errors() if verbose == 0 else contextlib.nullcontext()
+    # Held until the records are final: a signal in between still ends in an orderly stop.
+    with StopSignals() as signals, DiskFullWatch() as disk:
+        try:
+            with quiet:
+                results = tuner.fit()
+            # one_line: Tune's error is the worker's RayTaskError, a page of traceback in colour.
+            errors = {Path(r.path).name: one_line(r.error) for r in results if r.error is not None}
+            # "done": Tune completed the trial, whether at its last epoch or stopped early by ASHA.
+            completed = {Path(r.path).name for r in results if r.error is None and r.metrics and r.metrics.get("done")}
+        except KeyboardInterrupt:
+            pass  # a second signal, or one before Tune's loop ran: every unfinished trial is interrupted
+        except Exception as error:
+            # On a full disk Tune leaves empty files it then fails to read back (error.pkl: EOFError).
+            if not (disk.seen or is_disk_full(error)):
+                raise
+        finally:
+            if started_ray:
+                ray.shutdown()
+            _restore_output_choice()
+        disk_full = disk.seen or any(is_disk_full(message) for message in errors.values())
+        try:
+            trials = finish_records(run_dir, {} if disk_full else errors, completed)
+            if not disk_full:
+                for notice in _notices_since(run_dir, started):
+                    print(f"gensweep: {notice}")
+            write_comparison(run_dir, trials)
+        except OSError as error:
+            if not is_disk_full(error):
+                raise
+            disk_full = True
+    if disk_full:
+        raise DiskFullError(
+            f"{run_dir}: the disk is full (no space left on {mount_point(run_dir)}); finished trials and "
+            f"their checkpoints are kept: free some space, then: gensweep resume {run_dir}"
+        )
+    return SweepOutcome(run_dir, trials, time.time() - started, stopped_by=signals.received)
+
+
+@contextlib.contextmanager
+def _quiet_trial_errors():
+    """At verbose 0, no pages of Tune's tracebacks: each failed trial's one-line reason is in
+    its record and in the summary table. Tune logs each failure with its traceback (unless
+    TUNE_PRINT_ALL_TRIAL_ERRORS=0, read when fit starts) and lists the failed trials at the end."""
+    user_choice = os.environ.get("TUNE_PRINT_ALL_TRIAL_ERRORS")
+    os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = user_choice or "0"
+    tune_logger = logging.getLogger("ray.tune.tune")
+    tune_logger.addFilter(_not_the_list_of_failed_trials)
     try:
-        results = tuner.fit()
-        errors = {Path(r.path).name: one_line(r.error) for r in results if r.error is not None}
-        # "done": Tune completed the trial, whether at its last epoch or stopped early by ASHA.
-        completed = {Path(r.path).name for r in results if r.error is None and r.metrics and r.metrics.get("done")}
+        yield
     finally:
-        if started_ray:
-            ray.shutdown()
-        _restore_output_choice()
-    trials = finish_records(run_dir, errors, completed)
-    write_comparison(run_dir, trials)
-    return SweepOutcome(run_dir, trials, time.time() - started)
+        tune_logger.removeFilter(_not_the_list_of_failed_trials)
+        if user_choice is None:
+            os.environ.pop("TUNE_PRINT_ALL_TRIAL_ERRORS", None)
+
+
+def _not_the_list_of_failed_trials(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Trials did not complete")
+
+
+def _notices_since(run_dir: Path, started: float) -> list[str]:
+    """The one-line notices trials left in their records during this sweep (a damaged checkpoint
+    passed over): at verbose 0 a trial's own output does not reach this terminal."""
+    notices = []
+    for path in sorted(run_dir.glob(f"*/{RECORD_FILE}")):
+        record = read_json(path)
+        if isinstance(record, dict) and record.get("notice") and (record.get("updated") or 0) >= started:
+            notices.append(f"trial {path.parent.name}: {record['notice']}")
+    return notices
 
 
 def finish_records(run_dir: Path, errors: dict[str, str], completed: set[str] = frozenset()) -> list[TrialSummary]:
@@ -335,26 +478,46 @@ def finish_records(run_dir: Path, errors: dict[str, str], completed: set[str] = 
 
 
 def write_comparison(run_dir: Path, trials: list[TrialSummary]) -> Path | None:
-    """The sweep-level picture: every trial's samples side by side, as PNG and in TensorBoard."""
+    """The sweep-level picture: trials' samples side by side (the best SHOWN_TRIALS of a larger
+    sweep, said on the picture), as PNG and in TensorBoard."""
     from runner.loop import SAMPLES_FILE
     from runner.tblog import write_image_event
 
-    image = comparison_image(trials, SAMPLES_FILE)
+    sweep = read_json(run_dir / SWEEP_FILE)
+    sweep = sweep if isinstance(sweep, dict) else {}
+    objectives, modes = sweep.get("metrics"), sweep.get("modes")  # a damaged sweep.json: no ranking, say so
+    if not (isinstance(objectives, list) and isinstance(modes, list) and all(isinstance(m, str) for m in objectives)):
+        objectives, modes = [], []
+    # A trial interrupted before its first epoch has no samples yet (OpenCV would warn about each).
+    with_samples = [t for t in trials if (Path(t.logdir) / SAMPLES_FILE).is_file()]
+    image = comparison_image(with_samples, SAMPLES_FILE, objectives=objectives, modes=modes)
     if image is None:
         return None
     import cv2
 
     path = run_dir / COMPARISON_FILE
-    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    # Encoded, then written whole: cv2.imwrite on a full disk returns False and leaves a stub.
+    encoded, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not encoded:
+        raise OSError(f"OpenCV could not encode the {image.shape} comparison image as PNG")
+    write_bytes(path, png.tobytes())
     write_image_event(run_dir / COMPARISON_RUN, "comparison/samples", image)
     return path
 
 
+TRIAL_NAME_VALUES = 100  # characters of swept values in a trial's directory name; its id follows
+
+
 def trial_dirname(trial) -> str:
-    """latent_dim=2_ab12cd34: readable run names in TensorBoard, unique by Tune's trial id."""
+    """latent_dim=2_ab12cd34: readable run names in TensorBoard, unique by Tune's trial id.
+
+    Swept values may be any strings ('../x', '/etc'): every character outside a safe set
+    becomes '-', so the name is one path component inside the run directory, and the values
+    are cut short before the id, never the id.
+    """
     parts = [f"{path.split('.')[-1]}={_short(value)}" for path, value in sorted(trial.config.items())]
-    name = "_".join(parts + [trial.trial_id])
-    return re.sub(r"[^A-Za-z0-9_.=+-]", "-", name)[:120]
+    values = re.sub(r"[^A-Za-z0-9_.=+-]", "-", "_".join(parts))[:TRIAL_NAME_VALUES]
+    return f"{values}_{trial.trial_id}" if values else str(trial.trial_id)
 
 
 def _short(value) -> str:
@@ -373,14 +536,13 @@ def _domain(dim: SearchDim):
     return tune.randint(int(dim.low), int(dim.high) + 1)  # randint excludes high; ours includes it
 
 
-OPTUNA_FILE = "optuna.db"
-
-
 def _search_algorithm(spec: Spec, run_dir: Path):
     if not spec.search or spec.sampler == "pbt":
         return None  # nothing to choose, or PBT's own sampling (it refuses a search algorithm)
     import optuna
     from ray.tune.search.optuna import OptunaSearch
+
+    from runner.tune_state import RunDirStorage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed = spec.tune.seed
@@ -394,8 +556,9 @@ def _search_algorithm(spec: Spec, run_dir: Path):
         "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
     }
     # The study lives beside the results, in Optuna's own SQLite storage: optuna-dashboard and
-    # Optuna's analysis read it, and a resumed sweep goes on writing to it.
-    storage = optuna.storages.RDBStorage(f"sqlite:///{run_dir / OPTUNA_FILE}")
+    # Optuna's analysis read it, and a resumed sweep goes on writing to it (the run directory's
+    # own, when it was moved or copied: runner/tune_state.py).
+    storage = RunDirStorage(run_dir)
     study = {"sampler": samplers[spec.sampler](), "storage": storage, "study_name": spec.name}
     if len(spec.metrics) > 1:
         return OptunaSearch(metric=spec.metrics, mode=spec.modes, **study)
@@ -417,7 +580,9 @@ def _scheduler(spec: Spec, search_space: dict):
         )
 
     return ASHAScheduler(
-        time_attr="training_iteration",
+        # Epochs, not Tune's count of reports: a trial that went back to an older checkpoint (its
+        # newest did not load) reports some epochs twice, and must still reach its last.
+        time_attr="epoch",
         max_t=spec.train.epochs,
         grace_period=spec.tune.grace_period,
         reduction_factor=spec.tune.reduction_factor,

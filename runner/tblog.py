@@ -7,7 +7,7 @@ own run so the HParams tab lists one session per trial, beside that trial's curv
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,19 +55,28 @@ class TrialLogger:
         metric_tags: list[str],
         discrete: Mapping[str, list] | None = None,
     ) -> None:
-        """Declare this trial a session with `values` and list the metrics to compare."""
-        values = {name: _hparam_value(value) for name, value in values.items()}
+        """Declare this trial a session with `values` and list the metrics to compare.
+
+        discrete: a grid's values by name, declared as that hparam's domain (the HParams tab's
+        filter); one of more than DISCRETE_LIMIT values is left for TensorBoard to gather from the
+        sessions, rather than written into every trial's event file.
+        """
         discrete = discrete or {}
-        declared = [
-            hparams_api.HParam(name, hparams_api.Discrete([_hparam_value(v) for v in discrete[name]]))
-            if name in discrete
-            else hparams_api.HParam(name)
-            for name in values
-        ]
+        declared, session = [], {}
+        for name, value in values.items():
+            domain = discrete.get(name)
+            if domain is not None and len(domain) <= DISCRETE_LIMIT:
+                kind = _common_kind([value, *domain])
+                choices = [kind(v) for v in _unique(domain, kind)]
+                declared.append(hparams_api.HParam(name, hparams_api.Discrete(choices, dtype=type(choices[0]))))
+            else:
+                kind = _common_kind([value])
+                declared.append(hparams_api.HParam(name))
+            session[name] = kind(value)
         metrics = [hparams_api.Metric(tag) for tag in metric_tags]
         file_writer = self.writer._get_file_writer()
         file_writer.add_summary(hparams_api.hparams_config_pb(declared, metrics))
-        file_writer.add_summary(hparams_api.hparams_pb(values))
+        file_writer.add_summary(hparams_api.hparams_pb(session))
 
     def finish(self, succeeded: bool) -> None:
         status = api_pb2.STATUS_SUCCESS if succeeded else api_pb2.STATUS_FAILURE
@@ -79,10 +88,35 @@ class TrialLogger:
         self.writer.close()
 
 
-def _hparam_value(value: Any) -> HParamValue:
-    if isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)  # None, lists: shown as text rather than dropped
+DISCRETE_LIMIT = 100  # values of a declared HParams domain
+
+
+def _common_kind(values: list[Any]) -> Callable[[Any], HParamValue]:
+    """One type for an hparam's values and its domain: TensorBoard's Discrete takes one only.
+
+    bool, int, float (ints and floats together: float) or, for anything else or a mix, text.
+    """
+    kinds = {
+        bool if isinstance(v, bool) else int if isinstance(v, int) else float if isinstance(v, float) else str
+        for v in values
+    }
+    if kinds in ({bool}, {int}, {float}):
+        return kinds.pop()
+    if kinds == {int, float}:
+        return float
+    return _text
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)  # None, lists, a mix: shown as text rather than dropped
+
+
+def _unique(values: list[Any], kind: Callable[[Any], HParamValue]) -> list[Any]:
+    # 1 and 1.0, or None and "None", are one value once they share a type.
+    seen: dict[Any, Any] = {}
+    for value in values:
+        seen.setdefault(kind(value), value)
+    return list(seen.values())
 
 
 def _session_end_pb(status: int) -> summary_pb2.Summary:
@@ -95,11 +129,18 @@ def _session_end_pb(status: int) -> summary_pb2.Summary:
     return summary_pb2.Summary(value=[value])
 
 
-def write_image_event(logdir: Path, tag: str, image_hwc: np.ndarray) -> None:
-    """One uint8 (H, W, 3) image as its own run: the sweep-level comparison in TensorBoard."""
+def write_image_event(logdir: Path, tag: str, image_hwc: np.ndarray) -> int:
+    """One uint8 (H, W, 3) image as its own run: the sweep-level comparison in TensorBoard.
+
+    Each call (the end of a run, then of every resume) writes one event file at the next step,
+    so the run holds one image a step, the newest last. Returns that step.
+    """
+    # Every earlier call left exactly one event file here: their number is the next step.
+    step = len(list(Path(logdir).glob("events.out.tfevents.*")))
     writer = SummaryWriter(str(logdir))
-    writer.add_image(tag, image_hwc, 0, dataformats="HWC")
+    writer.add_image(tag, image_hwc, step, dataformats="HWC")
     writer.close()
+    return step
 
 
 def save_png(grid: torch.Tensor, path: Path) -> None:

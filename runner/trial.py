@@ -11,6 +11,7 @@ import io
 import logging
 import os
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,16 +24,16 @@ import torch
 from ray import tune
 
 from runner import loop
-from runner.errors import GensweepError, one_line
+from runner.errors import GensweepError, PermanentError, one_line
 from runner.files import read_json, write_json
 from runner.report import RECORD_FILE, STATE_FILE
-from runner.spec import Spec, parse_document
+from runner.spec import Spec, trial_spec
 from runner.tblog import TrialLogger
 
 
 def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dict[str, list]) -> None:
     """The Tune function trainable. `sampled` holds the swept values by dotted path."""
-    spec = parse_document(document, source).with_values(sampled)
+    spec = trial_spec(document, source, sampled)  # checked whole by the driver: not again per trial
     trial = start_trial(spec, sampled, grid)
 
     def report(end: loop.EpochEnd) -> None:
@@ -41,7 +42,7 @@ def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dic
     try:
         loop.train(spec, trial.logger, report, trial.resume_state, assigned_gpus=trial.assigned_gpus)
     except Exception as error:
-        trial.fail(one_line(error))
+        trial.fail(one_line(error), permanent=isinstance(error, PermanentError))
         raise
     else:
         trial.close()
@@ -71,6 +72,12 @@ class TrialSession:
         self.spec = spec
         self.trial_id = context.get_trial_id()
         trial_dir = trial_storage_dir(context)
+        # Tune retries a failed trial up to max_failures times, whatever the error; one that
+        # failed for a reason that does not change (a NaN loss, an unreadable file) fails again
+        # at once rather than train for nothing. A later `gensweep resume` tries it again.
+        failed_before = permanent_failure(trial_dir / RECORD_FILE)
+        if failed_before:
+            raise RepeatedFailure(failed_before)
         self.record = TrialRecord(trial_dir / RECORD_FILE, self.trial_id, spec, sampled)
         self.assigned_gpus = [str(gpu) for gpu in ray.get_gpu_ids()]
         # pid: Tune reuses a process for trial after trial; the record says which one ran this.
@@ -80,10 +87,14 @@ class TrialSession:
         self.resume_state: dict | None = None
         checkpoint = tune.get_checkpoint()
         if checkpoint is not None:
-            with checkpoint.as_directory() as directory:
-                self.resume_bytes = (Path(directory) / STATE_FILE).read_bytes()
-            # weights_only: tensors and plain containers, never arbitrary pickled objects.
-            self.resume_state = torch.load(io.BytesIO(self.resume_bytes), map_location="cpu", weights_only=True)
+            try:
+                _, self.resume_bytes, self.resume_state, notice = newest_loadable_state(Path(checkpoint.path))
+            except CheckpointError as error:
+                self.fail(str(error), permanent=True)
+                raise
+            if notice:
+                self.record.update(notice=notice)
+                print(f"gensweep: trial {self.trial_id}: {notice}", file=sys.stderr, flush=True)
 
         # A resumed trial drops the events its crashed run wrote after the checkpoint's step.
         resumed = self.resume_state
@@ -94,6 +105,7 @@ class TrialSession:
             for stale in trial_dir.glob("events.out.tfevents.*"):
                 stale.unlink()
         self.logger = TrialLogger(trial_dir, purge_step=resumed["global_step"] + 1 if resumed else None)
+        self.tensorboard_finished = False  # its TensorBoard session's end is written once
         if resumed is not None:
             # Restored from a checkpoint: its own (a retry, a resume) or, under PBT, a stronger
             # trial's. Either way the record now stands where that checkpoint stood.
@@ -104,8 +116,6 @@ class TrialSession:
                 spec.metric_names(),
                 discrete={path: grid[path] for path in grid},
             )
-
-    tensorboard_finished = False  # its TensorBoard session has its end: written once
 
     def report(self, epoch: int, metrics: dict[str, float], write_state: Callable[[Path], None]) -> None:
         """Record, checkpoint (write_state writes the state file) and report one epoch to Tune.
@@ -126,10 +136,14 @@ class TrialSession:
             write_state(Path(directory) / STATE_FILE)
             tune.report(metrics | {"epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(directory))
 
-    def fail(self, message: str) -> None:
-        """The trial failed: its record and its TensorBoard session say so (the caller raises)."""
-        self.record.update(status="error", error=message)
-        self._finish_tensorboard(succeeded=False)
+    def fail(self, message: str, permanent: bool = False) -> None:
+        """The trial failed: its record and its TensorBoard session say so (the caller raises).
+
+        permanent: it would fail the same way again; Tune's retries in this session end at once.
+        """
+        self.record.update(status="error", error=message, permanent_in=_ray_session() if permanent else None)
+        if hasattr(self, "logger"):  # not yet there when no checkpoint loads
+            self._finish_tensorboard(succeeded=False)
 
     def close(self) -> None:
         """Trained to its last epoch, and Tune has every report (tune.report returns only once the
@@ -145,6 +159,88 @@ class TrialSession:
 
 class TrialError(GensweepError, RuntimeError):
     """A trial failed for a reason found elsewhere (its pack's trainer); one-line message."""
+
+
+class CheckpointError(PermanentError):
+    """None of the trial's checkpoints loads; the message names the newest and what is wrong."""
+
+
+class RepeatedFailure(PermanentError):
+    """A retry of a trial that failed permanently earlier in this session: the same message."""
+
+
+def permanent_failure(record_path: Path) -> str | None:
+    """The reason a trial failed permanently earlier in this Ray session (None if it did not).
+
+    Keyed by the session and job: a `gensweep resume` (a new driver, often a new cluster) tries
+    the trial again, since the user may have mended what was wrong.
+    """
+    record = read_json(record_path)
+    if isinstance(record, dict) and record.get("status") == "error" and record.get("permanent_in") == _ray_session():
+        return str(record.get("error") or "failed before")
+    return None
+
+
+def _ray_session() -> str:
+    context = ray.get_runtime_context()
+    return f"{context.get_session_name()}/{context.get_job_id()}"
+
+
+def newest_loadable_state(checkpoint_dir: Path) -> tuple[Path, bytes, dict, str | None]:
+    """(file, bytes, state, notice) of the newest checkpoint that loads, from Tune's latest down.
+
+    A trial killed while writing its checkpoint, or a disk that lost a block, leaves a latest
+    state file that does not load; retrying it would fail the same way every time. The older
+    checkpoints beside it (CheckpointConfig keeps a few) are tried newest first; notice is one
+    line saying which was damaged and which the trial goes on from. Raises CheckpointError
+    naming the newest file when none loads.
+    """
+    candidates = [checkpoint_dir]
+    index = _checkpoint_index(checkpoint_dir)
+    if index is not None:
+        numbered = {p: _checkpoint_index(p) for p in checkpoint_dir.parent.glob("checkpoint_*")}
+        candidates += sorted((p for p, n in numbered.items() if n is not None and n < index), key=numbered.get, reverse=True)
+    where = checkpoint_dir.parent
+    failures = []
+    for directory in candidates:
+        path = directory / STATE_FILE
+        try:
+            raw, state = _load_state(path)
+        except CheckpointError as error:
+            failures.append(str(error))
+            continue
+        notice = None
+        if failures:
+            notice = f"{'; '.join(failures)}; going on from {directory.name}/{path.name} (epoch {state['epoch']})"
+        return path, raw, state, notice
+    raise CheckpointError(f"{where}: no checkpoint loads: {'; '.join(failures)}")
+
+
+def _checkpoint_index(directory: Path) -> int | None:
+    prefix, _, number = directory.name.partition("_")
+    return int(number) if prefix == "checkpoint" and number.isdigit() else None
+
+
+def _load_state(path: Path) -> tuple[bytes, dict]:
+    """A checkpoint's state file, read and unpickled; CheckpointError says what is wrong with it."""
+    where = f"{path.parent.name}/{path.name}"
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise CheckpointError(f"{where}: cannot read ({error.strerror or error})") from None
+    if not raw:
+        raise CheckpointError(f"{where}: empty file")
+    if not raw.startswith(b"PK"):  # torch.save writes a zip archive
+        raise CheckpointError(f"{where}: not a PyTorch checkpoint (no zip header)")
+    try:
+        # weights_only: tensors and plain containers, never arbitrary pickled objects.
+        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError ...
+        reason = str(error).strip().split(". ")[0].splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{where}: truncated or damaged ({len(raw):,} bytes: {reason})") from None
+    if not isinstance(state, dict) or "epoch" not in state or "global_step" not in state:
+        raise CheckpointError(f"{where}: holds no gensweep training state")
+    return raw, state
 
 
 def trial_storage_dir(context) -> Path:
@@ -207,6 +303,7 @@ class TrialRecord:
             "metrics": previous.get("metrics", {}),
             "epoch": previous.get("epoch", 0),
             "error": None,
+            "attempts": previous.get("attempts", 0) + 1,  # starts of this trial: a retry, a resume
             "started": previous.get("started", time.time()),  # first start: retries keep it
         }
         self.update()

@@ -7,7 +7,7 @@ import pytest
 from ray import tune
 
 from runner.spec import parse_document
-from runner.sweep import _domain, _scheduler, _search_algorithm, choose_run_dir, trial_dirname
+from runner.sweep import _domain, _scheduler, _search_algorithm, trial_dirname
 
 
 def _spec(tiny_document, search, **tune_settings):
@@ -48,16 +48,6 @@ def test_asha_runs_to_the_last_epoch(tiny_document):
     scheduler = _scheduler(_spec(tiny_document, {}, scheduler="asha", grace_period=2), {})
     assert scheduler._max_t == 9 and scheduler._reduction_factor == 3.0
     assert scheduler._brackets[0]._rungs[-1][0] == 2  # the first rung: the grace period
-
-
-def test_run_directories_are_never_reused(tmp_path):
-    assert choose_run_dir(tmp_path, "s") == tmp_path / "s"
-    (tmp_path / "s").mkdir()
-    assert choose_run_dir(tmp_path, "s") == tmp_path / "s"  # empty: fine to use
-    (tmp_path / "s" / "x").write_text("")
-    (tmp_path / "s-2").mkdir()
-    (tmp_path / "s-2" / "x").write_text("")
-    assert choose_run_dir(tmp_path, "s") == tmp_path / "s-3"
 
 
 def test_trial_directories_are_named_by_their_values():

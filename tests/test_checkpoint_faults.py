@@ -1,0 +1,100 @@
+"""Damaged checkpoints, for real: a trial whose newest checkpoint is truncated or garbage goes on
+from the newest one that loads, and says so in one line; with none that loads it fails once,
+naming the file. No record, table or report carries terminal escape codes.
+
+Deterministic without a hook of its own: the first run's trial is killed at epoch 3 (the
+existing GENSWEEP_TEST_KILL_ONCE) with no retries, so it ends with checkpoints of epochs 1 and 2
+and nothing running; the test damages them while nothing is running, then `gensweep resume`
+restores the errored trial from its newest checkpoint, the damaged one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+GENSWEEP = str(Path(sys.executable).parent / "gensweep")
+pytestmark = pytest.mark.slow
+
+SPEC = {
+    "name": "ckpt",
+    "model": {"name": "vae", "hidden_dim": 32},
+    "data": {"name": "digits", "train_size": 256, "val_size": 64},
+    "train": {"epochs": 4, "batch_size": 64},
+    "search": {"model.latent_dim": {"grid": [2]}},
+    # ASHA stops a trial at max_t of its time attribute: a trial that went back an epoch must
+    # still be let run to its last epoch.
+    "tune": {"max_failures": 0, "scheduler": "asha", "grace_period": 1},
+}
+
+
+def _gensweep(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([GENSWEEP, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
+def _killed_at_epoch_3(tmp_path: Path) -> Path:
+    """A run whose only trial was killed at epoch 3: checkpoints of epochs 1 and 2, status error."""
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(SPEC))
+    env = {**os.environ, "GENSWEEP_TEST_KILL_ONCE": str(tmp_path / "killed"), "GENSWEEP_TEST_KILL_EPOCH": "3"}
+    result = _gensweep("run", "s.yaml", "--storage-path", "out", cwd=tmp_path, env=env)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (tmp_path / "killed").exists()
+    (trial_dir,) = [p.parent for p in (tmp_path / "out" / "ckpt").glob("*/gensweep.json")]
+    assert sorted(p.name for p in trial_dir.glob("checkpoint_*")) == ["checkpoint_000000", "checkpoint_000001"]
+    return trial_dir
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _escape_free(run_dir: Path, *outputs: str) -> None:
+    for output in outputs:
+        assert "\x1b[" not in output, output
+    for record in run_dir.glob("*/gensweep.json"):
+        assert "\\u001b[" not in record.read_text() and "\x1b[" not in record.read_text()
+    shown = _gensweep("show", str(run_dir), cwd=run_dir)
+    assert "\x1b[" not in shown.stdout + shown.stderr
+    report = _gensweep("report", str(run_dir), cwd=run_dir)
+    assert report.returncode == 0, report.stderr
+    assert "\x1b[" not in (run_dir / "report.html").read_text()
+
+
+def test_a_truncated_latest_checkpoint_falls_back_to_the_newest_one_that_loads(tmp_path):
+    trial_dir = _killed_at_epoch_3(tmp_path)
+    _truncate(trial_dir / "checkpoint_000001" / "state.pt")
+
+    resumed = _gensweep("resume", "out/ckpt", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    record = json.loads((trial_dir / "gensweep.json").read_text())
+    assert record["status"] == "finished" and record["epoch"] == 4, record
+    # One line, naming the damaged file and where the trial went on from.
+    notices = [line for line in resumed.stdout.splitlines() if "checkpoint_000001" in line]
+    assert len(notices) == 1, resumed.stdout
+    assert "checkpoint_000000" in notices[0] and "epoch 1" in notices[0], notices
+    assert "Traceback" not in resumed.stdout + resumed.stderr
+    _escape_free(tmp_path / "out" / "ckpt", resumed.stdout, resumed.stderr)
+
+
+def test_a_trial_none_of_whose_checkpoints_loads_fails_once_naming_the_file(tmp_path):
+    trial_dir = _killed_at_epoch_3(tmp_path)
+    _truncate(trial_dir / "checkpoint_000001" / "state.pt")
+    (trial_dir / "checkpoint_000000" / "state.pt").write_bytes(b"not a checkpoint at all")
+
+    resumed = _gensweep("resume", "out/ckpt", cwd=tmp_path)
+    assert resumed.returncode == 1, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    record = json.loads((trial_dir / "gensweep.json").read_text())
+    assert record["status"] == "error", record
+    error = record["error"]
+    assert "\n" not in error and "checkpoint_000001/state.pt" in error and "no checkpoint" in error, error
+    assert error in resumed.stdout  # the summary table carries the same one line
+    # At verbose 0 the terminal gets the table, not pages of Tune's tracebacks.
+    assert "Traceback" not in resumed.stdout + resumed.stderr
+    assert len((resumed.stdout + resumed.stderr).splitlines()) < 25, resumed.stdout + resumed.stderr
+    _escape_free(tmp_path / "out" / "ckpt", resumed.stdout, resumed.stderr)
