@@ -71,8 +71,10 @@ def start_or_join(address: str | None, quiet: bool = False) -> bool:
             # fails the next trial if that takes over 2 s: a stopped trial closing its event files
             # on slow storage can. The workers started here inherit this environment.
             os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "30")
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING,
-                     log_to_driver=not quiet)
+            # address="local": a Ray of its own. Without it, ray.init() joins the cluster whose
+            # address the last `ray start` on this machine left in Ray's temp directory.
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+                     logging_level=logging.WARNING, log_to_driver=not quiet)
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = f"at {address} ({source})" if address else "on this machine"
         raise ClusterError(f"cannot start or reach Ray {where}: {one_line(error)}") from None

@@ -39,9 +39,11 @@ def _closed_port() -> int:
         return probe.getsockname()[1]
 
 
-def _run(tmp_path: Path, ray_address: str, *arguments: str) -> subprocess.CompletedProcess:
+def _run(tmp_path: Path, ray_address: str | None, *arguments: str) -> subprocess.CompletedProcess:
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(SPEC))
-    environment = os.environ | {"RAY_ADDRESS": ray_address}
+    environment = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    if ray_address is not None:
+        environment["RAY_ADDRESS"] = ray_address
     return subprocess.run([GENSWEEP, "run", "s.yaml", "--storage-path", "out", *arguments], cwd=tmp_path,
                           env=environment, capture_output=True, text=True, timeout=900, check=False)
 
@@ -75,3 +77,16 @@ def test_a_ray_address_where_no_cluster_answers_is_one_line_naming_it(tmp_path):
     assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stderr.splitlines() == [f"error: RAY_ADDRESS 127.0.0.1:{port}: no Ray cluster answers there (Connection refused)"]
     assert not (tmp_path / "out").exists()  # nothing made for a sweep that did not start
+
+
+@pytest.mark.slow
+def test_without_an_address_a_ray_of_its_own_starts_though_another_runs_here(cluster, tmp_path):
+    # A cluster started on this machine (`ray start`, or Ray's Cluster as here) leaves its address
+    # in Ray's temp directory, and a plain ray.init() joins it; gensweep asked for no cluster.
+    result = _run(tmp_path, None)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "joined the Ray cluster" not in result.stdout
+    records = [json.loads(p.read_text()) for p in (tmp_path / "out" / "joined").glob("*/gensweep.json")]
+    assert sorted(r["swept"]["model.latent_dim"] for r in records) == [2, 4]
+    head = cluster.head_node.node_id[:8]
+    assert not any(r["node"].endswith(head) for r in records)  # its own Ray, not the one running here
