@@ -80,6 +80,8 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
             check_run_name(name, "--name")  # before the spec: a name that escapes is refused first
         spec = load_spec(spec_path, overrides)
         check_run_name(name or spec.name, f"{spec_path}: name")
+        # Before anything is made there, and before Ray starts: a file in the way, a read-only disk.
+        _require_writable(Path(storage_path).expanduser().resolve(), f"--storage-path {storage_path}")
         claim = claim_run_dir(Path(storage_path).expanduser().resolve(), name or spec.name)
     except _user_errors() as error:
         raise UserError(str(error)) from None
@@ -89,7 +91,6 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
             f"gensweep: {spec.name}: {spec.num_samples} trials of {spec.model_name} on {spec.data_name}, "
             f"sampler {spec.sampler if spec.search else '-'}, optimizing {spec.objective_text}"
         )
-        _require_writable(run_dir.parent, f"--storage-path {storage_path}")
         prepare_data(spec, say=lambda message: click.echo(f"gensweep: {message}"))
         click.echo(f"gensweep: results in {_relative(run_dir)}")
         outcome = run_sweep(spec, run_dir, address=address, verbose=verbose, keep_checkpoints=keep_checkpoints)
