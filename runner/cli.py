@@ -222,6 +222,9 @@ def report(run_dir, output) -> None:
     from runner.html_report import write_report
     from runner.report import ReportError
 
+    if output and Path(output).suffix.lower() not in (".html", ".htm"):
+        # Never over a file the run holds (sweep.json, optuna.db, a record) or any other kind.
+        raise UserError(f"-o {output}: the report is an HTML page; give a name ending in .html")
     if output and not Path(output).parent.is_dir():
         raise UserError(f"-o {output}: no such directory {Path(output).parent}")
     output_path = Path(output) if output else Path(run_dir) / "report.html"
@@ -254,6 +257,7 @@ def sample(trial_dir, count, output, seed, interpolate, steps, arithmetic) -> No
         raise UserError(f"-o {output}: the picture is a PNG; give a name ending in .png")
     if not output_path.parent.is_dir():
         raise UserError(f"-o {output}: no such directory {output_path.parent}")
+    _refuse_run_pictures(output_path, Path(trial_dir), output)
     from runner import data as data_sources
     from runner import sample as sampling
     from runner.tblog import save_png
@@ -281,6 +285,19 @@ def _warn(problems: list[str]) -> None:
     """Damaged files a command passed over: one line each on stderr, the output goes on."""
     for problem in problems:
         click.echo(f"warning: {problem}", err=True)
+
+
+def _refuse_run_pictures(output_path: Path, trial_dir: Path, output: str) -> None:
+    """The pictures the run itself keeps (a trial's latest samples.png, which the comparison and
+    the report show; comparison.png) are never replaced by a drawing made afterwards: with the
+    default -o samples.png, run inside a trial's directory, it would have been."""
+    from runner.loop import SAMPLES_FILE
+    from runner.report import COMPARISON_FILE
+
+    trial_dir = trial_dir.resolve()  # '.' has no parent to find the run's comparison.png in
+    kept = {trial_dir / SAMPLES_FILE, trial_dir.parent / COMPARISON_FILE}
+    if output_path.resolve() in kept:
+        raise UserError(f"-o {output}: that is the run's own {output_path.name}; give another name")
 
 
 def _class_triple(text: str) -> tuple[int, int, int]:
@@ -492,6 +509,9 @@ def align_synth(out_dir, frames, size, motion, seed, max_shift, max_rotation) ->
     """Write a jittered frame sequence with known motion, and its truth.csv."""
     from alignment.synthetic import make_sequence
 
+    if Path(out_dir).exists() and (not Path(out_dir).is_dir() or any(Path(out_dir).iterdir())):
+        # Its frame_NNNN.png and truth.csv would replace files of the same names: real frames.
+        raise UserError(f"{out_dir}: exists and is not empty; synth writes into a new or empty directory")
     truth = make_sequence(Path(out_dir), frames, size, motion, seed, max_shift, max_rotation)
     click.echo(f"{frames} frames of {size}x{size} ({motion}) in {out_dir}; truth: {truth}")
 
