@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from mounts import tmpfs
 
 GENSWEEP = str(Path(sys.executable).parent / "gensweep")
 
@@ -87,7 +88,8 @@ def test_a_damaged_image_is_named_by_validate_and_run_before_ray_starts(tmp_path
 
 
 def test_a_damaged_target_of_a_paired_folder_set_is_named(tmp_path):
-    inputs, targets = _images(tmp_path / "in"), _images(tmp_path / "out_images")
+    _images(tmp_path / "in")
+    targets = _images(tmp_path / "out_images")
     targets[1].write_bytes(b"")
     spec = {
         "name": "pairs", "model": {"name": "unet_sr"},
@@ -110,16 +112,8 @@ def test_a_storage_path_that_is_a_file_is_refused_before_ray_starts(tmp_path):
 @pytest.fixture
 def read_only_dir(tmp_path):
     """A read-only tmpfs: root ignores mode bits, but not a read-only mount."""
-    directory = tmp_path / f"ro-{uuid.uuid4().hex[:6]}"
-    directory.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(directory)],
-                             capture_output=True, text=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here ({mounted.stderr.strip() or mounted.returncode})")
-    try:
+    with tmpfs(tmp_path / f"ro-{uuid.uuid4().hex[:6]}", "ro,size=1m") as directory:
         yield directory
-    finally:
-        subprocess.run(["umount", str(directory)], check=True)
 
 
 def test_a_read_only_storage_path_is_refused_before_ray_starts(tmp_path, read_only_dir):

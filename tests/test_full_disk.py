@@ -10,11 +10,11 @@ import pickle
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
+from mounts import tmpfs
 
 from runner.files import write_bytes
 from runner.tune_state import BACKUP_DIR, DAMAGED_PREFIX, back_up, repair
@@ -29,21 +29,6 @@ SPEC = {
     "search": {"model.latent_dim": {"grid": [2, 4, 8]}},
     "quality": {"every": 0},
 }
-
-
-@contextmanager
-def _small_filesystem(directory: Path, size: str):
-    """A tmpfs of `size` mounted at directory (root only); the test is skipped where it cannot be."""
-    directory.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
-                             capture_output=True, text=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield directory
-    finally:
-        if subprocess.run(["umount", str(directory)], capture_output=True, check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(directory)], check=True)  # a straggling process holds a file
 
 
 def _fill(directory: Path, leave: int) -> Path:
@@ -69,7 +54,7 @@ def _show(run_dir: Path) -> list[dict]:
 @pytest.mark.slow
 def test_a_disk_that_fills_mid_sweep_ends_in_one_line_and_resume_finishes_the_sweep(tmp_path):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(SPEC))
-    with _small_filesystem(tmp_path / "store", "16m") as store:
+    with tmpfs(tmp_path / "store", "size=16m") as store:
         run_dir = store / "full"
         with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
             process = subprocess.Popen([GENSWEEP, "run", "s.yaml", "--storage-path", str(store), "--keep-checkpoints", "1"],
@@ -113,7 +98,7 @@ def test_a_disk_that_fills_mid_sweep_ends_in_one_line_and_resume_finishes_the_sw
 
 
 def test_a_write_cut_short_by_a_full_disk_leaves_no_temporary(tmp_path):
-    with _small_filesystem(tmp_path / "small", "64k") as small:
+    with tmpfs(tmp_path / "small", "size=64k") as small:
         with pytest.raises(OSError):
             write_bytes(small / "big.bin", b"\0" * (1024 * 1024))
         assert list(small.iterdir()) == []
@@ -160,7 +145,7 @@ def test_a_disk_full_before_the_first_trial_is_one_line(tmp_path):
     # Full from the start: sweep.json or Optuna's SQLite study cannot be written (SQLite says
     # "database or disk is full" in an OperationalError, not an OSError).
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(SPEC))
-    with _small_filesystem(tmp_path / "store", "64k") as store:
+    with tmpfs(tmp_path / "store", "size=64k") as store:
         _fill(store, leave=4096)
         result = subprocess.run([GENSWEEP, "run", "s.yaml", "--storage-path", str(store)], cwd=tmp_path,
                                 capture_output=True, text=True, timeout=300, check=False)
