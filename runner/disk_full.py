@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from typing import Self
 
 from runner.files import is_disk_full
 
@@ -26,7 +27,7 @@ class DiskFullWatch(logging.Filter):
             return False
         return True
 
-    def __enter__(self) -> DiskFullWatch:
+    def __enter__(self) -> Self:
         # Ray's loggers do not propagate to the root; they all end in the "ray" logger's handler.
         self._handlers = list(logging.getLogger("ray").handlers)
         for handler in self._handlers:

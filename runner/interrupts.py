@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from typing import Self
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Messages of Tune's logger about an interrupted run that name Tune's API, not gensweep's.
@@ -44,7 +45,7 @@ class StopSignals:
     def __init__(self):
         self.received: int | None = None
 
-    def __enter__(self) -> StopSignals:
+    def __enter__(self) -> Self:
         self._previous = {number: signal.getsignal(number) for number in (*STOP_SIGNALS, signal.SIGUSR1)}
         self._previous_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
         # Tune would take SIGINT for itself and give it back after the first one; keep it here.

@@ -185,7 +185,7 @@ def restoring(run_dir: Path) -> Iterator[None]:
 def _repoint_search_generator(run_dir: Path) -> None:
     """The experiment in Tune's saved SearchGenerator state, pointed at run_dir: the trials
     Tune makes after a resume go into it. Rewritten only when the directory moved."""
-    import ray.cloudpickle as cloudpickle  # what Tune itself saves the state with
+    from ray import cloudpickle  # what Tune itself saves the state with
 
     for path in run_dir.glob(SEARCH_GENERATOR_STATE):
         # Our own run directory, as for Tuner.restore: a trusted pickle.

@@ -7,15 +7,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from sweeps import GENSWEEP, end_if_running, output_at_exit, start_run, wait_for
 from tbreader import read_events
 
-GENSWEEP = str(Path(sys.executable).parent / "gensweep")
 pytestmark = pytest.mark.slow
 
 SPEC = {
@@ -79,37 +77,6 @@ def _records(run_dir: Path) -> dict[Path, dict]:
     return {path.parent: json.loads(path.read_text()) for path in run_dir.glob("*/gensweep.json")}
 
 
-def _start_run(cwd: Path) -> subprocess.Popen:
-    # Its output goes to a file, not a pipe nobody reads while the test waits: a full pipe would
-    # block the driver at its next line, and the sweep with it.
-    with open(cwd / "run.log", "w") as log:
-        return subprocess.Popen([GENSWEEP, "run", "s.yaml", "--storage-path", "out"], cwd=cwd, stdout=log,
-                                stderr=subprocess.STDOUT)
-
-
-def _output_at_exit(process: subprocess.Popen, cwd: Path) -> str:
-    process.wait(timeout=300)
-    return (cwd / "run.log").read_text()
-
-
-def _wait_for(condition, what: str, process: subprocess.Popen, seconds: float = 600):
-    """Poll until `condition()` is true (its value) while the run goes on; fail when it ended or
-    after `seconds` (Ray's start and the data's first drawing included)."""
-    deadline = time.time() + seconds
-    while not (value := condition()):
-        assert process.poll() is None, f"the run ended (exit {process.returncode}) before {what}"
-        assert time.time() < deadline, f"gave up after {seconds:.0f} s waiting for {what}"
-        time.sleep(0.05)
-    return value
-
-
-def _end_if_running(process: subprocess.Popen) -> None:
-    # A failed test must not leave its sweep training on the machine's cores.
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=60)
-
-
 def test_an_interrupted_sweep_resumes(tmp_path):
     # One trial at a time, so that when SIGINT comes one trial has finished and the next has a
     # checkpoint and epochs to go: both kinds are there to resume, every run.
@@ -117,7 +84,7 @@ def test_an_interrupted_sweep_resumes(tmp_path):
             "tune": {"max_concurrent": 1}}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
     run_dir = tmp_path / "out" / "faults"
-    process = _start_run(tmp_path)
+    process = start_run(tmp_path, "s.yaml", "--storage-path", "out")
 
     def one_finished_and_the_next_checkpointed() -> bool:
         records = _records(run_dir).items()
@@ -127,11 +94,11 @@ def test_an_interrupted_sweep_resumes(tmp_path):
         )
 
     try:
-        _wait_for(one_finished_and_the_next_checkpointed, "one trial finished and the next checkpointed", process)
+        wait_for(one_finished_and_the_next_checkpointed, "one trial finished and the next checkpointed", process)
         process.send_signal(signal.SIGINT)
-        output = _output_at_exit(process, tmp_path)
+        output = output_at_exit(process, tmp_path)
     finally:
-        _end_if_running(process)
+        end_if_running(process)
     before = {t["trial_id"]: t for t in _show(run_dir)}
     assert any(t["status"] == "interrupted" for t in before.values()), output[-3000:]
     finished_before = {
@@ -170,19 +137,19 @@ def test_a_record_says_finished_only_once_tune_has_the_last_result(tmp_path):
             "search": {"model.latent_dim": {"grid": [2]}}, "quality": {"every": 0}}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
     run_dir = tmp_path / "out" / "faults"
-    process = _start_run(tmp_path)
+    process = start_run(tmp_path, "s.yaml", "--storage-path", "out")
     try:
-        (trial_dir,) = _wait_for(lambda: list(_records(run_dir)), "the trial to start", process)
+        (trial_dir,) = wait_for(lambda: list(_records(run_dir)), "the trial to start", process)
         process.send_signal(signal.SIGSTOP)  # the trial was setting up: an epoch of 512 steps to go
-        record = _wait_for(lambda: _records(run_dir)[trial_dir]["epoch"] == 1 and _records(run_dir)[trial_dir],
+        record = wait_for(lambda: _records(run_dir)[trial_dir]["epoch"] == 1 and _records(run_dir)[trial_dir],
                            "the trial to train its epoch and report it", process)
         assert not (trial_dir / "result.json").exists() or not (trial_dir / "result.json").read_text().strip()
         assert record["status"] == "running"
         process.send_signal(signal.SIGCONT)
-        output = _output_at_exit(process, tmp_path)
+        output = output_at_exit(process, tmp_path)
     finally:
         process.send_signal(signal.SIGCONT)
-        _end_if_running(process)
+        end_if_running(process)
     assert process.returncode == 0, output[-3000:]
     (trial,) = _show(run_dir)
     assert trial["status"] == "finished" and trial["epoch"] == 1

@@ -38,8 +38,7 @@ def _fill(directory: Path, leave: int) -> Path:
     size = max(0, stats.f_bavail * stats.f_frsize - leave)
     try:
         with open(filler, "wb") as file:
-            for _ in range(size // 65536):
-                file.write(b"\0" * 65536)
+            file.writelines(b"\0" * 65536 for _ in range(size // 65536))
             file.write(b"\0" * (size % 65536))
     except OSError:
         pass  # a trial wrote meanwhile: the disk is full all the same

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from sweeps import GENSWEEP, end_if_running, output_at_exit, start_run, wait_for
 from tbreader import read_events
 
-GENSWEEP = str(Path(sys.executable).parent / "gensweep")
 pytestmark = pytest.mark.slow
 
 EPOCHS = 8
@@ -98,22 +97,18 @@ def test_a_killed_member_is_retried_in_a_new_pack_while_its_old_pack_goes_on(tmp
 
 def test_an_interrupted_packed_sweep_resumes(tmp_path):
     import signal
-    import time
 
     spec = {**FAULT_SWEEP, "train": {**FAULT_SWEEP["train"], "epochs": 6}, "data": {**FAULT_SWEEP["data"], "train_size": 4096}}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
     run_dir = tmp_path / "out" / "packed_faults"
-    # Output to a file: a pipe nobody reads while the test waits would block the driver once full.
-    with open(tmp_path / "run.log", "w") as log:
-        process = subprocess.Popen([GENSWEEP, "run", "s.yaml", "--storage-path", "out"], cwd=tmp_path, stdout=log,
-                                   stderr=subprocess.STDOUT)
-    deadline = time.time() + 300
-    while len(list(run_dir.glob("*/checkpoint_000001"))) < 3:
-        assert time.time() < deadline, "the members did not reach their second checkpoint"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=300)
-    output = (tmp_path / "run.log").read_text()
+    process = start_run(tmp_path, "s.yaml", "--storage-path", "out")
+    try:
+        wait_for(lambda: len(list(run_dir.glob("*/checkpoint_000001"))) >= 3,
+                 "three members' second checkpoints", process, seconds=300)
+        process.send_signal(signal.SIGINT)
+        output = output_at_exit(process, tmp_path)
+    finally:
+        end_if_running(process)
     before = json.loads(_gensweep("show", str(run_dir), "--json", cwd=tmp_path).stdout)
     assert all(1 < t["epoch"] < 6 for t in before), output[-3000:]
 

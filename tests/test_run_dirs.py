@@ -17,11 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 from ray.tune.experiment import Trial
+from sweeps import GENSWEEP, end_if_running, output_at_exit, start_run, wait_for
 
 from runner.names import RUN_NAME
 from runner.sweep import CLAIM_FILE, claim_run_dir, trial_dirname
-
-GENSWEEP = str(Path(sys.executable).parent / "gensweep")
 
 SPEC = {
     "name": "together",
@@ -222,14 +221,13 @@ def test_a_copied_run_directory_resumes_into_its_own_files_and_never_touches_the
     # so the resumed copy makes them from its saved search state.
     spec = _write_spec(tmp_path, name="original", train={"epochs": 12, "batch_size": 64}, tune={"max_concurrent": 1})
     original = tmp_path / "out" / "original"
-    process = subprocess.Popen([GENSWEEP, "run", str(spec), "--storage-path", str(tmp_path / "out")],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and not list(original.glob("*/checkpoint_000001")):
-        time.sleep(0.2)
-    assert list(original.glob("*/checkpoint_000001")), "no trial reached its second checkpoint"
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=300)
+    process = start_run(tmp_path, str(spec), "--storage-path", str(tmp_path / "out"))
+    try:
+        wait_for(lambda: list(original.glob("*/checkpoint_000001")), "a trial's second checkpoint", process, 300)
+        process.send_signal(signal.SIGINT)
+        output = output_at_exit(process, tmp_path)
+    finally:
+        end_if_running(process)
     assert len(list(original.glob("*/gensweep.json"))) == 1, output[-3000:]
 
     copy = tmp_path / "elsewhere" / "copy"
@@ -268,14 +266,13 @@ def test_a_copied_packed_run_resumes_with_its_packs(tmp_path):
     spec = _write_spec(tmp_path, name="packed", train={"epochs": 10, "batch_size": 64, "steps_per_epoch": 2},
                        search={"train.lr": {"grid": [1e-2, 3e-3, 1e-3, 3e-4]}}, tune={"pack": 2, "pack_wait": 5})
     original = tmp_path / "out" / "packed"
-    process = subprocess.Popen([GENSWEEP, "run", str(spec), "--storage-path", str(tmp_path / "out")],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and not list(original.glob("*/checkpoint_000001")):
-        time.sleep(0.2)
-    assert list(original.glob("*/checkpoint_000001")), "no trial reached its second checkpoint"
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=300)
+    process = start_run(tmp_path, str(spec), "--storage-path", str(tmp_path / "out"))
+    try:
+        wait_for(lambda: list(original.glob("*/checkpoint_000001")), "a trial's second checkpoint", process, 300)
+        process.send_signal(signal.SIGINT)
+        output = output_at_exit(process, tmp_path)
+    finally:
+        end_if_running(process)
     records = [json.loads(p.read_text()) for p in original.glob("*/gensweep.json")]
     assert any(r["status"] != "finished" for r in records), output[-3000:]
 

@@ -52,7 +52,7 @@ def _one_error_line(result) -> str:
      ("+2.5E+2", 250.0), ("-.25", -0.25), ("7", 7), ("0.001", 0.001)],
 )
 def test_numbers_in_the_forms_users_write_are_numbers(text, number):
-    key, value = parse_override(f"train.lr={text}")
+    _, value = parse_override(f"train.lr={text}")
     assert value == number and type(value) is type(number)
     assert yaml.safe_dump({"x": value})  # plain data
 
@@ -99,8 +99,8 @@ def test_a_billion_laughs_under_1kb_is_refused_in_one_line(tmp_path):
     assert len(bomb) < 1024
     (tmp_path / "bomb.yaml").write_text(BASE + bomb)
     environment = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    run = dict(capture_output=True, text=True, cwd=tmp_path, env=environment, preexec_fn=_limited_memory, timeout=180, check=False)
-    result = subprocess.run([GENSWEEP, "validate", "bomb.yaml"], **run)
+    run = {"capture_output": True, "text": True, "cwd": tmp_path, "env": environment, "preexec_fn": _limited_memory, "timeout": 180}
+    result = subprocess.run([GENSWEEP, "validate", "bomb.yaml"], **run, check=False)
     line = _one_error_line(result)
     assert line.startswith("error: bomb.yaml: ") and f"more than {MAX_NODES:,} values" in line
     # The same bomb in a --set value (its anchors inline, one line of YAML).
@@ -108,7 +108,7 @@ def test_a_billion_laughs_under_1kb_is_refused_in_one_line(tmp_path):
         f"&l{n} [{', '.join([f'*l{n - 1}'] * 10)}]" for n in range(1, 9)
     ) + "]}"
     (tmp_path / "ok.yaml").write_text(BASE)
-    result = subprocess.run([GENSWEEP, "validate", "ok.yaml", "--set", f"search.model.latent_dim={value}"], **run)
+    result = subprocess.run([GENSWEEP, "validate", "ok.yaml", "--set", f"search.model.latent_dim={value}"], **run, check=False)
     line = _one_error_line(result)
     assert line.startswith("error: --set search.model.latent_dim=") and "alias bomb" in line
 
