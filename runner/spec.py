@@ -397,6 +397,8 @@ def _parse_search(section: Mapping[str, Any]) -> dict[str, SearchDim]:
         low, high = arguments
         if kind == "int" and not all(isinstance(x, int) for x in arguments):
             raise ConfigError(key, f"int expects whole numbers [low, high], got {arguments!r}")
+        if not all(math.isfinite(x) for x in arguments):  # Optuna's sampler overflows on an infinite end
+            raise ConfigError(key, f"{kind} expects finite ends, got {arguments!r}")
         if not low < high:
             raise ConfigError(key, f"{kind} expects low < high, got {arguments!r}")
         if kind == "loguniform" and low <= 0:

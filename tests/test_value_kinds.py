@@ -104,6 +104,9 @@ def test_grid_values_are_kept_as_their_field_holds_them():
         ("model.latent_dim", {"loguniform": [2, 8]}, "loguniform draws floats"),
         ("model.beta", {"grid": [1, 1.0]}, "search.model.beta: grid lists a value twice: [1, 1.0]"),
         ("model.arch", {"uniform": [0, 1]}, "search.model.arch: value 0 does not fit"),
+        # Optuna's sampler overflows on an infinite end, in the driver, after validate said ok.
+        ("train.lr", {"loguniform": [1e-5, float("inf")]}, "search.train.lr: loguniform expects finite ends"),
+        ("model.beta", {"uniform": [float("-inf"), 1.0]}, "search.model.beta: uniform expects finite ends"),
     ],
 )
 def test_a_dimension_its_trials_could_not_run_is_refused(path, dimension, expected):
