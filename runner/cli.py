@@ -145,6 +145,9 @@ def resume(run_dir, address) -> None:
     except Exception as error:  # an OSError, or SQLite's OperationalError through Optuna
         _raise_if_disk_full(error, Path(run_dir))
         raise
+    except KeyboardInterrupt:  # Ctrl-C while Ray started or Tune's state was read: nothing changed
+        click.echo(f"gensweep: interrupted before the sweep resumed; again: gensweep resume {run_dir}", err=True)
+        sys.exit(130)
     _finish(spec, outcome)
 
 

@@ -81,6 +81,7 @@ class SweepOutcome:
 
 
 CLAIM_FILE = ".gensweep-claim"  # in a run directory from its claim until its sweep.json is written
+LOCK_FILE = ".gensweep-lock"  # held (flock) by the one run or resume working in a run directory
 
 
 @dataclass
@@ -95,6 +96,7 @@ class RunDirClaim:
         directory the claim made that is still empty, so no empty run is left to look like one
         (a sweep that started keeps everything it wrote)."""
         (self.path / CLAIM_FILE).unlink(missing_ok=True)
+        (self.path / LOCK_FILE).unlink(missing_ok=True)  # run_sweep has let go of it by now
         for directory in self.made:
             try:
                 directory.rmdir()  # only when empty
@@ -160,10 +162,31 @@ def prepare_data(spec: Spec, say=lambda message: None) -> None:
             say(f"feature network: {feature_net_accuracy(network, data):.1%} accuracy on the val images")
 
 
+@contextlib.contextmanager
+def holding_run_dir(run_dir: Path):
+    """The run directory for this process alone while it runs or resumes the sweep: a second
+    `gensweep resume` (or one started while `gensweep run` still works there) would drive one
+    Tune experiment and one Optuna study from two places. An flock, so a killed process lets go."""
+    import fcntl
+
+    with open(run_dir / LOCK_FILE, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SweepError(f"{run_dir}: another gensweep run or resume is working in it; "
+                             "wait for it to end (or stop it) first") from None
+        yield
+
+
 def run_sweep(
     spec: Spec, run_dir: Path, address: str | None = None, verbose: int = 0, keep_checkpoints: int = CHECKPOINTS_KEPT
 ) -> SweepOutcome:
     """verbose 0: one gensweep progress line; 1 and 2: Ray Tune's own output instead."""
+    with holding_run_dir(run_dir):
+        return _run_sweep(spec, run_dir, address, verbose, keep_checkpoints)
+
+
+def _run_sweep(spec: Spec, run_dir: Path, address: str | None, verbose: int, keep_checkpoints: int) -> SweepOutcome:
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -233,28 +256,32 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
         if not (run_dir / SWEEP_FILE).exists():
             raise SweepError(f"{run_dir}: not a gensweep run directory (no {SWEEP_FILE})")
         raise SweepError(problem or f"{run_dir / SWEEP_FILE}: no spec in it (no document): cannot resume")
-    _repair_state(run_dir)
-    spec = parse_document(sweep["document"], sweep.get("source", str(run_dir / SWEEP_FILE)))
-    started = time.time()
-    started_ray = _start_on_shared_storage(spec, run_dir, address, quiet=True)
-    if not tune.Tuner.can_restore(str(run_dir)):
-        if started_ray:
-            import ray
+    with holding_run_dir(run_dir):  # before the repair: it renames files a live run writes
+        _repair_state(run_dir)
+        spec = parse_document(sweep["document"], sweep.get("source", str(run_dir / SWEEP_FILE)))
+        started = time.time()
+        started_ray = _start_on_shared_storage(spec, run_dir, address, quiet=True)
+        try:
+            if not tune.Tuner.can_restore(str(run_dir)):
+                raise SweepError(f"{run_dir}: Ray Tune saved no state here to resume from")
+            # Restoring unpickles the searcher's state: our own run directory, so a trusted path.
+            # The callbacks come back from Tune's saved state, PackDepartures with the hub's name:
+            # the name the run was made under, so the new hub answers to it in a moved directory.
+            hub_name = _start_packing(spec, str(sweep.get("run_name") or run_dir.name))
+            try:
+                # Tune's saved state names the directory the run was made in: read and write this one.
+                with restoring(run_dir):
+                    tuner = tune.Tuner.restore(str(run_dir), _trainable(spec, hub_name), resume_unfinished=True,
+                                               resume_errored=True)
+                    return spec, _fit(tuner, run_dir, started, started_ray)
+            finally:
+                _HUBS.pop(hub_name, None)
+        except BaseException:
+            if started_ray:  # failed before _fit, which shuts down itself (a second shutdown does nothing)
+                import ray
 
-            ray.shutdown()
-        raise SweepError(f"{run_dir}: Ray Tune saved no state here to resume from")
-    # Restoring unpickles the searcher's state: our own run directory, so a trusted path.
-    # The callbacks come back from Tune's saved state, PackDepartures with the hub's name: the
-    # name the run was made under, so the new hub answers to it even in a moved directory.
-    hub_name = _start_packing(spec, str(sweep.get("run_name") or run_dir.name))
-    try:
-        # Tune's saved state names the directory the run was made in: read and write this one.
-        with restoring(run_dir):
-            tuner = tune.Tuner.restore(str(run_dir), _trainable(spec, hub_name), resume_unfinished=True,
-                                       resume_errored=True)
-            return spec, _fit(tuner, run_dir, started, started_ray)
-    finally:
-        _HUBS.pop(hub_name, None)
+                ray.shutdown()
+            raise
 
 
 def _repair_state(run_dir: Path) -> None:

@@ -20,7 +20,7 @@ from ray.tune.experiment import Trial
 from sweeps import GENSWEEP, end_if_running, output_at_exit, start_run, wait_for
 
 from runner.names import RUN_NAME
-from runner.sweep import CLAIM_FILE, claim_run_dir, trial_dirname
+from runner.sweep import CLAIM_FILE, LOCK_FILE, claim_run_dir, trial_dirname
 
 SPEC = {
     "name": "together",
@@ -285,3 +285,26 @@ def test_a_copied_packed_run_resumes_with_its_packs(tmp_path):
     records = [json.loads(p.read_text()) for p in copy.glob("*/gensweep.json")]
     assert sorted(r["swept"]["train.lr"] for r in records) == [3e-4, 1e-3, 3e-3, 1e-2]
     assert {r["status"] for r in records} == {"finished"}
+
+
+def test_a_run_directory_in_use_is_not_resumed_a_second_time(tmp_path):
+    import fcntl
+
+    # A run directory whose sweep is still going (its lock held, as `gensweep run` holds it) and
+    # whose Tune state looks damaged to a resume: a second driver would rename the live run's
+    # files and write to its study.
+    run_dir = tmp_path / "busy"
+    run_dir.mkdir()
+    document = yaml.safe_load(_write_spec(tmp_path, name="busy").read_text())
+    (run_dir / "sweep.json").write_text(json.dumps({"name": "busy", "document": document}))
+    (run_dir / "experiment_state-2026-12-01_00-00-00.json").write_text("{\"cut sho")  # being written
+    with open(run_dir / LOCK_FILE, "a+") as lock:
+        before = _everything_under(run_dir)
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = subprocess.run([GENSWEEP, "resume", str(run_dir)], capture_output=True, text=True, timeout=300,
+                                check=False)
+    assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stderr.splitlines() == [
+        f"error: {run_dir}: another gensweep run or resume is working in it; wait for it to end (or stop it) first"
+    ]
+    assert _everything_under(run_dir) == before  # nothing renamed, repaired or added
