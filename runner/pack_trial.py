@@ -30,7 +30,7 @@ from ray import tune
 from torch.utils._pytree import tree_map
 
 from runner import loop
-from runner.errors import GensweepError, one_line
+from runner.errors import GensweepError, PermanentError, one_line
 from runner.packing import Member, Pack, pack_key
 from runner.spec import trial_spec
 
@@ -139,7 +139,8 @@ class PackTrainer:
         )
 
     def _error(self, index: int, error: Exception) -> None:
-        self._queue(index).put({"error": one_line(error)})
+        # permanent (a NaN loss): the member fails once, as a trial alone would (runner/trial.py).
+        self._queue(index).put({"error": one_line(error), "permanent": isinstance(error, PermanentError)})
 
     def next(self, index: int) -> dict | None:
         """The member's next epoch (blocks until trained), {"error": ...}, or END."""
@@ -331,15 +332,16 @@ def run_packed_trial(sampled: dict[str, Any], *, document: dict, source: str, gr
 
 def _relay_epochs(trial, spec, sampled: dict[str, Any], resume_epoch: int, hub_name: str) -> None:
     """Join a pack, then record, log and report each epoch the pack trains for this member."""
-    from runner.trial import TrialError
+    from runner.trial import PermanentTrialError, TrialError
 
     hub = ray.get_actor(hub_name)
     trainer, index, number = ray.get(hub.join.remote(pack_key(spec, resume_epoch), trial.trial_id, sampled, trial.resume_bytes))
     pack = {"number": number, "member": index}
     while (message := ray.get(trainer.next.remote(index))) is not END:
         if "error" in message:
-            trial.fail(message["error"])
-            raise TrialError(message["error"])
+            permanent = message.get("permanent", False)
+            trial.fail(message["error"], permanent=permanent)
+            raise (PermanentTrialError if permanent else TrialError)(message["error"])
         trial.record.update(pack=pack | {"size": message["pack_size"]})  # members trained in that epoch
         replay(message["logs"], trial.logger)
         trial.report(message["epoch"], message["metrics"], lambda path, data=message["state"]: path.write_bytes(data))

@@ -146,7 +146,7 @@ class Pack:
         for name, value in values.items():
             if not math.isfinite(value):
                 self.leave(index)
-                self.members[index].on_error(loop.TrainingError(f"train/{name} became {value} at {where}; try a lower train.lr"))
+                self.members[index].on_error(loop.DivergedError(f"train/{name} became {value} at {where}; try a lower train.lr"))
                 return False
         return True
 

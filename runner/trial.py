@@ -161,6 +161,10 @@ class TrialError(GensweepError, RuntimeError):
     """A trial failed for a reason found elsewhere (its pack's trainer); one-line message."""
 
 
+class PermanentTrialError(TrialError, PermanentError):
+    """A permanent failure found elsewhere (a packed member's NaN loss, in its pack's trainer)."""
+
+
 class CheckpointError(PermanentError):
     """None of the trial's checkpoints loads; the message names the newest and what is wrong."""
 

@@ -135,14 +135,15 @@ def test_a_read_only_working_directory_is_refused_before_ray_starts(tmp_path, re
 
 
 @pytest.mark.slow
-def test_a_nan_loss_fails_its_trial_once_without_retries(tmp_path):
+@pytest.mark.parametrize("pack", [{}, {"pack": 2, "pack_wait": 1}], ids=["alone", "packed"])
+def test_a_nan_loss_fails_its_trial_once_without_retries(tmp_path, pack):
     spec = {
         "name": "nan",
         "model": {"name": "vae", "hidden_dim": 32},
         "data": {"name": "digits", "train_size": 256, "val_size": 64},
         "train": {"epochs": 2, "batch_size": 64, "lr": 1.0e9},
         "search": {"model.latent_dim": {"grid": [2]}},
-        "tune": {"max_failures": 2},
+        "tune": {"max_failures": 2} | pack,  # packed: the NaN is met in the pack's trainer
     }
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
     result = _gensweep("run", "s.yaml", "--storage-path", "out", cwd=tmp_path, timeout=600, watch_ray=False)
