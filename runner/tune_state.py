@@ -52,6 +52,11 @@ BACKUP_INTERVAL = 2.0  # seconds between looks at the state files; Tune saves ev
 
 def reads_whole(path: Path, kind: str) -> bool:
     """The file is complete: JSON that parses, or a pickle stream that ends where it should."""
+    return whole_content(path, kind) is not None
+
+
+def whole_content(path: Path, kind: str) -> bytes | None:
+    """The file's bytes when they are complete (read once: what was checked is what is kept)."""
     try:
         content = path.read_bytes()
         if kind == "json":
@@ -60,8 +65,8 @@ def reads_whole(path: Path, kind: str) -> bool:
             for _ in pickletools.genops(content):
                 pass
     except (OSError, ValueError, EOFError):
-        return False
-    return bool(content)
+        return None
+    return content or None
 
 
 def newest_state_files(run_dir: Path) -> dict[str, Path]:
@@ -78,16 +83,16 @@ def newest_state_files(run_dir: Path) -> dict[str, Path]:
 def back_up(run_dir: Path) -> bool:
     """Copy the newest state files to BACKUP_DIR when every one of them reads whole."""
     newest = newest_state_files(run_dir)
-    if "experiment_state-*.json" not in newest or not all(
-        reads_whole(path, STATE_FILES[pattern]) for pattern, path in newest.items()
-    ):
+    # Each file read once, checked and kept as read: Tune's syncing thread may rewrite it meanwhile.
+    contents = {path.name: whole_content(path, STATE_FILES[pattern]) for pattern, path in newest.items()}
+    if "experiment_state-*.json" not in newest or None in contents.values():
         return False
     backup, fresh, old = run_dir / BACKUP_DIR, run_dir / f"{BACKUP_DIR}.new", run_dir / f"{BACKUP_DIR}.old"
     shutil.rmtree(fresh, ignore_errors=True)
     try:
         fresh.mkdir()
-        for path in newest.values():
-            write_bytes(fresh / path.name, path.read_bytes())
+        for name, content in contents.items():
+            write_bytes(fresh / name, content)
     except OSError:
         shutil.rmtree(fresh, ignore_errors=True)  # a full disk: the backup there stays as it was
         raise
