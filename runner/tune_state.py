@@ -192,17 +192,18 @@ def _repoint_search_generator(run_dir: Path) -> None:
     Tune makes after a resume go into it. Rewritten only when the directory moved."""
     from ray import cloudpickle  # what Tune itself saves the state with
 
-    for path in run_dir.glob(SEARCH_GENERATOR_STATE):
-        # Our own run directory, as for Tuner.restore: a trusted pickle.
-        state = cloudpickle.loads(path.read_bytes())
-        experiment = state.get("experiment") if isinstance(state, dict) else None
-        storage = getattr(experiment, "storage", None)
-        if storage is None:
-            continue
-        here = (run_dir.parent.as_posix(), run_dir.name)
-        if (storage.storage_fs_path, storage.experiment_dir_name) == here:
-            continue
-        # The same fields Tune's TuneController._restore_trials sets on the trials it restores;
-        # changed in place, as the experiment's spec holds the same StorageContext.
-        storage.storage_fs_path, storage.experiment_dir_name = here
-        write_bytes(path, cloudpickle.dumps(state))
+    # Only the newest, which is the one Tune reads (an older session's may be damaged: unread).
+    path = newest_state_files(run_dir).get(SEARCH_GENERATOR_STATE)
+    if path is None or not reads_whole(path, STATE_FILES[SEARCH_GENERATOR_STATE]):
+        return  # none, or damaged beyond repair(): Tune's restore says so itself
+    # Our own run directory, as for Tuner.restore: a trusted pickle.
+    state = cloudpickle.loads(path.read_bytes())
+    experiment = state.get("experiment") if isinstance(state, dict) else None
+    storage = getattr(experiment, "storage", None)
+    here = (run_dir.parent.as_posix(), run_dir.name)
+    if storage is None or (storage.storage_fs_path, storage.experiment_dir_name) == here:
+        return
+    # The same fields Tune's TuneController._restore_trials sets on the trials it restores;
+    # changed in place, as the experiment's spec holds the same StorageContext.
+    storage.storage_fs_path, storage.experiment_dir_name = here
+    write_bytes(path, cloudpickle.dumps(state))
