@@ -44,6 +44,7 @@ class StopSignals:
 
     def __init__(self):
         self.received: int | None = None
+        self.settling = False  # Tune's loop has returned: signals are only noted (see settle)
 
     def __enter__(self) -> Self:
         self._previous = {number: signal.getsignal(number) for number in (*STOP_SIGNALS, signal.SIGUSR1)}
@@ -58,7 +59,16 @@ class StopSignals:
         logging.getLogger("ray.tune.tune").addFilter(self._filter)
         return self
 
+    def settle(self) -> None:
+        """Tune's loop has returned and the records are being made final: a signal now (a
+        second Ctrl-C) is noted for the exit status but stops nothing, or a record would be left
+        `running` halfway through."""
+        self.settling = True
+
     def _handle(self, signum, frame) -> None:
+        if self.settling:
+            self.received = self.received or signum
+            return
         if self.received is not None:
             raise KeyboardInterrupt
         self.received = signum

@@ -426,6 +426,7 @@ def _fit(tuner, run_dir: Path, started: float, started_ray: bool, verbose: int =
             if not (disk.seen or is_disk_full(error)):
                 raise
         finally:
+            signals.settle()
             if started_ray:
                 ray.shutdown()
             _restore_output_choice()

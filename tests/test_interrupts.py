@@ -110,3 +110,15 @@ def test_a_signal_interrupts_the_sweep_and_resume_finishes_it(tmp_path, signum, 
     # The sweep's comparison: one image a step (the run's, then the resume's), never two at one.
     images = read_events(run_dir / "_comparison").Images("comparison/samples")
     assert [image.step for image in images] == [0, 1]
+
+
+def test_signals_while_the_records_are_made_final_are_noted_and_stop_nothing():
+    # After Tune's loop returned, a second Ctrl-C must not raise in the middle of writing the
+    # records (one would be left `running`); the exit status still says which signal came.
+    from runner.interrupts import StopSignals
+
+    with StopSignals() as signals:
+        signals.settle()
+        for _ in range(2):
+            os.kill(os.getpid(), signal.SIGINT)  # real signals, handled before kill returns
+        assert signals.received == signal.SIGINT
