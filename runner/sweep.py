@@ -191,6 +191,7 @@ def _run_sweep(spec: Spec, run_dir: Path, address: str | None, verbose: int, kee
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from runner.progress import ProgressLine  # imports Ray Tune: only when a sweep really runs
+    from runner.records import CompletedRecords
     from runner.tune_state import StateBackup
 
     started = time.time()
@@ -227,7 +228,7 @@ def _run_sweep(spec: Spec, run_dir: Path, address: str | None, verbose: int, kee
             storage_path=str(run_dir.parent),
             callbacks=[JsonLoggerCallback(), CSVLoggerCallback()] + (
                 [ProgressLine(spec.num_samples, spec.train.epochs, spec.metrics, spec.modes)] if verbose == 0 else []
-            ) + _packing_callbacks(hub_name) + [StateBackup()],
+            ) + _packing_callbacks(hub_name) + [StateBackup(), CompletedRecords()],
             # A failed trial restarts from its last checkpoint, up to max_failures times.
             failure_config=tune.FailureConfig(max_failures=spec.tune.max_failures),
             # PBT's weaker trials restore a stronger one's recent checkpoint: keep a few more.
@@ -489,16 +490,21 @@ def finish_records(run_dir: Path, errors: dict[str, str], completed: set[str] = 
     ends a trial at its last report, before the trial could say so itself), and before it was
     stopped early by the scheduler; any other was interrupted (Ctrl-C).
     """
+    from runner.records import completed_status  # imports Ray Tune: only once a sweep ran
+
     for path in run_dir.glob(f"*/{RECORD_FILE}"):
         record = read_json(path)
-        if not isinstance(record, dict) or record.get("status") not in ("running", None):
+        # interrupted too: a record an interrupt left so, of a trial Tune had in fact completed
+        # (a second Ctrl-C, a full disk), is put right by the resume that finds it so.
+        if not isinstance(record, dict) or record.get("status") not in ("running", "interrupted", None):
             continue
         message = errors.get(path.parent.name)
         if message:
             record.update(status="error", error=message)
         elif path.parent.name in completed:
-            last = record.get("epoch") == (record.get("config") or {}).get("train.epochs")
-            record.update(status="finished" if last else "stopped")
+            record.update(status=completed_status(record))
+        elif record.get("status") == "interrupted":
+            continue
         else:
             record.update(status="interrupted")
         write_json(path, record)

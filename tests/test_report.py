@@ -65,6 +65,21 @@ def test_a_trial_tune_completed_at_its_last_epoch_is_finished(tmp_path):
     assert [t.status for t in trials] == ["finished", "stopped", "interrupted"]
 
 
+def test_a_record_left_interrupted_of_a_trial_tune_completed_is_put_right(tmp_path):
+    # A second Ctrl-C (or a full disk) cut the last sweep short before the records were final;
+    # its resume finds Tune's word that the trial had completed, and says so.
+    from runner.records import mark_completed
+
+    for name, epochs in (("latent_dim=2_aaaa", 3), ("latent_dim=4_bbbb", 3), ("latent_dim=8_cccc", 5)):
+        directory = _trial(tmp_path, name, "interrupted", int(name.split("=")[1][0]), 1.0)  # at epoch 3
+        record = json.loads((directory / "gensweep.json").read_text())
+        (directory / "gensweep.json").write_text(json.dumps({**record, "config": {"train.epochs": epochs}}))
+    trials = finish_records(tmp_path, {}, {"latent_dim=2_aaaa"})
+    assert [t.status for t in trials] == ["finished", "interrupted", "interrupted"]
+    mark_completed(tmp_path / "latent_dim=8_cccc" / "gensweep.json")  # the driver, as Tune completes it
+    assert [t.status for t in collect(tmp_path)] == ["finished", "interrupted", "stopped"]
+
+
 def test_comparison_image_labels_each_trial(tmp_path):
     for index, latent in enumerate((2, 4)):
         directory = _trial(tmp_path, f"latent_dim={latent}_{index:04d}", "finished", latent, 1.0)
