@@ -64,7 +64,8 @@ def main() -> None:
 def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, verbose) -> None:
     """Run the sweep described by SPEC; print a summary table at the end.
 
-    Exits 0 when at least one trial finished, 1 when none did, 2 for a bad spec.
+    Exits 0 when at least one trial finished, 1 when none did (or the disk filled), 2 for a bad
+    spec or argument, 130 after Ctrl-C, 143 after SIGTERM (`gensweep resume` continues it).
     """
     from runner.names import check_run_name
     from runner.spec import load_spec
