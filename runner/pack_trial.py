@@ -212,6 +212,10 @@ class PackHub:
         await group.sealed.wait()
         if group.error is not None:
             raise PackStartError(group.error)
+        if trial_id not in group.members:
+            # told to leave while its pack formed: a departure for this very run, never a retry's
+            # (PackDepartures waits for each departure before Tune can start the trial again)
+            raise PackStartError(f"trial {trial_id} left its pack before the pack started")
         return group.trainer, group.index_of(trial_id), group.number
 
     def _make_due(self, group: _Group) -> None:

@@ -144,7 +144,9 @@ def test_the_hub_counts_a_retried_trial_once_and_ends_its_pack_with_the_last_mem
     key = pack_key(spec)
     local_ray.get(hub.leave.remote("nobody"))  # the hub is up
     first_try = hub.join.remote(key, "A", {}, None)
-    hub.leave.remote("A")  # its process died while the pack formed
+    # its process died while the pack formed. Waited for, as PackDepartures does: Ray does not
+    # order an async actor's calls, and a departure run after the retry's join took the retry out.
+    local_ray.get(hub.leave.remote("A"))
     retried = hub.join.remote(key, "A", {}, None)
     other = hub.join.remote(key, "B", {}, None)  # the second member: the pack is full and starts
     (trainer, index_a, number), (same_trainer, index_b, _) = local_ray.get([retried, other], timeout=60)
@@ -155,8 +157,7 @@ def test_the_hub_counts_a_retried_trial_once_and_ends_its_pack_with_the_last_mem
             messages.append(message)
         assert [m["epoch"] for m in messages] == [1] and messages[0]["pack_size"] == 2
     del first_try
-    hub.leave.remote("A")
-    local_ray.get(hub.leave.remote("B"))  # the last member out: the trainer goes
+    local_ray.get([hub.leave.remote("A"), hub.leave.remote("B")])  # the last member out: the trainer goes
     with pytest.raises(local_ray.exceptions.RayActorError):
         local_ray.get(trainer.next.remote(0), timeout=60)
 
@@ -199,3 +200,31 @@ def test_a_due_pack_stops_waiting_for_a_trial_that_ended_before_it_joined(local_
     trainer, index, number = local_ray.get(first, timeout=60)
     assert (index, number) == (0, 1)
     assert local_ray.get(trainer.next.remote(0), timeout=120)["epoch"] == 1  # a pack of one trains
+
+
+def test_a_trial_told_to_leave_while_its_pack_formed_hears_why_in_one_line(tiny_document):
+    # Its join still waits in the hub (a process Tune has given up on): once the pack is sealed
+    # without it, the join ends with the hub's own error, not a StopIteration from inside the hub.
+    # The hub's own event loop, without Ray: a pack that trains nobody starts no actor.
+    import asyncio
+
+    from runner.pack_trial import PackHub, PackStartError
+    from runner.packing import pack_key
+    from runner.spec import parse_document
+
+    document = {**tiny_document, "tune": {"pack": 2, "pack_wait": 0.05}, "quality": {"every": 0}}
+    spec = parse_document(document, "tiny.yaml")
+    hub = PackHub(spec.document, spec.source, 2, 0.05, 1.0, 0.0, 0.01)
+
+    async def joined_then_told_to_leave():
+        hub.expect(["A"])
+        joining = asyncio.ensure_future(hub.join(pack_key(spec), "A", {}, None))
+        await asyncio.sleep(0.01)  # the join has run up to its wait for the seal
+        assert not joining.done()
+        hub.leave("A")
+        hub.expect([])
+        await asyncio.wait_for(joining, timeout=10)
+
+    with pytest.raises(PackStartError, match="^trial A left its pack before the pack started$"):
+        asyncio.run(joined_then_told_to_leave())
+    assert hub.packs_made == 0
