@@ -43,3 +43,52 @@ def test_run_refuses_before_starting(tmp_path, tiny_document, change, extra, exp
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+# -- the console script ---------------------------------------------------------------------------
+ENTRY = """
+import atexit, pathlib, sys
+import runner.cli as cli
+
+command = cli.main
+
+def main_importing_torch():  # as `run` or `validate` do, inside the command: after entry() began
+    import torch
+    atexit.register(lambda: pathlib.Path("handler-ran").write_text("yes"))
+    sys.stdout.write("buffered, not yet flushed")
+    command()
+
+cli.main = main_importing_torch
+sys.argv = ["gensweep", *sys.argv[1:]]
+cli.entry()
+"""
+
+
+@pytest.mark.parametrize("arguments, status", [(["validate", "missing.yaml"], 2), (["--version"], 0), (["bogus"], 2)])
+def test_the_console_script_ends_with_mains_status_after_every_exit_handler(tmp_path, arguments, status):
+    # entry() ends the process at once after the last exit handler (runner/cli.py::_Ending): the
+    # status, the buffered output and the other exit handlers' work must all survive that.
+    import subprocess
+    import sys
+    from importlib.metadata import entry_points
+
+    (script,) = [point for point in entry_points(group="console_scripts") if point.name == "gensweep"]
+    assert script.value == "runner.cli:entry"
+    result = subprocess.run([sys.executable, "-c", ENTRY, *arguments], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == status, result.stderr
+    assert result.stdout.startswith("buffered, not yet flushed")
+    assert (tmp_path / "handler-ran").read_text() == "yes"
+    if status:
+        assert result.stderr.strip(), "a refusal says why"
+
+
+def test_an_exception_that_escapes_main_exits_1_with_its_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    code = "import runner.cli as cli\ndef boom(): raise RuntimeError('escaped')\ncli.main = boom\ncli.entry()"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 1
+    assert result.stderr.rstrip().endswith("RuntimeError: escaped")
