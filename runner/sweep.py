@@ -250,7 +250,7 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
     from ray import tune
 
     from runner.spec import parse_document
-    from runner.tune_state import restoring
+    from runner.tune_state import offer_again_what_tune_lost, restoring
 
     sweep, problem = read_sweep(run_dir)
     if not sweep.get("document"):
@@ -260,6 +260,9 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
     with holding_run_dir(run_dir):  # before the repair: it renames files a live run writes
         _repair_state(run_dir)
         spec = parse_document(sweep["document"], sweep.get("source", str(run_dir / SWEEP_FILE)))
+        lost = offer_again_what_tune_lost(run_dir, spec.name)
+        if lost:
+            print(f"gensweep: {lost} trial(s) Optuna handed out were not in Ray Tune's saved state: they run now")
         started = time.time()
         started_ray = _start_on_shared_storage(spec, run_dir, address, quiet=True)
         try:

@@ -147,6 +147,67 @@ class StateBackup(Callback):
         self.on_step_end(0, trials)
 
 
+# ---- the Optuna study, brought level with Tune's state -------------------------------------
+
+def _unfinished_tune_configs(run_dir: Path) -> list[dict] | None:
+    """The configs of the trials Tune's newest experiment state will go on with (not yet
+    TERMINATED or ERROR); None when there is no state that reads whole."""
+    path = newest_state_files(run_dir).get("experiment_state-*.json")
+    content = whole_content(path, "json") if path is not None else None
+    if content is None:
+        return None
+    configs = []
+    for entry in json.loads(content).get("trial_data", []):
+        trial = json.loads(entry[0]) if isinstance(entry, list) else entry  # Tune 2.60: [trial json, runtime json]
+        if trial.get("status") not in ("TERMINATED", "ERROR") and isinstance(trial.get("config"), dict):
+            configs.append(trial["config"])
+    return configs
+
+
+def offer_again_what_tune_lost(run_dir: Path, study_name: str) -> int:
+    """Before Tuner.restore: Optuna trials that Tune's restored state does not know are asked
+    again, and closed as failed. Returns how many.
+
+    Optuna writes each trial to optuna.db as it is asked for; Tune saves its own state every ~10
+    s. A state older than the study (the backup repair() put back, or a driver killed between
+    the two) leaves trials RUNNING in the study that no Tune trial will ever finish. Optuna's
+    GridSampler counts them as taken and, asked for the point it thinks is taken, hands out a
+    point already run (a grid of 2/4/8 resumed as 4, 4, 8). Enqueued with their own values, the
+    next trials Tune asks for are exactly those.
+
+    Tune's trials and Optuna's are matched by their values (the config Tune holds is the params
+    Optuna gave), as many of each as there are; a trial matched is left as it is.
+    """
+    if not (run_dir / OPTUNA_FILE).is_file():
+        return 0  # PBT, or nothing swept: no study
+    configs = _unfinished_tune_configs(run_dir)
+    if configs is None:
+        return 0  # Tune's restore says what is wrong itself
+    storage = optuna.storages.RDBStorage(optuna_url(run_dir))
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return 0  # the driver stopped before it asked Optuna for anything
+    unmatched = list(configs)
+    lost = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        wanted = _values_of(trial.params, trial.params)
+        match = next((config for config in unmatched if _values_of(config, trial.params) == wanted), None)
+        if match is None:
+            lost.append(trial)
+        else:
+            unmatched.remove(match)
+    for trial in lost:
+        study.enqueue_trial(trial.params)
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    return len(lost)
+
+
+def _values_of(values: dict, names: dict) -> str:
+    # As JSON, the form Tune saved its configs in (values of any kind compare as their text).
+    return json.dumps({name: values.get(name) for name in sorted(names)}, default=str)
+
+
 # ---- relocation ---------------------------------------------------------------------------
 
 OPTUNA_FILE = "optuna.db"

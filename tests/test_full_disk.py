@@ -150,3 +150,39 @@ def test_a_disk_full_before_the_first_trial_is_one_line(tmp_path):
                                 capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stderr.strip() == f"error: {store}: the disk is full (no space left on {store})", result.stderr[-3000:]
+
+
+def _tune_state(configs: dict[str, dict]) -> str:
+    """An experiment state in Ray Tune 2.60's layout: trial_data holds [trial JSON, runtime JSON]."""
+    trials = [[json.dumps({"trial_id": trial_id, "status": "RUNNING", "config": config}), "{}"]
+              for trial_id, config in configs.items()]
+    return json.dumps({"trial_data": trials, "runner_data": {}, "stats": {}})
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_resume_from_an_older_state_asks_optuna_again_for_what_only_the_study_remembers(tmp_path, seed):
+    # Tune saved its state when it had asked for two of the grid's three points; Optuna's study
+    # (written as each point is asked for) has all three RUNNING. Without the study brought level,
+    # GridSampler took the third point for taken and handed out one already run.
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    from runner.tune_state import RunDirStorage, offer_again_what_tune_lost
+
+    def searcher() -> OptunaSearch:
+        search = OptunaSearch(space={"model.latent_dim": optuna.distributions.CategoricalDistribution([2, 4, 8])},
+                              metric="val/loss", mode="min", study_name="grid", storage=RunDirStorage(tmp_path),
+                              sampler=optuna.samplers.GridSampler({"model.latent_dim": [2, 4, 8]}, seed=seed))
+        return search
+
+    before = searcher()
+    given = {trial_id: before.suggest(trial_id) for trial_id in ("a", "b", "c")}
+    assert sorted(config["model.latent_dim"] for config in given.values()) == [2, 4, 8]
+    (tmp_path / "experiment_state-2026-12-01_00-00-00.json").write_text(_tune_state({"a": given["a"], "b": given["b"]}))
+
+    assert offer_again_what_tune_lost(tmp_path, "grid") == 1
+    assert offer_again_what_tune_lost(tmp_path, "grid") == 0  # level now: a second resume changes nothing
+    resumed = searcher()  # as Tuner.restore makes it, on the same study
+    assert resumed.suggest("d") == given["c"]
+    states = [trial.state for trial in optuna.load_study(study_name="grid", storage=RunDirStorage(tmp_path)).trials]
+    assert states.count(optuna.trial.TrialState.RUNNING) == 3 and states.count(optuna.trial.TrialState.FAIL) == 1
