@@ -53,12 +53,12 @@ class _Ending:
         file gensweep writes is closed, Ray shut down and threads joined before exit handlers run."""
         logging.shutdown()
         status = self.status
-        for stream in (sys.stdout, sys.stderr):
+        for stream in {id(s): s for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__) if s is not None}.values():
             try:
                 stream.flush()
-            except BrokenPipeError:  # `gensweep show | head`: the reader has all it wanted
+            except (BrokenPipeError, ValueError):  # `gensweep show | head`: the reader has all it wanted; or closed
                 pass
-            except (OSError, ValueError):  # output lost (a full disk): as Python would, say so by the status
+            except OSError:  # output lost (a full disk): as Python would, say so by the status
                 status = status or 120
         os._exit(status)
 

@@ -213,8 +213,8 @@ class PackHub:
         if group.error is not None:
             raise PackStartError(group.error)
         if trial_id not in group.members:
-            # told to leave while its pack formed: a departure for this very run, never a retry's
-            # (PackDepartures waits for each departure before Tune can start the trial again)
+            # told to leave while its pack formed (its process is gone: PackDepartures waits for
+            # each departure before Tune can start the trial again, so a retry joins after it)
             raise PackStartError(f"trial {trial_id} left its pack before the pack started")
         return group.trainer, group.index_of(trial_id), group.number
 

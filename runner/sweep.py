@@ -260,7 +260,9 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
     with holding_run_dir(run_dir):  # before the repair: it renames files a live run writes
         _repair_state(run_dir)
         spec = parse_document(sweep["document"], sweep.get("source", str(run_dir / SWEEP_FILE)))
-        lost = offer_again_what_tune_lost(run_dir, spec.name)
+        # a grid sweep of one trial per point: the points its restored state lost are asked again
+        grid = _grid(spec) if spec.sampler == "grid" and spec.num_samples == spec.grid_size else None
+        lost = offer_again_what_tune_lost(run_dir, spec.name, list(spec.search), grid)
         if lost:
             print(f"gensweep: {lost} trial(s) Optuna handed out were not in Ray Tune's saved state: they run now")
         started = time.time()
@@ -573,6 +575,10 @@ def _domain(dim: SearchDim):
     return tune.randint(int(dim.low), int(dim.high) + 1)  # randint excludes high; ours includes it
 
 
+def _grid(spec: Spec) -> dict[str, list]:
+    return {path: list(dim.values) for path, dim in spec.search.items()}
+
+
 def _search_algorithm(spec: Spec, run_dir: Path):
     if not spec.search or spec.sampler == "pbt":
         return None  # nothing to choose, or PBT's own sampling (it refuses a search algorithm)
@@ -584,9 +590,7 @@ def _search_algorithm(spec: Spec, run_dir: Path):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed = spec.tune.seed
     samplers = {
-        "grid": lambda: optuna.samplers.GridSampler(
-            {path: list(dim.values) for path, dim in spec.search.items()}, seed=seed
-        ),
+        "grid": lambda: optuna.samplers.GridSampler(_grid(spec), seed=seed),
         "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
         "random": lambda: optuna.samplers.RandomSampler(seed=seed),
         "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed),

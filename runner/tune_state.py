@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import itertools
 import json
 import os
 import pickletools
@@ -149,9 +150,9 @@ class StateBackup(Callback):
 
 # ---- the Optuna study, brought level with Tune's state -------------------------------------
 
-def _unfinished_tune_configs(run_dir: Path) -> list[dict] | None:
-    """The configs of the trials Tune's newest experiment state will go on with (not yet
-    TERMINATED or ERROR); None when there is no state that reads whole."""
+def _tune_configs(run_dir: Path) -> list[dict] | None:
+    """The configs of every trial in Tune's newest experiment state, however it ended; None when
+    there is no state that reads whole."""
     path = newest_state_files(run_dir).get("experiment_state-*.json")
     content = whole_content(path, "json") if path is not None else None
     if content is None:
@@ -159,53 +160,60 @@ def _unfinished_tune_configs(run_dir: Path) -> list[dict] | None:
     configs = []
     for entry in json.loads(content).get("trial_data", []):
         trial = json.loads(entry[0]) if isinstance(entry, list) else entry  # Tune 2.60: [trial json, runtime json]
-        if trial.get("status") not in ("TERMINATED", "ERROR") and isinstance(trial.get("config"), dict):
-            configs.append(trial["config"])
+        configs.append(trial.get("config") if isinstance(trial.get("config"), dict) else {})
     return configs
 
 
-def offer_again_what_tune_lost(run_dir: Path, study_name: str) -> int:
-    """Before Tuner.restore: Optuna trials that Tune's restored state does not know are asked
-    again, and closed as failed. Returns how many.
+ASKED_AGAIN = "gensweep_asked_again"  # user attribute of a trial enqueued here: its values, as JSON
+
+
+def offer_again_what_tune_lost(run_dir: Path, study_name: str, names: list[str], grid: dict[str, list] | None) -> int:
+    """Before Tuner.restore: bring the Optuna study level with Tune's restored state. Returns how
+    many trials of the study Tune's state does not know.
 
     Optuna writes each trial to optuna.db as it is asked for; Tune saves its own state every ~10
     s. A state older than the study (the backup repair() put back, or a driver killed between
-    the two) leaves trials RUNNING in the study that no Tune trial will ever finish. Optuna's
-    GridSampler counts them as taken and, asked for the point it thinks is taken, hands out a
-    point already run (a grid of 2/4/8 resumed as 4, 4, 8). Enqueued with their own values, the
-    next trials Tune asks for are exactly those.
+    the two) leaves trials RUNNING in the study that no Tune trial will ever finish: they are
+    closed as failed. GridSampler counts such trials as run, and asked for more it hands out a
+    point already run (a grid of 2/4/8 resumed as 4, 4, 8); so with `grid` (a grid sweep of one
+    trial per point) the points no Tune trial holds are enqueued, and the trials Tune asks for
+    next are exactly those.
 
-    Tune's trials and Optuna's are matched by their values (the config Tune holds is the params
-    Optuna gave), as many of each as there are; a trial matched is left as it is.
+    Tune's trials and Optuna's are matched by their values of the swept `names` (the config Tune
+    holds is the params Optuna gave it), one for one: a trial Tune knows, however it ended, is
+    left as it is. A trial whose ask was cut short (params missing) matches none.
     """
     if not (run_dir / OPTUNA_FILE).is_file():
         return 0  # PBT, or nothing swept: no study
-    configs = _unfinished_tune_configs(run_dir)
+    configs = _tune_configs(run_dir)
     if configs is None:
         return 0  # Tune's restore says what is wrong itself
-    storage = optuna.storages.RDBStorage(optuna_url(run_dir))
     try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
+        study = optuna.load_study(study_name=study_name, storage=optuna_url(run_dir))
     except KeyError:
         return 0  # the driver stopped before it asked Optuna for anything
-    unmatched = list(configs)
-    lost = []
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        wanted = _values_of(trial.params, trial.params)
-        match = next((config for config in unmatched if _values_of(config, trial.params) == wanted), None)
-        if match is None:
+    trial_state = optuna.trial.TrialState
+    held_by_tune = [_values_of(config, names) for config in configs]
+    unmatched, lost, asked_again = list(held_by_tune), [], set()
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state == trial_state.WAITING:
+            asked_again.add(trial.user_attrs.get(ASKED_AGAIN))  # enqueued by an earlier resume
+        elif (values := _values_of(trial.params, names)) in unmatched:
+            unmatched.remove(values)
+        elif trial.state == trial_state.RUNNING:
             lost.append(trial)
-        else:
-            unmatched.remove(match)
     for trial in lost:
-        study.enqueue_trial(trial.params)
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        study.tell(trial.number, state=trial_state.FAIL)
+    for point in itertools.product(*grid.values()) if grid is not None else ():
+        values = _values_of(dict(zip(grid, point, strict=True)), names)
+        if values not in held_by_tune and values not in asked_again:
+            study.enqueue_trial(dict(zip(grid, point, strict=True)), user_attrs={ASKED_AGAIN: values})
     return len(lost)
 
 
-def _values_of(values: dict, names: dict) -> str:
+def _values_of(values: dict, names: list[str]) -> str:
     # As JSON, the form Tune saved its configs in (values of any kind compare as their text).
-    return json.dumps({name: values.get(name) for name in sorted(names)}, default=str)
+    return json.dumps([values.get(name) for name in names], default=str)
 
 
 # ---- relocation ---------------------------------------------------------------------------

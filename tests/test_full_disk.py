@@ -162,27 +162,45 @@ def _tune_state(configs: dict[str, dict]) -> str:
 @pytest.mark.parametrize("seed", range(3))
 def test_a_resume_from_an_older_state_asks_optuna_again_for_what_only_the_study_remembers(tmp_path, seed):
     # Tune saved its state when it had asked for two of the grid's three points; Optuna's study
-    # (written as each point is asked for) has all three RUNNING. Without the study brought level,
-    # GridSampler took the third point for taken and handed out one already run.
+    # (written as each point is asked for) has all three RUNNING, and a fourth trial whose ask was
+    # cut short before its params. Without the study brought level, GridSampler took the third
+    # point for taken and handed out one already run.
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     from runner.tune_state import RunDirStorage, offer_again_what_tune_lost
 
-    def searcher() -> OptunaSearch:
-        search = OptunaSearch(space={"model.latent_dim": optuna.distributions.CategoricalDistribution([2, 4, 8])},
-                              metric="val/loss", mode="min", study_name="grid", storage=RunDirStorage(tmp_path),
-                              sampler=optuna.samplers.GridSampler({"model.latent_dim": [2, 4, 8]}, seed=seed))
-        return search
+    grid = {"model.latent_dim": [2, 4, 8]}
+
+    def searcher() -> OptunaSearch:  # as runner/sweep.py makes it; Tuner.restore makes it again on the same study
+        return OptunaSearch(space={"model.latent_dim": optuna.distributions.CategoricalDistribution([2, 4, 8])},
+                            metric="val/loss", mode="min", study_name="grid", storage=RunDirStorage(tmp_path),
+                            sampler=optuna.samplers.GridSampler(grid, seed=seed))
 
     before = searcher()
     given = {trial_id: before.suggest(trial_id) for trial_id in ("a", "b", "c")}
     assert sorted(config["model.latent_dim"] for config in given.values()) == [2, 4, 8]
+    study = optuna.load_study(study_name="grid", storage=RunDirStorage(tmp_path))
+    study.ask()  # the driver killed while Optuna recorded a trial: no params yet
     (tmp_path / "experiment_state-2026-12-01_00-00-00.json").write_text(_tune_state({"a": given["a"], "b": given["b"]}))
 
-    assert offer_again_what_tune_lost(tmp_path, "grid") == 1
-    assert offer_again_what_tune_lost(tmp_path, "grid") == 0  # level now: a second resume changes nothing
-    resumed = searcher()  # as Tuner.restore makes it, on the same study
-    assert resumed.suggest("d") == given["c"]
-    states = [trial.state for trial in optuna.load_study(study_name="grid", storage=RunDirStorage(tmp_path)).trials]
-    assert states.count(optuna.trial.TrialState.RUNNING) == 3 and states.count(optuna.trial.TrialState.FAIL) == 1
+    assert offer_again_what_tune_lost(tmp_path, "grid", list(grid), grid) == 2
+    assert offer_again_what_tune_lost(tmp_path, "grid", list(grid), grid) == 0  # level now: a second resume changes nothing
+    assert searcher().suggest("d") == given["c"]
+    states = [trial.state for trial in study.trials]
+    assert states.count(optuna.trial.TrialState.RUNNING) == 3 and states.count(optuna.trial.TrialState.FAIL) == 2
+    assert optuna.trial.TrialState.WAITING not in states
+
+
+def test_a_trial_tune_knows_is_left_as_it_is_however_it_ended(tmp_path):
+    import optuna
+
+    from runner.tune_state import RunDirStorage, offer_again_what_tune_lost
+
+    study = optuna.create_study(study_name="s", storage=RunDirStorage(tmp_path))
+    kept = [study.ask({"train.lr": optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True)}) for _ in range(3)]
+    study.tell(kept[0], 0.5)  # finished; the others running (an interrupt)
+    configs = {f"t{index}": {"train.lr": trial.params["train.lr"]} for index, trial in enumerate(kept)}
+    (tmp_path / "experiment_state-2026-12-01_00-00-00.json").write_text(_tune_state(configs))
+    assert offer_again_what_tune_lost(tmp_path, "s", ["train.lr"], None) == 0
+    assert [trial.state.name for trial in study.trials] == ["COMPLETE", "RUNNING", "RUNNING"]
