@@ -36,7 +36,9 @@ from pathlib import Path
 
 import optuna
 from ray.tune import Callback
+from sqlalchemy.exc import SQLAlchemyError
 
+from runner.errors import GensweepError
 from runner.files import write_bytes
 
 BACKUP_DIR = ".gensweep-tune-state"  # in the run directory
@@ -164,6 +166,10 @@ def _tune_configs(run_dir: Path) -> list[dict] | None:
     return configs
 
 
+class StudyError(GensweepError):
+    """The run directory's optuna.db cannot be read; one line naming it."""
+
+
 ASKED_AGAIN = "gensweep_asked_again"  # user attribute of a trial enqueued here: its values, as JSON
 
 
@@ -192,6 +198,8 @@ def offer_again_what_tune_lost(run_dir: Path, study_name: str, names: list[str],
         study = optuna.load_study(study_name=study_name, storage=optuna_url(run_dir))
     except KeyError:
         return 0  # the driver stopped before it asked Optuna for anything
+    except SQLAlchemyError as error:  # not a database, or a damaged one: Tune's restore would fail on it too
+        raise StudyError(f"{run_dir / OPTUNA_FILE}: Optuna's study does not read ({str(error).splitlines()[0]})") from None
     trial_state = optuna.trial.TrialState
     held_by_tune = [_values_of(config, names) for config in configs]
     unmatched, lost, asked_again = list(held_by_tune), [], set()

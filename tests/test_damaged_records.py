@@ -197,3 +197,15 @@ def test_resume_names_a_damaged_sweep_json_before_ray_starts(tmp_path, content, 
     resumed = _gensweep("resume", run_dir)
     assert resumed.returncode == 2
     assert resumed.stderr.splitlines() == [f"error: {run_dir / 'sweep.json'}: {why}"]
+
+
+def test_resume_names_a_damaged_optuna_db_before_ray_starts(tmp_path):
+    run_dir = _run_dir(tmp_path)
+    trials = [[json.dumps({"trial_id": "a0b2c3d4", "status": "TERMINATED", "config": {"model.latent_dim": 2}}), "{}"]]
+    (run_dir / "experiment_state-2026-12-01_01-30-24.json").write_text(json.dumps({"trial_data": trials}))
+    (run_dir / "optuna.db").write_bytes(b"SQLite format 2\0" + bytes(range(256)) * 8)  # not a database
+    resumed = _gensweep("resume", run_dir)
+    assert resumed.returncode == 2
+    assert resumed.stderr.splitlines() == [
+        f"error: {run_dir / 'optuna.db'}: Optuna's study does not read ((sqlite3.DatabaseError) file is not a database)"
+    ]
