@@ -11,7 +11,7 @@ import torch
 
 from runner import data as data_sources
 from runner.data import DataError, DigitsData, FolderData, MnistData, batches, read_idx
-from runner.digits import make_digits
+from runner.data.drawn_digits import make_digits
 
 
 def test_digits_same_seed_same_bytes():

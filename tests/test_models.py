@@ -16,7 +16,7 @@ from models import Batch, DataInfo
 from models.base import shapes_only
 from models.config import ConfigError
 from runner.data import DigitsData, batches, load
-from runner.pairs import PairedData, UnpairedData
+from runner.data.pairs import PairedData, UnpairedData
 
 MODEL_NAMES = models.names()
 DIGITS = DataInfo((1, 28, 28), 10)

@@ -14,7 +14,7 @@ from models import losses
 from models.perceptual import VGG16_FILE, hub_weights_path
 from models.translation import ImagePool
 from runner.data import DataError, load
-from runner.pairs import PairedData, UnpairedData, crapify
+from runner.data.pairs import PairedData, UnpairedData, crapify
 from runner.spec import (
     SpecError,
     parse_document,

@@ -23,18 +23,18 @@ from pydantic import Field
 from models import DataInfo
 from models.autoencoders import draw_stamps
 from models.config import config
-from runner.data import (
+from runner.data.base import (
     DataError,
     DataSource,
     ImageData,
     as_tensors,
-    cached_digits,
     check_image_headers,
     image_files,
     read_images,
     split_indices,
 )
-from runner.digits import IMAGE_SIDE
+from runner.data.digits import cached_digits
+from runner.data.drawn_digits import IMAGE_SIDE
 
 
 # -- the degradation ----------------------------------------------------------------------------

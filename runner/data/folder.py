@@ -1,0 +1,54 @@
+"""`folder`: any directory of images, searched recursively, resized to a square."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from models import DataInfo
+from models.config import config
+from runner.data.base import (
+    DataError,
+    DataSource,
+    ImageData,
+    as_tensors,
+    check_image_headers,
+    image_files,
+    read_images,
+    split_indices,
+)
+
+
+@config
+class FolderData:
+    path: str = Field(description="directory of images (searched recursively)")
+    image_size: int = Field(64, ge=4, description="images are resized to image_size x image_size")
+    channels: Literal[1, 3] = Field(1, description="1: grayscale, 3: RGB")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of images held out for val")
+    seed: int = Field(0, description="seed of the train/val split")
+
+
+def _describe_folder(data: FolderData) -> DataInfo:
+    return DataInfo((data.channels, data.image_size, data.image_size), None)
+
+
+def _check_folder(data: FolderData) -> None:
+    directory = Path(data.path)
+    if not directory.is_dir():
+        raise DataError(f"data.path: directory {directory} does not exist")
+    files = image_files(directory)
+    if len(files) < 2:
+        raise DataError(f"data.path: {directory} holds {len(files)} images; need at least 2")
+    check_image_headers(files, "data.path")
+
+
+def _load_folder(data: FolderData) -> ImageData:
+    _check_folder(data)
+    images = read_images(image_files(Path(data.path)), data.image_size, data.channels)
+    train, val = split_indices(len(images), data.val_fraction, data.seed)
+    return as_tensors(images[train], None, images[val], None, None)
+
+
+SOURCE = DataSource(FolderData, _describe_folder, _check_folder, _load_folder)

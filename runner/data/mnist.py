@@ -1,0 +1,123 @@
+"""`mnist`: the standard IDX files (LeCun's layout, .gz or raw; torchvision's folder too)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field
+
+from models import DataInfo
+from models.config import config
+from runner.data.base import DataError, DataSource, ImageData, as_tensors
+
+
+@config
+class MnistData:
+    path: str = Field(description="directory with train-* and/or t10k-* IDX files (.gz or raw)")
+    download: bool = Field(False, description="fetch the files with torchvision if absent")
+    val_fraction: float = Field(
+        0.2, gt=0, lt=1, description="share of t10k held out for val when there are no train files"
+    )
+    train_size: int | None = Field(None, ge=1, description="use only the first N training images")
+    val_size: int | None = Field(None, ge=1, description="use only the first N val images")
+    seed: int = Field(0, description="seed of the t10k train/val split")
+
+
+_IDX_PARTS = {"train": ("train-images", "train-labels"), "t10k": ("t10k-images", "t10k-labels")}
+
+
+def _mnist_files(directory: Path) -> dict[str, tuple[Path, Path]]:
+    found = {}
+    for where in (directory, directory / "MNIST" / "raw"):  # the latter is torchvision's layout
+        for split, (image_prefix, label_prefix) in _IDX_PARTS.items():
+            images = sorted(where.glob(f"{image_prefix}*"))
+            labels = sorted(where.glob(f"{label_prefix}*"))
+            if images and labels and split not in found:
+                found[split] = (images[0], labels[0])
+    return found
+
+
+def _describe_mnist(_: MnistData) -> DataInfo:
+    return DataInfo((1, 28, 28), 10)
+
+
+def _check_mnist(data: MnistData) -> None:
+    directory = Path(data.path)
+    if data.download and "t10k" not in _mnist_files(directory):
+        return  # fetched in the trial
+    if not directory.is_dir():
+        raise DataError(f"data.path: directory {directory} does not exist")
+    files = _mnist_files(directory)
+    if "t10k" not in files:
+        raise DataError(
+            f"data.path: no MNIST t10k-images*/t10k-labels* files in {directory} "
+            "(set data.download: true to fetch them)"
+        )
+    for pair in files.values():
+        for path in pair:
+            check_idx_header(path)
+
+
+def check_idx_header(path: Path) -> None:
+    """An IDX file's magic and dimensions, and for a raw file its size: what read_idx would
+    refuse, found without reading the data (a gzip file's length is known only by inflating it)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as stream:
+            head = stream.read(4)
+            dims = head[3] if len(head) == 4 else 0
+            shape_bytes = stream.read(4 * dims)
+    except (OSError, EOFError) as error:
+        raise DataError(f"{path}: cannot read ({getattr(error, 'strerror', None) or error})") from None
+    if len(head) < 4 or head[:3] != b"\x00\x00\x08" or len(shape_bytes) < 4 * dims:
+        raise DataError(f"{path}: not an unsigned-byte IDX file")
+    shape = [int.from_bytes(shape_bytes[4 * i : 4 * i + 4], "big") for i in range(dims)]
+    if path.suffix != ".gz" and path.stat().st_size != 4 + 4 * dims + int(np.prod(shape)):
+        raise DataError(f"{path}: header says {tuple(shape)} but the file holds {path.stat().st_size:,} bytes")
+
+
+def _load_mnist(data: MnistData) -> ImageData:
+    directory = Path(data.path)
+    if data.download and "t10k" not in _mnist_files(directory):
+        import torchvision  # only here: the one place gensweep may download anything
+
+        torchvision.datasets.MNIST(str(directory), train=True, download=True)
+        torchvision.datasets.MNIST(str(directory), train=False, download=True)
+    _check_mnist(MnistData(path=data.path, download=False))
+    files = _mnist_files(directory)
+    test_images, test_labels = (read_idx(path) for path in files["t10k"])
+    if "train" in files:
+        train_images, train_labels = (read_idx(path) for path in files["train"])
+        val_images, val_labels = test_images, test_labels
+    else:
+        order = np.random.default_rng(data.seed).permutation(len(test_images))
+        val_count = round(len(order) * data.val_fraction)
+        val_index, train_index = order[:val_count], order[val_count:]
+        train_images, train_labels = test_images[train_index], test_labels[train_index]
+        val_images, val_labels = test_images[val_index], test_labels[val_index]
+    train_images, train_labels = train_images[: data.train_size], train_labels[: data.train_size]
+    val_images, val_labels = val_images[: data.val_size], val_labels[: data.val_size]
+    return as_tensors(train_images[:, None], train_labels, val_images[:, None], val_labels, 10)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (LeCun's format: magic, dimensions, big-endian data) as a uint8 array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as stream:
+            raw = stream.read()
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path}: not an unsigned-byte IDX file")
+    dims = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    body = np.frombuffer(raw, np.uint8, offset=4 + 4 * dims)
+    if body.size != int(np.prod(shape)):
+        raise DataError(f"{path}: header says {shape} but holds {body.size} bytes of data")
+    return body.reshape(shape).copy()  # frombuffer is read-only; tensors want to own their memory
+
+
+SOURCE = DataSource(MnistData, _describe_mnist, _check_mnist, _load_mnist)
