@@ -333,8 +333,7 @@ def _refuse_run_pictures(output_path: Path, trial_dir: Path, output: str) -> Non
     """The pictures the run itself keeps (a trial's latest samples.png, which the comparison and
     the report show; comparison.png) are never replaced by a drawing made afterwards: with the
     default -o samples.png, run inside a trial's directory, it would have been."""
-    from runner.loop import SAMPLES_FILE
-    from runner.report import COMPARISON_FILE
+    from runner.report import COMPARISON_FILE, SAMPLES_FILE
 
     trial_dir = trial_dir.resolve()  # '.' has no parent to find the run's comparison.png in
     kept = {trial_dir / SAMPLES_FILE, trial_dir.parent / COMPARISON_FILE}

@@ -25,8 +25,16 @@ from typing import TYPE_CHECKING, Any
 
 from runner.errors import GensweepError, one_line
 from runner.files import write_bytes
-from runner.loop import SAMPLES_FILE  # each trial's latest sample grid
-from runner.report import SHOWN_TRIALS, ReportError, Run, TrialSummary, format_value, load_run, shown_trials
+from runner.report import (
+    SAMPLES_FILE,  # each trial's latest sample grid
+    SHOWN_TRIALS,
+    ReportError,
+    Run,
+    TrialSummary,
+    format_value,
+    load_run,
+    shown_trials,
+)
 
 if TYPE_CHECKING:  # imported where used: optuna and the spec (which imports torch) load slowly
     import optuna

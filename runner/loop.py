@@ -20,13 +20,13 @@ from models.grids import make_grid
 from runner import data as data_sources
 from runner.errors import GensweepError, PermanentError
 from runner.quality import QualityMeter
+from runner.report import SAMPLES_FILE
 from runner.spec import Spec
 from runner.tblog import TrialLogger
 
 SAMPLE_COUNT = 64  # prior samples per epoch: an 8x8 grid
 FIXED_VAL_IMAGES = 16  # the same val images reconstructed every epoch
 EVAL_BATCH_SIZE = 512
-SAMPLES_FILE = "samples.png"  # the last epoch's samples, for the sweep's comparison image
 
 
 class TrainingError(GensweepError, RuntimeError):

@@ -26,6 +26,7 @@ STATE_FILE = "state.pt"  # in each checkpoint_*/ directory: runner.loop.training
 
 SWEEP_FILE = "sweep.json"  # written by `gensweep run` at the start: the spec and its metric
 COMPARISON_FILE = "comparison.png"
+SAMPLES_FILE = "samples.png"  # in each trial directory: the last epoch's samples, for comparison.png
 COMPARISON_RUN = "_comparison"  # TensorBoard run holding the sweep-level image
 TABLE_METRICS = 4  # metric columns beside the optimized one
 

@@ -519,7 +519,7 @@ def finish_records(run_dir: Path, errors: dict[str, str], completed: set[str] = 
 def write_comparison(run_dir: Path, trials: list[TrialSummary]) -> Path | None:
     """The sweep-level picture: trials' samples side by side (the best SHOWN_TRIALS of a larger
     sweep, said on the picture), as PNG and in TensorBoard."""
-    from runner.loop import SAMPLES_FILE
+    from runner.report import SAMPLES_FILE
     from runner.tblog import write_image_event
 
     sweep = read_json(run_dir / SWEEP_FILE)

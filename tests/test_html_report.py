@@ -251,3 +251,13 @@ def test_the_page_renders_in_chromium(run_dir, report_page, tmp_path):
     assert best > 0.9, f"the first trial's samples are not in the screenshot (best match {best:.3f})"
     found = screenshot[y : y + first.shape[0], x : x + first.shape[1]].astype(int)
     assert np.abs(found - first).mean() < 2  # drawn pixel for pixel, not resampled
+
+
+def test_the_report_modules_load_neither_torch_nor_ray():
+    # `gensweep report` and `show` read files: loading torch (~2 s, ~600 MB) for them was waste.
+    import subprocess
+    import sys
+
+    code = "import sys, runner.report, runner.html_report; print(sorted({'torch', 'ray'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"
