@@ -1,33 +1,29 @@
-"""Generative models by name. Importing this package registers every model."""
+"""Generative models by name.
+
+Importing this package is cheap: no torch. The cards (models.cards: configs, defaults, checks)
+are all a spec check needs. The networks load on first use of `build`, `Batch` or
+`GenerativeModel` (lazy attributes, as Scientific Python's SPEC 1 describes), so `gensweep
+validate` and the reports never import torch while `models.build(...)` works everywhere else.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING
 
-import torch
-
-from models import autoencoders, diffusion, gan, translation, vae  # noqa: F401  (each registers its models)
-from models.base import Batch, DataInfo, GenerativeModel
+from models.data_info import DataInfo
 from models.registry import entry, make_config, names
+
+if TYPE_CHECKING:
+    from models.base import Batch, GenerativeModel
+    from models.zoo import build
 
 __all__ = ["Batch", "DataInfo", "GenerativeModel", "build", "entry", "make_config", "names"]
 
+_LAZY = {"build": "models.zoo", "Batch": "models.base", "GenerativeModel": "models.base"}
 
-def build(
-    name: str,
-    params: Mapping[str, Any] | Any | None,
-    data: DataInfo,
-    lr: float,
-    device: torch.device | str = "cpu",
-) -> GenerativeModel:
-    """The model `name`, its optimizers made, on `device`.
 
-    params: the model's config dataclass, or a mapping of its fields (validated here).
-    """
-    model_entry = entry(name)
-    if not isinstance(params, model_entry.config_class):
-        params = make_config(name, params)
-    # .to() moves parameters in place, and optimizer state is made lazily at the first step,
-    # so optimizers made in the constructor on the CPU follow their parameters to the device.
-    return model_entry.model_class(params, data, lr).to(device)
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'models' has no attribute {name!r}")

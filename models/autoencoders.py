@@ -8,52 +8,27 @@ sample from a Gaussian fitted to their val codes at each evaluation.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
-import cv2
-import numpy as np
 import torch
-from pydantic import Field
 from torch import Tensor
 
 from models import losses, nets
 from models.base import Batch, DataInfo, GenerativeModel, adam
-from models.config import config
+from models.cards import AAEConfig, DAEConfig
 from models.grids import make_grid
 from models.metrics import active_units
 from models.registry import register
-
-TermName = Literal["bce", "mse", "l1", "ssim", "hfen"]
-LossMix = dict[TermName, Annotated[float, Field(ge=0)]]
+from models.stamps import draw_stamps
 
 
-@config
-class AEConfig:
-    latent_dim: int = Field(8, ge=1, description="size of the code")
-    arch: Literal["mlp", "conv"] = Field("mlp", description="mlp: one hidden layer; conv: two stride-2 conv stages")
-    hidden_dim: int = Field(400, ge=1, description="width of the hidden dense layer")
-    loss: LossMix = Field(
-        default_factory=lambda: {"bce": 1.0}, min_length=1,
-        description="weighted reconstruction terms: bce, mse, l1 (sums per image), ssim (1-SSIM), hfen",
-    )
-
-
-@register("ae", AEConfig)
+@register("ae")
 class Autoencoder(GenerativeModel):
     """Autoencoder with a reconstruction loss mix; samples from a Gaussian fitted to its codes."""
 
     code_factor = 1  # encoder outputs code_factor * latent_dim numbers
     fits_code_distribution = True  # no prior: sample from N(mean, std) of the val codes
-    pack_fields = ()  # packs differ only in learning rate
-
-    @classmethod
-    def reported_metrics(cls, config) -> tuple[str, ...]:
-        return ("loss", *sorted(config.loss))
 
     def __init__(self, config, data: DataInfo, lr: float):
         super().__init__(config, data, lr)
-        if config.arch == "conv":
-            nets.check_conv_shape(data.image_shape, "model.arch")
         shape, hidden, latent = data.image_shape, config.hidden_dim, config.latent_dim
         self.encoder = nets.ENCODERS[config.arch](shape, hidden, self.code_factor * latent)
         self.decoder = nets.DECODERS[config.arch](latent, hidden, shape)  # -> pixel logits
@@ -116,7 +91,7 @@ class Autoencoder(GenerativeModel):
         if self.fits_code_distribution:
             self.code_mean.copy_(all_codes.mean(dim=0))
             self.code_std.copy_(all_codes.std(dim=0).clamp_min(1e-4))
-        if "active_units" in self.reported_metrics(self.config):
+        if "active_units" in self.card.reported_metrics(self.config):
             metrics["active_units"] = int(active_units(all_codes))
         return metrics
 
@@ -152,23 +127,13 @@ class Autoencoder(GenerativeModel):
 
 
 # -- adversarial autoencoder ---------------------------------------------------------------------
-@config
-class AAEConfig(AEConfig):
-    adv_weight: float = Field(1.0, ge=0, description="weight of the encoder's adversarial term")
-    disc_hidden: int = Field(256, ge=2, description="width of the latent discriminator")
-    lr_d: float | None = Field(None, gt=0, description="discriminator learning rate; null: train.lr")
 
 
-@register("aae", AAEConfig)
+@register("aae")
 class AdversarialAutoencoder(Autoencoder):
     """Adversarial autoencoder (Makhzani et al. 2016): a discriminator pulls codes to N(0, I)."""
 
     fits_code_distribution = False  # the prior is N(0, I) by construction
-    pack_fields = None  # two optimizers, stepped in turn: not one packed step
-
-    @classmethod
-    def reported_metrics(cls, config) -> tuple[str, ...]:
-        return (*super().reported_metrics(config), "adv", "d_loss")
 
     def __init__(self, config: AAEConfig, data: DataInfo, lr: float):
         super().__init__(config, data, lr)
@@ -198,20 +163,12 @@ class AdversarialAutoencoder(Autoencoder):
 
 
 # -- denoising autoencoder -----------------------------------------------------------------------
-@config
-class DAEConfig(AEConfig):
-    corruption: Literal["noise", "mask", "stamp"] = Field(
-        "noise", description="noise: Gaussian; mask: pixels dropped; stamp: a date stamp printed over"
-    )
-    noise_std: float = Field(0.3, ge=0, description="noise: std of the added Gaussian noise")
-    mask_fraction: float = Field(0.25, ge=0, lt=1, description="mask: share of pixels set to 0")
-    stamp_intensity: float = Field(1.0, gt=0, le=1, description="stamp: brightness of the printed text")
 
 
 STAMP_BANK = 256  # pre-drawn stamps, picked per image: drawing text per batch would cost a CPU trip
 
 
-@register("dae", DAEConfig)
+@register("dae")
 class DenoisingAutoencoder(Autoencoder):
     """Denoising autoencoder (Vincent et al. 2008): reconstructs clean images from damaged ones."""
 
@@ -227,23 +184,3 @@ class DenoisingAutoencoder(Autoencoder):
             return images * (torch.rand_like(images) >= self.config.mask_fraction)
         picks = torch.randint(len(self.stamps), (images.shape[0],), device=images.device)
         return torch.maximum(images, self.stamps[picks] * self.config.stamp_intensity)
-
-
-def draw_stamps(image_shape: tuple[int, int, int], count: int, seed: int = 0) -> np.ndarray:
-    """`count` date/time stamps as (count, C, H, W) float masks in [0, 1], like a camera's overlay."""
-    channels, height, width = image_shape
-    rng = np.random.default_rng(seed)
-    stamps = np.zeros((count, channels, height, width), np.float32)
-    scale = height / 60  # about a third of the image's height per line of text at 28 px
-    for index in range(count):
-        if rng.random() < 0.5:
-            text = f"{rng.integers(1, 13):02d}/{rng.integers(1, 29):02d}"
-        else:
-            text = f"{rng.integers(0, 24):02d}:{rng.integers(0, 60):02d}"
-        canvas = np.zeros((height, width), np.uint8)
-        (text_width, text_height), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_PLAIN, scale, 1)
-        x = int(rng.integers(0, max(1, width - text_width)))
-        y = int(rng.integers(text_height, height))
-        cv2.putText(canvas, text, (x, y), cv2.FONT_HERSHEY_PLAIN, scale, 255, 1, cv2.LINE_AA)
-        stamps[index] = canvas[None] / 255.0
-    return stamps

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from models.cards import ModelCard
 from models.data_info import DataInfo
 
 
@@ -19,28 +19,11 @@ class Batch:
     targets: Tensor | None = None  # paired: (B, C, H, W) targets of `images`; unpaired: domain B
 
 
-def adam(parameters, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam | None:
+def adam(parameters, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
     """Adam with the fused kernel: one pass over all parameters instead of a loop of small ops,
     which is most of the step time for the small networks a sweep trains by the hundred
-    (2.7x vs 2.1x over the plain loop in bench/train_throughput.py). None under shapes_only()."""
-    if _SHAPES_ONLY.get():
-        return None
+    (2.7x vs 2.1x over the plain loop in bench/train_throughput.py)."""
     return torch.optim.Adam(parameters, lr=lr, betas=betas, fused=True)
-
-
-_SHAPES_ONLY = contextvars.ContextVar("shapes_only", default=False)
-
-
-@contextlib.contextmanager
-def shapes_only():
-    """Models built inside have their networks but no optimizers: for a spec check, which wants
-    the shapes. The first optimizer a process makes imports torch._dynamo (a second of every
-    `gensweep run`'s start-up); training processes pay it, the driver need not."""
-    token = _SHAPES_ONLY.set(True)
-    try:
-        yield
-    finally:
-        _SHAPES_ONLY.reset(token)
 
 
 class GenerativeModel(nn.Module):
@@ -50,28 +33,20 @@ class GenerativeModel(nn.Module):
     waits for the device; the runner converts them at its logging interval.
     """
 
-    default_metric = "val/loss"  # what a sweep optimizes when its spec does not say
-    default_mode = "min"  # and in which direction
-    pairing: str | None = None  # the data it trains on: DataInfo.pairing must match
-    generates: bool = True  # sample() draws new images (image-to-image models translate instead)
-    # The train_step value that falls as the model fits a fixed batch; None for two-player
-    # models, whose players are tested one at a time (tests/test_gan.py).
-    training_signal: str | None = "loss"
-    # Packing (models/packing.py): the attributes that may differ between the members of a pack,
-    # besides the learning rate, as the config fields of the same names. None: not packable.
-    pack_fields: tuple[str, ...] | None = None
-
-    @classmethod
-    def reported_metrics(cls, config) -> tuple[str, ...]:
-        """The names evaluate() reports for this config (train_step reports a subset)."""
-        return ("loss",)
+    # From the model's card (models/cards.py, which says what each means), set by
+    # models.registry.register: a model's defaults are written once, on its card.
+    card: ModelCard | None = None
+    default_metric: str
+    default_mode: str
+    pairing: str | None
+    generates: bool
+    training_signal: str | None
+    pack_fields: tuple[str, ...] | None
 
     def __init__(self, config, data: DataInfo, lr: float):
         super().__init__()
-        if data.pairing != self.pairing:
-            wanted = {None: "images alone (digits, mnist, folder)", "paired": "paired data (data.name: paired)",
-                      "unpaired": "two domains (data.name: unpaired)"}
-            raise ValueError(f"model.name: this model trains on {wanted[self.pairing]}, not on {wanted[data.pairing]}")
+        if self.card is not None:  # the spec check ran it too; a model built directly is checked here
+            self.card.check(config, data)
         self.config = config
         self.data = data
         self.lr = lr

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor, nn
 
 from models import nets
 from models.base import Batch, DataInfo, GenerativeModel, adam
-from models.config import config
+from models.cards import DDPMConfig
 from models.registry import register
 
 # Ho et al.'s linear schedule: betas from 1e-4 to 0.02 over 1000 steps.
@@ -33,28 +31,6 @@ DENOISING_IMAGES, DENOISING_LEVELS = 4, 8  # log_images: val images, noise level
 NoisePrediction = Callable[[Tensor, int], Tensor]  # (x_t (B, C, H, W), t) -> predicted noise (B, C, H, W)
 
 
-@config
-class DDPMConfig:
-    width: int = Field(32, ge=4, description="U-Net channels at full resolution, doubled at each halving")
-    depth: int = Field(2, ge=1, description="U-Net halvings (28x28 digits: at most 2)")
-    timesteps: int = Field(
-        200, ge=50, description="diffusion steps T; 200 rather than the paper's 1000 keeps DDPM sampling CPU-sized"
-    )
-    schedule: Literal["linear", "cosine"] = Field(
-        "linear", description="linear: Ho et al.'s betas, rescaled to T steps; cosine: Nichol & Dhariwal 2021"
-    )
-    sampler: Literal["ddpm", "ddim"] = Field(
-        "ddim", description="ddpm: ancestral, all T steps; ddim: deterministic (eta 0), sample_steps steps"
-    )
-    sample_steps: int = Field(20, ge=1, description="ddim: network evaluations per sample, evenly spaced over T")
-    ema_decay: float = Field(
-        0.999, ge=0, lt=1, description="samples and val loss use an exponential average of the weights; 0: off"
-    )
-    conditional: bool = Field(False, description="class-conditional with classifier-free guidance (labelled data)")
-    cond_drop: float = Field(0.1, ge=0, lt=1, description="conditional: share of training labels dropped")
-    guidance: float = Field(
-        1.0, ge=0, description="conditional: w in (1 + w) eps(x, y) - w eps(x); 0: no guidance"
-    )
 
 
 # -- the noise schedule: pure functions of tensors --------------------------------------------------
@@ -253,17 +229,12 @@ class WeightAverage(nn.Module):
 
 
 # -- the model ------------------------------------------------------------------------------------
-@register("ddpm", DDPMConfig)
+@register("ddpm")
 class DDPM(GenerativeModel):
     """Denoising diffusion (Ho et al. 2020), DDPM or DDIM sampling, optional classifier-free guidance."""
 
     def __init__(self, config: DDPMConfig, data: DataInfo, lr: float):
         super().__init__(config, data, lr)
-        if config.conditional and data.num_classes is None:
-            raise ValueError("model.conditional: needs labelled data (digits or mnist), this data has no labels")
-        nets.check_unet_shape(data.image_shape, config.depth)
-        if config.sampler == "ddim" and config.sample_steps > config.timesteps:
-            raise ValueError(f"model.sample_steps: at most model.timesteps ({config.timesteps}), got {config.sample_steps}")
         self.null_label = data.num_classes  # the class embedding's "no label" row
         classes = data.num_classes if config.conditional else None
         self.network = NoisePredictor(data.image_shape[0], config.width, config.depth, classes)

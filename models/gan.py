@@ -8,38 +8,18 @@ come back from sample() in [0, 1].
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor, nn
 
 from models import losses, nets
 from models.base import Batch, DataInfo, GenerativeModel, adam
-from models.config import config
+from models.cards import GANConfig, gan_arch
 from models.registry import register
 
-Variant = Literal["gan", "dcgan", "lsgan", "wgan", "wgan-gp", "hinge"]
 WASSERSTEIN = ("wgan", "wgan-gp")
 
 
-@config
-class GANConfig:
-    variant: Variant = Field("dcgan", description="loss and critic: gan, dcgan, lsgan, wgan, wgan-gp, hinge")
-    arch: Literal["auto", "mlp", "conv"] = Field("auto", description="auto: mlp for gan, conv for the others")
-    latent_dim: int = Field(64, ge=1, description="size of the noise vector z")
-    width: int = Field(64, ge=4, description="conv: channels of the first stage; mlp: hidden width / 8")
-    conditional: bool = Field(False, description="cGAN: the class label goes into G and D (labelled data)")
-    lr_g: float | None = Field(None, gt=0, description="generator learning rate; null: train.lr")
-    lr_d: float | None = Field(None, gt=0, description="discriminator learning rate; null: train.lr")
-    beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 (DCGAN: 0.5)")
-    beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2 (WGAN-GP: 0.9)")
-    n_critic: int | None = Field(None, ge=1, description="critic steps per generator step; null: 5 for wgan/wgan-gp, else 1")
-    clip: float = Field(0.01, gt=0, description="wgan: critic weights are clipped to [-clip, clip]")
-    gp_lambda: float = Field(10.0, ge=0, description="wgan-gp: weight of the gradient penalty")
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="one-sided: real label 1 - this (gan, dcgan, lsgan)")
-    instance_noise: float = Field(0.0, ge=0, description="std of Gaussian noise added to D's inputs, real and fake")
 
 
 class _Conditioned(nn.Module):
@@ -64,25 +44,13 @@ class _Conditioned(nn.Module):
         return self.network(torch.cat([inputs, one_hot], dim=1))
 
 
-@register("gan", GANConfig)
+@register("gan")
 class GAN(GenerativeModel):
     """GAN family: gan, dcgan, lsgan, wgan, wgan-gp, hinge; optionally conditional."""
 
-    default_metric = "val/fd"
-    training_signal = None  # a two-player game: neither loss need fall while both learn
-
-    @classmethod
-    def reported_metrics(cls, config) -> tuple[str, ...]:
-        extra = ("gp",) if config.variant == "wgan-gp" else ()
-        return ("d_loss", "g_loss", "d_real", "d_fake", *extra)
-
     def __init__(self, config: GANConfig, data: DataInfo, lr: float):
         super().__init__(config, data, lr)
-        if config.conditional and data.num_classes is None:
-            raise ValueError("model.conditional: needs labelled data (digits or mnist), this data has no labels")
-        arch = config.arch if config.arch != "auto" else ("mlp" if config.variant == "gan" else "conv")
-        if arch == "conv":
-            nets.check_conv_shape(data.image_shape, "model.arch")
+        arch = gan_arch(config)
         classes = data.num_classes if config.conditional else None
         extra = classes or 0
         channels, height, width = data.image_shape

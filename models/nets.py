@@ -30,15 +30,6 @@ def mlp_decoder(in_dim: int, hidden_dim: int, image_shape: tuple[int, int, int])
     )
 
 
-def check_conv_shape(image_shape: tuple[int, int, int], arch_key: str) -> None:
-    _, height, width = image_shape
-    if height % 4 or width % 4:
-        raise ValueError(
-            f"{arch_key}: conv needs image sides divisible by 4 (two stride-2 stages), "
-            f"got {height}x{width}; use arch: mlp or resize the data"
-        )
-
-
 def conv_encoder(image_shape: tuple[int, int, int], hidden_dim: int, out_dim: int) -> nn.Module:
     """(B, C, H, W) -> (B, out_dim): two stride-2 convolutions, then a hidden dense layer."""
     channels, height, width = image_shape
@@ -144,15 +135,6 @@ def conv_critic(image_shape: tuple[int, int, int], width: int, norm: str = "batc
 
 
 # -- image-to-image and diffusion -----------------------------------------------------------------
-def check_unet_shape(image_shape: tuple[int, int, int], depth: int, key: str = "model.depth") -> None:
-    _, height, width = image_shape
-    if height % 2**depth or width % 2**depth:
-        raise ValueError(
-            f"{key}: {depth} halvings need image sides divisible by {2**depth}, got {height}x{width}; "
-            "use a smaller depth or resize the data"
-        )
-
-
 def _groups(channels: int) -> int:
     return math.gcd(channels, 8)  # GroupNorm: up to 8 groups that divide the channels
 

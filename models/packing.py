@@ -17,15 +17,16 @@ from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
 
 from models.base import Batch, GenerativeModel
+from models.cards import ModelCard
 
 
 class PackError(ValueError):
     """These models cannot be trained as one pack; the message names why."""
 
 
-def check_packable(model_class: type[GenerativeModel]) -> None:
-    if model_class.pack_fields is None:
-        raise PackError(f"{model_class.__name__} cannot be packed (packing covers one-optimizer models: ae, dae, vae)")
+def check_packable(card: ModelCard) -> None:
+    if card.pack_fields is None:
+        raise PackError(f"{card.name} cannot be packed (packing covers one-optimizer models: ae, dae, vae)")
 
 
 class PackedModels:
@@ -34,7 +35,7 @@ class PackedModels:
     def __init__(self, members: list[GenerativeModel]):
         if not members:
             raise PackError("a pack needs at least one member")
-        check_packable(type(members[0]))
+        check_packable(members[0].card)
         if any(type(member) is not type(members[0]) for member in members):
             raise PackError("a pack's members must be one model class")
         if any(member._grad_scaler is not None for member in members):

@@ -12,29 +12,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-VGG16_FILE = "vgg16-397923af.pth"  # torchvision's ImageNet VGG-16 weights
 RELU2_2, RELU3_3 = 9, 16  # torchvision's vgg16().features indices just past those activations
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def hub_weights_path() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
-
-
-def find_vgg_weights(explicit: str | None) -> Path:
-    """The weights file to use, or a ValueError that names the file to place and where."""
-    if explicit:
-        path = Path(explicit)
-        if not path.is_file():
-            raise ValueError(f"model.vgg_path: no file {path} (torchvision's VGG-16 weights, {VGG16_FILE})")
-        return path
-    if hub_weights_path().is_file():
-        return hub_weights_path()
-    raise ValueError(
-        f"model.loss.perceptual: needs pretrained VGG-16 weights: place {VGG16_FILE} at {hub_weights_path()} "
-        "or set model.vgg_path (gensweep downloads nothing)"
-    )
 
 
 class _ImageNetInput(nn.Module):

@@ -7,22 +7,17 @@ the one U-Net of models.nets; the two GANs judge with PatchGAN critics.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor
 
 from models import losses, nets
 from models.base import Batch, DataInfo, GenerativeModel, adam
-from models.config import config
+from models.cards import CycleGANConfig, Pix2PixConfig, UNetSRConfig
 from models.grids import make_grid
-from models.perceptual import find_vgg_weights, vgg_feature_layers
+from models.perceptual import vgg_feature_layers
 from models.registry import register
-
-ImageTerm = Literal["mse", "l1", "ssim", "psnr", "hfen", "perceptual"]
-ImageLossMix = dict[ImageTerm, Annotated[float, Field(ge=0)]]
+from models.vgg_weights import find_vgg_weights
 
 
 def image_quality(prediction: Tensor, target: Tensor) -> dict[str, Tensor]:
@@ -50,39 +45,19 @@ def _rows(*rows: Tensor) -> Tensor:
 class Translator(GenerativeModel):
     """What the three share: no sampling from noise, pictures of inputs against outputs."""
 
-    generates = False
-    default_metric = "val/psnr"
-    default_mode = "max"
-
     def sample(self, count: int, generator: torch.Generator | None = None) -> Tensor:
         raise ValueError(f"{type(self).__name__} translates images; it has nothing to sample from noise")
 
 
 # -- U-Net super-resolution ----------------------------------------------------------------------
-@config
-class UNetSRConfig:
-    width: int = Field(32, ge=4, description="channels of the first U-Net level (doubling per level)")
-    depth: int = Field(2, ge=1, le=5, description="halvings in the U-Net; image sides must divide by 2^depth")
-    loss: ImageLossMix = Field(
-        default_factory=lambda: {"mse": 1.0}, min_length=1,
-        description="weighted terms: mse, l1 (pixel means), ssim (1-SSIM), psnr (-dB), hfen, perceptual (VGG-16)",
-    )
-    vgg_path: str | None = Field(None, description="VGG-16 weights for `perceptual` (default: torch hub's cache)")
 
 
-@register("unet_sr", UNetSRConfig)
+@register("unet_sr")
 class UNetSuperResolution(Translator):
     """U-Net super-resolution: the degraded image in, the clean one out, trained on a loss mix."""
 
-    pairing = "paired"
-
-    @classmethod
-    def reported_metrics(cls, config) -> tuple[str, ...]:
-        return ("loss", *sorted(config.loss), "psnr", "ssim", "psnr_bicubic", "ssim_bicubic", "psnr_gain")
-
     def __init__(self, config: UNetSRConfig, data: DataInfo, lr: float):
         super().__init__(config, data, lr)
-        nets.check_unet_shape(data.image_shape, config.depth)
         channels = data.image_shape[0]
         self.unet = nets.UNet(channels, channels, config.width, config.depth)
         # Held in a list, so not a registered module: frozen, never trained, and too big to copy
@@ -136,26 +111,11 @@ class UNetSuperResolution(Translator):
 
 
 # -- pix2pix --------------------------------------------------------------------------------------
-@config
-class PatchGANTranslatorConfig:
-    """What pix2pix and CycleGAN share: U-Net generators judged by PatchGAN critics."""
-
-    width: int = Field(32, ge=4, description="channels of the generator's first U-Net level")
-    depth: int = Field(2, ge=1, le=5, description="halvings in the generator's U-Net")
-    disc_width: int = Field(32, ge=4, description="channels of the PatchGAN's first layer")
-    disc_layers: int = Field(2, ge=1, le=4, description="stride-2 layers of the PatchGAN (patch size grows with it)")
 
 
-@config
-class Pix2PixConfig(PatchGANTranslatorConfig):
-    variant: Literal["gan", "lsgan"] = Field("gan", description="adversarial loss: gan (BCE, the paper's) or lsgan")
-    l1_weight: float = Field(100.0, ge=0, description="weight of the L1 term (100 in Isola et al. 2017)")
-    lr_d: float | None = Field(None, gt=0, description="discriminator learning rate; null: train.lr")
 
 
 class _TwoPlayer(Translator):
-    training_signal = None  # two players: tests/test_translation.py checks each one's own signal
-
     def _step(self, optimizer: str, loss: Tensor, critics: list) -> None:
         # The generator's step must not train the critics: their gradients are off meanwhile.
         for critic in critics:
@@ -165,19 +125,12 @@ class _TwoPlayer(Translator):
             critic.requires_grad_(True)
 
 
-@register("pix2pix", Pix2PixConfig)
+@register("pix2pix")
 class Pix2Pix(_TwoPlayer):
     """pix2pix (Isola et al. 2017): a U-Net generator judged by a PatchGAN that sees input and output."""
 
-    pairing = "paired"
-
-    @classmethod
-    def reported_metrics(cls, config) -> tuple[str, ...]:
-        return ("loss", "g_adv", "l1", "d_loss", "psnr", "ssim")
-
     def __init__(self, config: Pix2PixConfig, data: DataInfo, lr: float):
         super().__init__(config, data, lr)
-        nets.check_unet_shape(data.image_shape, config.depth)
         channels = data.image_shape[0]
         self.generator = nets.UNet(channels, channels, config.width, config.depth)
         self.discriminator = nets.patch_critic(2 * channels, config.disc_width, config.disc_layers)
@@ -225,14 +178,6 @@ class Pix2Pix(_TwoPlayer):
 
 
 # -- CycleGAN -------------------------------------------------------------------------------------
-@config
-class CycleGANConfig(PatchGANTranslatorConfig):
-    cycle_weight: float = Field(10.0, ge=0, description="weight of the cycle-consistency L1 terms (lambda, 10)")
-    identity_weight: float = Field(
-        0.5, ge=0, description="identity term, as a share of cycle_weight (0.5 in the reference code)"
-    )
-    pool_size: int = Field(50, ge=0, description="past fakes kept for the discriminators (Shrivastava et al. 2017); 0: none")
-    lr_d: float | None = Field(None, gt=0, description="discriminators' learning rate; null: train.lr")
 
 
 class ImagePool(torch.nn.Module):
@@ -272,22 +217,13 @@ class ImagePool(torch.nn.Module):
         return torch.where(swap, stored, fakes)
 
 
-@register("cyclegan", CycleGANConfig)
+@register("cyclegan")
 class CycleGAN(_TwoPlayer):
     """CycleGAN (Zhu et al. 2017): two U-Net generators A->B and B->A, two PatchGANs, LSGAN losses,
     cycle-consistency and identity terms, and a pool of past fakes."""
 
-    pairing = "unpaired"
-    default_metric = "val/cycle"
-    default_mode = "min"
-
-    @classmethod
-    def reported_metrics(cls, config) -> tuple[str, ...]:
-        return ("loss", "g_adv", "cycle", "identity", "d_loss")
-
     def __init__(self, config: CycleGANConfig, data: DataInfo, lr: float):
         super().__init__(config, data, lr)
-        nets.check_unet_shape(data.image_shape, config.depth)
         channels = data.image_shape[0]
         self.a_to_b = nets.UNet(channels, channels, config.width, config.depth)
         self.b_to_a = nets.UNet(channels, channels, config.width, config.depth)

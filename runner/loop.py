@@ -293,7 +293,7 @@ def _evaluation_only_metrics(model, data, running: dict[str, float]) -> dict[str
     The subset is as large as the val set, so train and val figures are comparable and the
     extra pass costs what the val pass costs.
     """
-    missing = set(type(model).reported_metrics(model.config)) - set(running)
+    missing = set(model.card.reported_metrics(model.config)) - set(running)
     if not missing:
         return {}
     measured = model.evaluate(data.batches("train", EVAL_BATCH_SIZE, count=len(data.val_images)))

@@ -36,9 +36,9 @@ class Member:
 
 def pack_fields(spec: Spec) -> tuple[str, ...]:
     """The dotted fields that may differ between the members of one pack."""
-    model_class = models.entry(spec.model_name).model_class
-    check_packable(model_class)
-    return ("train.lr", *(f"model.{name}" for name in model_class.pack_fields))
+    card = models.entry(spec.model_name)
+    check_packable(card)
+    return ("train.lr", *(f"model.{name}" for name in card.pack_fields))
 
 
 def pack_key(spec: Spec, start_epoch: int = 0) -> str:

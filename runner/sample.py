@@ -214,10 +214,7 @@ def _labelled_row(images: Tensor, labels: list[str]) -> Tensor:
 
 def _model_name(model: models.GenerativeModel) -> str:
     """The registered name of the model's class (vae, gan, ...), as a spec names it."""
-    for name in models.names():
-        if models.entry(name).model_class is type(model):
-            return name
-    return type(model).__name__
+    return model.card.name if model.card is not None else type(model).__name__
 
 
 def _detail(error: BaseException) -> str:

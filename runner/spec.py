@@ -26,7 +26,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field
 
 import models
-from models.base import shapes_only
 from models.config import ConfigError, as_dict, config, parse_config
 from runner import data as data_sources
 from runner.errors import GensweepError
@@ -167,14 +166,14 @@ class Spec:
     @property
     def metrics(self) -> list[str]:
         """The optimized metrics: one, or several for a multi-objective search."""
-        metric = self.tune.metric or models.entry(self.model_name).model_class.default_metric
+        metric = self.tune.metric or models.entry(self.model_name).default_metric
         return [metric] if isinstance(metric, str) else list(metric)
 
     @property
     def modes(self) -> list[str]:
         mode = self.tune.mode
         if mode is None:  # the model's own metric goes its own way; any other metric: minimized
-            default = models.entry(self.model_name).model_class
+            default = models.entry(self.model_name)
             mode = default.default_mode if self.metrics == [default.default_metric] else "min"
         return [mode] * len(self.metrics) if isinstance(mode, str) else list(mode)
 
@@ -210,12 +209,12 @@ class Spec:
 
         if self.quality.every == 0 or self.data_info.num_classes is None:
             return []
-        if not models.entry(self.model_name).model_class.generates:
+        if not models.entry(self.model_name).generates:
             return []
         return [*QUALITY_METRICS, *(["fid"] if self.quality.fid else [])]
 
     def metric_names(self) -> list[str]:
-        reported = models.entry(self.model_name).model_class.reported_metrics(self.model)
+        reported = models.entry(self.model_name).reported_metrics(self.model)
         names = [f"{split}/{name}" for split in ("train", "val") for name in reported]
         return names + [f"val/{name}" for name in self.quality_metrics()]
 
@@ -526,8 +525,7 @@ def _check_tune(spec: Spec) -> None:
 
 
 def _check_pack(spec: Spec) -> None:
-    model_class = models.entry(spec.model_name).model_class
-    if model_class.pack_fields is None:
+    if models.entry(spec.model_name).pack_fields is None:
         raise ConfigError("tune.pack", f"{spec.model_name} cannot be packed (packs train one-optimizer models: ae, dae, vae)")
     if spec.tune.scheduler == "pbt":
         raise ConfigError("tune.pack", "pbt moves checkpoints between trials; it does not take packs")
@@ -542,10 +540,8 @@ def _check_pack(spec: Spec) -> None:
 
 
 def _check_model_fits_data(spec: Spec) -> None:
-    entry = models.entry(spec.model_name)
-    try:  # build on the CPU: cheap, and catches a shape a config cannot know (conv on odd sizes)
-        with shapes_only():
-            entry.model_class(spec.model, spec.data_info, spec.train.lr)
+    try:  # the card's checks: a shape a config cannot know alone (conv on odd sizes), the data's kind
+        models.entry(spec.model_name).check(spec.model, spec.data_info)
     except ValueError as error:
         message = str(error)
         key, _, rest = message.partition(": ")

@@ -13,7 +13,6 @@ import torch
 
 import models
 from models import Batch, DataInfo
-from models.base import shapes_only
 from models.config import ConfigError
 from runner.data import DigitsData, batches, load
 from runner.data.pairs import PairedData, UnpairedData
@@ -58,7 +57,7 @@ def fixed_batches() -> dict:
 def fixed_batch(request, fixed_batches) -> Batch:
     """The batch for the test's model: its `name` parameter says which kind of data it needs."""
     name = request.node.callspec.params.get("name", "vae") if hasattr(request.node, "callspec") else "vae"
-    return fixed_batches[models.entry(name).model_class.pairing]
+    return fixed_batches[models.entry(name).pairing]
 
 
 def _values(reported: dict) -> list[tuple[str, float]]:
@@ -67,12 +66,12 @@ def _values(reported: dict) -> list[tuple[str, float]]:
 
 def _build(name, seed=0, **params):
     torch.manual_seed(seed)
-    info = INFOS[models.entry(name).model_class.pairing]
+    info = INFOS[models.entry(name).pairing]
     return models.build(name, SMALL.get(name, {}) | params, info, lr=1e-3)
 
 
 # Two-player models (training_signal None) are tested one player at a time (tests/test_gan.py).
-SIGNAL_CASES = [(name, params) for name, params in CASES if models.entry(name).model_class.training_signal]
+SIGNAL_CASES = [(name, params) for name, params in CASES if models.entry(name).training_signal]
 
 
 # 41 steps of these take more than a few seconds on a CPU core (a U-Net, two adversaries): slow.
@@ -93,7 +92,7 @@ def test_train_step_lowers_the_loss_on_a_fixed_batch(name, params, fixed_batch):
     for _ in range(40):
         last = model.train_step(fixed_batch)
     assert all(v.dim() == 0 and not v.requires_grad for v in first.values())
-    assert set(last) <= set(type(model).reported_metrics(model.config))
+    assert set(last) <= set(model.card.reported_metrics(model.config))
     assert last[signal] < first[signal] - 0.1 * max(1.0, abs(float(first[signal]))), (first, last)
     assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
 
@@ -151,7 +150,7 @@ def test_evaluate_reports_the_declared_metrics(name, params, fixed_batch):
     # Evaluation under torch.inference_mode (no graph), but for wgan-gp's penalty, which needs gradients.
     penalty = name == "gan" and params.get("variant") == "wgan-gp"
     assert modes == [not penalty] * 2
-    assert set(metrics) == set(type(model).reported_metrics(model.config))
+    assert set(metrics) == set(model.card.reported_metrics(model.config))
     assert all(isinstance(v, (int, float)) for v in metrics.values())
 
 
@@ -161,10 +160,11 @@ def test_unknown_model_lists_the_known_ones():
 
 
 def test_registry_refuses_a_duplicate_name():
+    import models.zoo  # noqa: F401  (registers every model class)
     from models.registry import register
 
     with pytest.raises(ValueError, match="registered twice"):
-        register("vae", object)(type("Another", (), {}))
+        register("vae")(type("Another", (), {}))
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
@@ -218,16 +218,43 @@ def test_a_trial_process_does_not_import_torchvision():
     assert result.stdout.strip() == "[False, False, False]"
 
 
-def test_checking_a_spec_makes_no_optimizer():
-    # The first optimizer a process makes imports torch._dynamo: a second of `gensweep run`'s
-    # start-up that the driver, which only checks shapes, need not pay.
+def test_checking_every_search_space_imports_no_torch():
+    # A spec is checked by the model cards alone (models/cards.py): `gensweep validate` and the
+    # driver's check stay light. The networks' own checks are the cards' (GenerativeModel.__init__).
     import subprocess
     import sys
 
-    probe = ("import sys; from runner.spec import load_spec; load_spec('search_spaces/gan_variants.yaml'); "
-             "print('torch._dynamo' in sys.modules)")
+    probe = ("import sys, glob; from runner.spec import load_spec\n"
+             "for path in sorted(glob.glob('search_spaces/*.yaml')): load_spec(path)\n"
+             "print(sorted(name for name in sys.modules if name.split('.')[0] in ('torch', 'ray')))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert result.stdout.strip() == "False"
-    with shapes_only():
-        model = models.build("gan", {}, DIGITS, 1e-3)
-    assert set(model.optimizers.values()) == {None}
+    assert result.stdout.strip() == "[]"
+
+
+def test_every_card_has_its_model_class_and_each_class_its_card():
+    from models.registry import model_class
+
+    for name in MODEL_NAMES:
+        built = model_class(name)
+        assert built.card is models.entry(name) and built.card.name == name
+        assert built.__doc__.split(":")[0].split("(")[0].strip() in built.card.summary  # one model, one story
+
+
+def test_a_model_built_directly_is_checked_by_its_card():
+    with pytest.raises(ValueError, match="model.arch: conv needs image sides divisible by 4"):
+        models.build("vae", {"arch": "conv"}, DataInfo((1, 30, 30), 10), 1e-3)
+    with pytest.raises(ValueError, match="model.conditional: needs labelled data"):
+        models.build("gan", {"conditional": True}, DataInfo((1, 28, 28), None), 1e-3)
+
+
+@pytest.mark.parametrize("environment", [{}, {"XDG_CACHE_HOME": "/xdg"}, {"TORCH_HOME": "~/th"}, {"TORCH_HOME": "/th", "XDG_CACHE_HOME": "/x"}])
+def test_the_torch_hub_folder_is_found_as_torch_finds_it(environment, monkeypatch):
+    # models/vgg_weights.py computes torch.hub.get_dir() without importing torch: if torch
+    # changes its rule, this fails rather than the spec check looking in the wrong place.
+    from models.vgg_weights import hub_dir
+
+    for name in ("TORCH_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert hub_dir() == Path(torch.hub.get_dir())

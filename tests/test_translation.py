@@ -11,7 +11,7 @@ from torch import nn
 
 import models
 from models import losses
-from models.perceptual import VGG16_FILE, hub_weights_path
+from models.vgg_weights import VGG16_FILE, hub_weights_path
 from models.translation import ImagePool
 from runner.data import DataError, load
 from runner.data.pairs import PairedData, UnpairedData, crapify
@@ -188,7 +188,7 @@ def test_pix2pix_generator_fits_a_fixed_batch():
     for _ in range(40):
         last = model.train_step(batch)
     assert last["l1"] < 0.75 * first["l1"], (first, last)
-    assert set(model.evaluate([batch])) == set(type(model).reported_metrics(model.config))
+    assert set(model.evaluate([batch])) == set(model.card.reported_metrics(model.config))
 
 
 def test_cyclegan_cycle_error_falls_and_rows_are_logged():
