@@ -15,7 +15,6 @@ import base64
 import contextlib
 import html
 import io
-import math
 import struct
 import time
 import warnings
@@ -31,10 +30,10 @@ from runner.report import (
     ReportError,
     Run,
     TrialSummary,
-    format_value,
     load_run,
     shown_trials,
 )
+from runner.run_view import RunView, run_view, short_name
 
 if TYPE_CHECKING:  # imported where used: optuna and the spec (which imports torch) load slowly
     import optuna
@@ -68,9 +67,10 @@ def render_report(run: Run) -> str:
     """The whole page as HTML text. Damaged files it passes over are added to run.problems."""
     _draw_without_display()
     spec, spec_problem = _spec_of(run)
-    study = _study_or_reason(run, spec, spec_problem)
+    view = run_view(run.trials, run.objectives, run.modes)
+    study = _study_or_reason(view, spec, spec_problem)
     sections = [
-        ("trials", "Trials", _summary_section(run)),
+        ("trials", "Trials", _summary_section(view)),
         ("samples", "Final samples", _samples_section(run)),
         ("curves", "Curves", _curves_section(run)),
         ("search", "Search (Optuna)", _search_section(run, spec, study)),
@@ -81,7 +81,7 @@ def render_report(run: Run) -> str:
     if run.problems:
         items = "".join(f"<li><code>{_text(problem)}</code></li>" for problem in run.problems)
         sections.append(("damaged", "Damaged files, left out", f'<ul class="failures">{items}</ul>'))
-    return _page(run, spec, sections)
+    return _page(run, view, spec, sections)
 
 
 # ---- the page ---------------------------------------------------------------------------------
@@ -120,12 +120,12 @@ code { font-size: 12px; background: #f0f0f0; padding: 1px 4px; }
 """
 
 
-def _page(run: Run, spec: Spec | None, sections: list[tuple[str, str, str]]) -> str:
+def _page(run: Run, view: RunView, spec: Spec | None, sections: list[tuple[str, str, str]]) -> str:
     """The sections (anchor, heading, HTML) under a title, the objective and the run's facts."""
     name = run.sweep.get("name") or run.directory.resolve().name
     facts = []
     if spec is not None:
-        swept = ", ".join(path.split(".")[-1] for path in spec.search) or "nothing"
+        swept = ", ".join(short_name(path) for path in spec.search) or "nothing"
         facts += [f"{spec.model_name} on {spec.data_name}", f"sampler {spec.sampler if spec.search else '-'} over {swept}"]
     finished = sum(t.status == "finished" for t in run.trials)
     facts.append(f"{finished} of {len(run.trials)} trials finished")
@@ -136,23 +136,23 @@ def _page(run: Run, spec: Spec | None, sections: list[tuple[str, str, str]]) -> 
     body = "".join(f'<section id="{anchor}"><h2>{_text(title)}</h2>{content}</section>' for anchor, title, content in sections)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>gensweep report: {_text(name)} · {_text(_objective_text(run, short=True))}</title>"
+        f"<title>gensweep report: {_text(name)} · {_text(_objective_text(view, short=True))}</title>"
         f"<style>{CSS}</style></head>"
         f"<body><main><h1>gensweep report: {_text(name)}</h1>"
-        f'<p class="objective">{_text(_objective_text(run))}</p>'
+        f'<p class="objective">{_text(_objective_text(view))}</p>'
         f'<p class="meta">{_text(" · ".join(facts))}<br>{_text(str(run.directory.resolve()))}</p>'
         f"<nav>{nav}</nav>{body}</main></body></html>\n"
     )
 
 
-def _objective_text(run: Run, short: bool = False) -> str:
+def _objective_text(view: RunView, short: bool = False) -> str:
     """ "Objective: val/recon (min)", or with short=True just "val/recon (min)"."""
-    if not run.objectives:
+    if not view.objectives:
         return "objective unknown" if short else "Objective: unknown (no sweep.json)"
-    parts = ", ".join(f"{metric} ({mode})" for metric, mode in zip(run.objectives, run.modes))
     if short:
-        return parts
-    return f"Objectives: {parts}, a Pareto front" if len(run.objectives) > 1 else f"Objective: {parts}"
+        return view.objective_text
+    several = len(view.objectives) > 1
+    return f"Objectives: {view.objective_text}, a Pareto front" if several else f"Objective: {view.objective_text}"
 
 
 def _text(value: Any) -> str:
@@ -170,45 +170,38 @@ def _figure(caption_html: str, content_html: str) -> str:
 # ---- the summary table ------------------------------------------------------------------------
 
 
-def _summary_section(run: Run) -> str:
-    """The same trials and marks as `gensweep show`, with every val/ metric."""
-    if not run.trials:
+def _summary_section(view: RunView) -> str:
+    """The same trials, columns and marks as `gensweep show`, with every val/ metric."""
+    if not view.trials:
         return _note("No trial has written a record yet.")
-    swept_keys = sorted({key for t in run.trials for key in t.swept})
-    others = sorted({k for t in run.trials for k in t.metrics if k.startswith("val/")} - set(run.objectives))
-    metric_keys = run.objectives + others
     header = (
         "<th></th><th>trial</th>"
-        + "".join(f'<th title="{_text(k)}">{_text(k.split(".")[-1])}</th>' for k in swept_keys)
+        + "".join(f'<th title="{_text(k)}">{_text(name)}</th>' for k, name in zip(view.swept, view.headers))
         + "<th>status</th><th>epochs</th>"
-        + "".join(f'<th{_objective_class(k, run)}>{_text(k)}</th>' for k in metric_keys)
+        + "".join(f'<th{_objective_class(k, view)}>{_text(k)}</th>' for k in view.metrics)
     )
-    rows = "".join(_summary_row(trial, swept_keys, metric_keys) for trial in run.trials)
-    legend = "P: on the Pareto front of the objectives" if len(run.objectives) > 1 else "*: the best finished trial"
-    return f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>" + _note(legend)
+    rows = "".join(_summary_row(view, trial) for trial in view.trials)
+    return f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>" + _note(view.legend)
 
 
-def _objective_class(metric: str, run: Run) -> str:
-    return ' class="objective-column"' if metric in run.objectives else ""
+def _objective_class(metric: str, view: RunView) -> str:
+    return ' class="objective-column"' if metric in view.objectives else ""
 
 
-def _summary_row(trial: TrialSummary, swept_keys: list[str], metric_keys: list[str]) -> str:
-    mark = _mark(trial)
+def _summary_row(view: RunView, trial: TrialSummary) -> str:
+    mark = view.mark(trial)
     status = _text(trial.status)
     if trial.error:
         status = f'<a href="#failures">{status}</a>'
+    swept, metrics = view.cells(trial)
     cells = (
         [f"<td>{mark}</td>", f"<td>{_text(trial.trial_id)}</td>"]
-        + [f'<td class="number">{_text(format_value(trial.swept.get(k)))}</td>' for k in swept_keys]
+        + [f'<td class="number">{_text(cell)}</td>' for cell in swept]
         + [f'<td class="status-{_text(trial.status)}">{status}</td>', f'<td class="number">{trial.epoch}</td>']
-        + [f'<td class="number">{_text(format_value(trial.metrics.get(k)))}</td>' for k in metric_keys]
+        + [f'<td class="number">{_text(cell)}</td>' for cell in metrics]
     )
     marked = ' class="marked"' if mark else ""
     return f"<tr{marked}>{''.join(cells)}</tr>"
-
-
-def _mark(trial: TrialSummary) -> str:
-    return "*" if trial.best else "P" if trial.pareto else ""
 
 
 # ---- the final sample grids -------------------------------------------------------------------
@@ -243,7 +236,8 @@ def _samples_section(run: Run) -> str:
 
 
 def _mark_text(trial: TrialSummary) -> str:
-    return "<strong>(best)</strong>" if trial.best else "<strong>(Pareto)</strong>" if trial.pareto else ""
+    word = RunView.mark_word(trial)
+    return f"<strong>({word})</strong>" if word else ""
 
 
 def _exact_image(png: bytes, alt: str) -> str:
@@ -377,17 +371,12 @@ def _spec_of(run: Run) -> tuple[Spec | None, str | None]:
         return None, f"the spec in sweep.json no longer parses: {error}"
 
 
-def _scored_trials(run: Run, spec: Spec) -> list[TrialSummary]:
-    """Finished trials with every objective reported and every swept value recorded."""
-    return [
-        t for t in run.trials
-        if t.status == "finished"
-        and all(isinstance(t.metrics.get(m), (int, float)) and math.isfinite(t.metrics[m]) for m in run.objectives)
-        and all(path in t.swept for path in spec.search)
-    ]
+def _scored_trials(view: RunView, spec: Spec) -> list[TrialSummary]:
+    """The scored trials (finished, every objective reported) with every swept value recorded."""
+    return [t for t in view.scored if all(path in t.swept for path in spec.search)]
 
 
-def _study_or_reason(run: Run, spec: Spec | None, spec_problem: str | None) -> optuna.Study | str:
+def _study_or_reason(view: RunView, spec: Spec | None, spec_problem: str | None) -> optuna.Study | str:
     """An in-memory Optuna study rebuilt from the trial records, or a one-line reason there is none
     (which the search and Pareto sections print instead of their plots).
 
@@ -399,11 +388,11 @@ def _study_or_reason(run: Run, spec: Spec | None, spec_problem: str | None) -> o
         return "nothing was swept"
     if spec.sampler == "pbt":
         return "population-based training changes values during a trial: Optuna did not choose them"
-    scored = _scored_trials(run, spec)
+    scored = _scored_trials(view, spec)
     if len(scored) < 2:
         return f"Optuna's plots need at least 2 finished trials; this run has {len(scored)}"
     try:
-        return optuna_study(scored, spec, run.objectives, run.modes)
+        return optuna_study(scored, spec, view.objectives, view.modes)
     except (ValueError, TypeError) as error:
         return f"the trial records do not fit the spec's search space: {one_line(error)}"
 

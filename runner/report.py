@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import cv2
 import numpy as np
 
 from runner.errors import GensweepError
+from runner.run_view import format_value, is_finite, mark_best, run_view, short_name
 
 RECORD_FILE = "gensweep.json"  # each trial's own record, written by runner.trial
 STATE_FILE = "state.pt"  # in each checkpoint_*/ directory: runner.loop.training_state(), weights only
@@ -54,7 +54,7 @@ class TrialSummary:
     @property
     def label(self) -> str:
         """Its swept values, short names: "beta=0.5, latent_dim=2" (its id when nothing is swept)."""
-        parts = [f"{path.split('.')[-1]}={format_value(value)}" for path, value in sorted(self.swept.items())]
+        parts = [f"{short_name(path)}={format_value(value)}" for path, value in sorted(self.swept.items())]
         return ", ".join(parts) or self.trial_id
 
 
@@ -214,26 +214,6 @@ def _shown(value: Any) -> str:
     return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
-def mark_best(trials: list[TrialSummary], metrics: list[str], modes: list[str]) -> None:
-    """One objective: mark the best finished trial. Several: mark the Pareto front."""
-    for trial in trials:
-        trial.best = trial.pareto = False
-    scored = [t for t in trials if t.status == "finished" and all(_finite(t.metrics.get(m)) for m in metrics)]
-    if not scored or not metrics:
-        return
-    # Every objective as "lower is better".
-    costs = {t.trial_id: [t.metrics[m] * (1 if mode == "min" else -1) for m, mode in zip(metrics, modes)] for t in scored}
-    if len(metrics) == 1:
-        min(scored, key=lambda t: costs[t.trial_id]).best = True
-        return
-    for trial in scored:
-        mine = costs[trial.trial_id]
-        trial.pareto = not any(
-            all(o <= m for o, m in zip(costs[other.trial_id], mine)) and costs[other.trial_id] != mine
-            for other in scored
-        )
-
-
 def sort_trials(
     trials: list[TrialSummary], metric: str, objectives: Sequence[str] = (), modes: Sequence[str] = ()
 ) -> list[TrialSummary]:
@@ -248,7 +228,7 @@ def sort_trials(
 
     def key(trial: TrialSummary) -> tuple:
         value = trial.metrics.get(metric)
-        return (0, sign * value) if _finite(value) else (1, 0)
+        return (0, sign * value) if is_finite(value) else (1, 0)
 
     return sorted(trials, key=key)
 
@@ -258,16 +238,12 @@ def format_csv(trials: list[TrialSummary], objectives: list[str] | None = None) 
 
     Values are written in full (not rounded as in the table); a missing one is an empty cell.
     """
-    objectives = list(objectives or [])
-    swept_keys = sorted({key for t in trials for key in t.swept})
-    others = sorted({key for t in trials for key in t.metrics} - set(objectives))
-    metric_keys = [m for m in objectives if any(m in t.metrics for t in trials)] + others
+    view = run_view(trials, objectives or [], every_metric=True)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["trial_id", "status", *swept_keys, *metric_keys])
-    for trial in trials:
-        values = [trial.swept.get(k) for k in swept_keys] + [trial.metrics.get(k) for k in metric_keys]
-        writer.writerow([trial.trial_id, trial.status, *("" if v is None else v for v in values)])
+    writer.writerow(["trial_id", "status", *view.swept, *view.metrics])
+    for trial in view.trials:
+        writer.writerow([trial.trial_id, trial.status, *("" if v is None else v for v in view.values(trial))])
     return buffer.getvalue()
 
 
@@ -278,20 +254,13 @@ def format_table(trials: list[TrialSummary], objectives: list[str] | None = None
     """
     if not trials:
         return "(no trials)"
-    objectives = list(objectives or [])
-    swept_keys = sorted({key for t in trials for key in t.swept})
-    others = sorted({key for t in trials for key in t.metrics if key.startswith("val/")} - set(objectives))
-    metric_keys = objectives + others[:TABLE_METRICS]
-    header = ["", "trial"] + [k.split(".")[-1] for k in swept_keys] + ["status", "epochs"] + metric_keys
+    view = run_view(trials, objectives or [], most=TABLE_METRICS)
+    header = ["", "trial", *view.headers, "status", "epochs", *view.metrics]
     rows = [header]
-    for trial in trials:
+    for trial in view.trials:
         status = trial.status if not trial.error else f"{trial.status}: {trial.error}"
-        rows.append(
-            ["*" if trial.best else "P" if trial.pareto else "", trial.trial_id]
-            + [format_value(trial.swept.get(k)) for k in swept_keys]
-            + [status, str(trial.epoch)]
-            + [format_value(trial.metrics.get(k)) for k in metric_keys]
-        )
+        swept, metrics = view.cells(trial)
+        rows.append([view.mark(trial), trial.trial_id, *swept, status, str(trial.epoch), *metrics])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)] + [0]
     lines = ["  ".join(cell.ljust(width) if i < len(header) - 1 else cell for i, (cell, width) in enumerate(zip(row, widths))).rstrip() for row in rows]
     return "\n".join(lines)
@@ -324,7 +293,7 @@ def shown_trials(
 
     def rank(trial: TrialSummary) -> tuple:
         value = trial.metrics.get(metric)
-        return (0 if trial.best or trial.pareto else 1, *((0, sign * value) if _finite(value) else (1, 0)))
+        return (0 if trial.best or trial.pareto else 1, *((0, sign * value) if is_finite(value) else (1, 0)))
 
     front = "the Pareto front first, then " if len(objectives) > 1 else ""
     note = f"the best {limit} of {len(trials):,} trials ({front}by {metric}, {mode}), best first"
@@ -380,19 +349,6 @@ def _with_caption(image: np.ndarray, text: str, best: bool) -> np.ndarray:
     colour = (0, 120, 0) if best else (0, 0, 0)  # BGR: the best trial's label in green
     cv2.putText(strip, text + (" (best)" if best else ""), (6, height + 8), font, scale, colour, thickness, cv2.LINE_AA)
     return np.vstack([strip, image])
-
-
-def format_value(value: Any) -> str:
-    """A table cell: 4 significant digits for floats, '-' for a missing value."""
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _sortable(value: Any) -> tuple:

@@ -179,7 +179,9 @@ class Spec:
 
     @property
     def objective_text(self) -> str:
-        return ", ".join(f"{metric} ({mode})" for metric, mode in zip(self.metrics, self.modes))
+        from runner.run_view import objective_text  # one text for the run, the table and the report
+
+        return objective_text(self.metrics, self.modes)
 
     @property
     def sampler(self) -> str:

@@ -108,6 +108,14 @@ def test_report_of_a_single_objective_sweep(tmp_path):
     best_row = next(row for row in page.split("<tr") if "<td>*</td>" in row)
     assert "<td>t1</td>" in best_row and page.count("<td>*</td>") == 1
 
+    # One model of the run (runner.run_view): the page's table has `gensweep show`'s columns and marks,
+    # and its objective is the spec's text.
+    assert f"Objective: {parse_document(DOCUMENT, 'fake.yaml').objective_text}</p>" in page
+    table = CliRunner().invoke(main, ["show", str(run_dir)]).output.splitlines()
+    head, body = page.split("<thead>")[1].split("</thead>")
+    assert re.findall(r"<th[^>]*>([^<]*)</th>", head) == ["", *table[0].split()]
+    assert re.findall(r"<tr[^>]*><td>([^<]*)</td>", body) == [row[0].strip() for row in table[1:]] == ["", "*", "", ""]
+
 
 @pytest.mark.parametrize(
     "tune, swept_values, expected",
@@ -258,6 +266,6 @@ def test_the_report_modules_load_neither_torch_nor_ray():
     import subprocess
     import sys
 
-    code = "import sys, runner.report, runner.html_report; print(sorted({'torch', 'ray'} & set(sys.modules)))"
+    code = "import sys, runner.run_view, runner.report, runner.html_report; print(sorted({'torch', 'ray'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip() == "[]"

@@ -14,7 +14,9 @@ from click.testing import CliRunner
 from runner.cli import main
 from runner.report import (
     SWEEP_FILE,
+    TABLE_METRICS,
     ReportError,
+    TrialSummary,
     collect,
     comparison_image,
     format_table,
@@ -90,7 +92,7 @@ def test_comparison_image_labels_each_trial(tmp_path):
 
 
 def test_pareto_front_of_two_objectives():
-    from runner.report import TrialSummary, mark_best
+    from runner.run_view import RunView, mark_best
 
     def trial(name, recon, fd, status="finished"):
         return TrialSummary(name, status, {}, {}, {"val/recon": recon, "val/fd": fd}, "")
@@ -98,9 +100,29 @@ def test_pareto_front_of_two_objectives():
     trials = [trial("a", 1, 9), trial("b", 2, 5), trial("c", 3, 6), trial("d", 4, 1), trial("e", 0, 0, "error")]
     mark_best(trials, ["val/recon", "val/fd"], ["min", "min"])
     assert [t.pareto for t in trials] == [True, True, False, True, False]  # c is beaten by b
+    assert [RunView.mark(t) for t in trials] == ["P", "P", "", "P", ""]
     mark_best(trials, ["val/recon", "val/fd"], ["max", "max"])
     assert [t.trial_id for t in trials if t.pareto] == ["a", "c", "d"]  # b is now beaten by c
     assert not any(t.best for t in trials)
+
+
+def test_one_model_gives_the_table_csv_and_page_their_columns():
+    from runner.run_view import run_view
+
+    others = [f"val/m{i}" for i in range(6)]
+    metrics = {"val/recon": 1.0, "train/loss": 2.0, **{name: float(i) for i, name in enumerate(others)}}
+    trials = [TrialSummary("a", "finished", {"train.lr": 0.1, "model.beta": 0.5}, {}, metrics, "")]
+    objectives = ["val/recon", "val/fid"]  # val/fid: no trial reports it yet
+    table = run_view(trials, objectives, ["min", "max"], most=TABLE_METRICS)
+    assert table.swept == ["model.beta", "train.lr"] and table.headers == ["beta", "lr"]
+    assert table.metrics == ["val/recon", "val/fid", *others[:TABLE_METRICS]]
+    assert table.cells(trials[0]) == (["0.5", "0.1"], ["1", "-", "0", "1", "2", "3"])
+    assert table.objective_text == "val/recon (min), val/fid (max)"
+    assert table.scored == [] and table.legend.startswith("P: on the Pareto front")  # val/fid missing: unscored
+    assert run_view(trials, objectives).metrics == ["val/recon", "val/fid", *others]  # the HTML page: every val/ one
+    data = run_view(trials, objectives, every_metric=True)  # the CSV: every reported metric
+    assert data.metrics == ["val/recon", "train/loss", *others]
+    assert data.values(trials[0]) == [0.5, 0.1, 1.0, 2.0, *range(6)]
 
 
 def _scored_run(run_dir):
