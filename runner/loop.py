@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -145,6 +145,83 @@ def _check_compiler(device: torch.device) -> None:
         ) from None
 
 
+@dataclass
+class Session:
+    """A trial's (or a pack's) set-up, ready for its first epoch: what open_session made."""
+
+    device: torch.device
+    precision: torch.dtype | None  # the autocast dtype (None: full fp32)
+    data: data_sources.ImageData  # on the device, image tensors in the models' memory layout
+    models: list[models.GenerativeModel]  # one a spec, each seeded as a trial of its own
+    generator: torch.Generator  # the shuffling order, on the device
+    quality: QualityMeter | None  # None: the spec measures no quality metrics
+    fixed_batch: models.Batch  # the val images every epoch's reconstructions show
+    start_epoch: int  # epochs already trained (0: a fresh start)
+    global_step: int  # optimizer steps already taken
+
+
+def open_session(
+    specs: Sequence[Spec], resume_states: Sequence[dict | None], assigned_gpus: list | None, *, packed: bool = False
+) -> Session:
+    """Set up training: one model a spec (one for a trial, the members for a pack), the data,
+    shuffling, quality meter, and, from checkpoints made by training_state(), the models'
+    training state and every random stream.
+
+    specs: everything but the pack fields is the same in all of them (runner.packing checks);
+    the first one's device, data, precision and seed rule. resume_states: a checkpoint (or None)
+    a spec; the shared order and noise carry on from the first one's.
+    packed: the models train as one pack (models/packing.py): fp16 autocast becomes fp32 (a
+    pack's one step has no gradient scaler per member), weights and data stay contiguous (the
+    pack stacks its weights in one layout) and nothing is compiled (the pack's step is a vmapped
+    functional call); the spec check refuses fp16, channels_last: on and compile for packs.
+    """
+    first = specs[0]
+    device = choose_device(first.train.device, assigned_gpus)
+    torch.manual_seed(first.train.seed)
+    data = data_sources.load(first.data_name, first.data)
+    built = []
+    for spec in specs:
+        torch.manual_seed(spec.train.seed)  # each starts from the weights it would have alone
+        built.append(models.build(spec.model_name, spec.model, spec.data_info, spec.train.lr, device))
+    precision = autocast_dtype(first.train.precision, device)
+    if packed and precision == torch.float16:
+        precision = None  # auto on a GPU without bf16 (an explicit fp16 is refused): fp32
+    # One layout for weights and data (every batch is indexed from the data, so it follows):
+    # set before compiling, which specializes on it, and before a checkpoint's optimizer state
+    # is loaded, which takes its parameters' layout.
+    layout = torch.contiguous_format if packed else memory_format(first.train.channels_last, built[0])
+    for model in built:
+        model.use_mixed_precision(precision)
+        model.to(memory_format=layout)
+    data = data.to(device, memory_format=layout)
+    if first.train.compile and not packed:
+        for model in built:
+            compile_networks(model)
+    generator = torch.Generator(device=device).manual_seed(first.train.seed)
+    quality = None
+    if first.quality_metrics():
+        quality = QualityMeter(data, first.quality.samples, device, inception_fid=first.quality.fid)
+    for model, state in zip(built, resume_states, strict=True):
+        if state is not None:
+            model.load_training_state(state)
+    start_epoch, global_step = 0, 0
+    resumed = resume_states[0]
+    if resumed is not None:  # last of the set-up: nothing may draw random numbers after it
+        restore_rng(resumed, generator, device)
+        start_epoch, global_step = resumed["epoch"], resumed["global_step"]
+    fixed_batch = next(data.batches("val", FIXED_VAL_IMAGES, count=FIXED_VAL_IMAGES))  # no generator: draws nothing
+    return Session(device, precision, data, built, generator, quality, fixed_batch, start_epoch, global_step)
+
+
+def restore_rng(state: dict, generator: torch.Generator, device: torch.device) -> None:
+    """Every random stream as a checkpoint (training_state) saved it: the shuffling generator,
+    torch's CPU generator and, training on CUDA, the device's generator."""
+    generator.set_state(state["generator"].cpu())
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if "cuda_rng" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
+
+
 def train(
     spec: Spec,
     logger: TrialLogger | None = None,
@@ -159,37 +236,12 @@ def train(
     resume_state: a checkpoint made by training_state(), to continue from.
     assigned_gpus: the GPUs Ray assigned the trial (None: not under Ray, any GPU will do).
     """
-    device = choose_device(spec.train.device, assigned_gpus)
-    torch.manual_seed(spec.train.seed)
-    data = data_sources.load(spec.data_name, spec.data)
-    model = models.build(spec.model_name, spec.model, spec.data_info, spec.train.lr, device)
-    model.use_mixed_precision(autocast_dtype(spec.train.precision, device))
-    # One layout for weights and data (every batch is indexed from the data, so it follows):
-    # set before compiling, which specializes on it, and before a checkpoint's optimizer state
-    # is loaded, which takes its parameters' layout.
-    layout = memory_format(spec.train.channels_last, model)
-    model.to(memory_format=layout)
-    data = data.to(device, memory_format=layout)
-    if spec.train.compile:
-        compile_networks(model)
-    generator = torch.Generator(device=device).manual_seed(spec.train.seed)
-    quality = None
-    if spec.quality_metrics():
-        quality = QualityMeter(data, spec.quality.samples, device, inception_fid=spec.quality.fid)
-    start_epoch, global_step = 0, 0
-    if resume_state is not None:  # last of the set-up: nothing may draw random numbers after it
-        model.load_training_state(resume_state)
-        generator.set_state(resume_state["generator"].cpu())
-        torch.set_rng_state(resume_state["torch_rng"].cpu())
-        if "cuda_rng" in resume_state and device.type == "cuda":
-            torch.cuda.set_rng_state(resume_state["cuda_rng"].cpu(), device)
-        start_epoch, global_step = resume_state["epoch"], resume_state["global_step"]
-
-    fixed_batch = next(data.batches("val", FIXED_VAL_IMAGES, count=FIXED_VAL_IMAGES))
+    session = open_session([spec], [resume_state], assigned_gpus)
+    model, data, generator, global_step = session.models[0], session.data, session.generator, session.global_step
     quality_metrics: dict[str, float] = {}
     metrics: dict[str, float] = {}
     with _compile_failures_named(spec.train.compile):
-        for epoch in range(start_epoch + 1, spec.train.epochs + 1):
+        for epoch in range(session.start_epoch + 1, spec.train.epochs + 1):
             model.on_epoch_start(epoch)
 
             def log_step(values: dict[str, torch.Tensor], step: int, epoch: int = epoch) -> None:
@@ -202,7 +254,8 @@ def train(
             train_metrics = {name: float(value) for name, value in sums.items()}
             _check_finite(train_metrics, f"epoch {epoch}", "train")
             metrics, quality_metrics = end_epoch(
-                model, data, spec, epoch, global_step, train_metrics, quality, quality_metrics, fixed_batch, logger
+                model, data, spec, epoch, global_step, train_metrics, session.quality, quality_metrics, session.fixed_batch,
+                logger,
             )
             on_epoch_end(EpochEnd(epoch, global_step, metrics, model, generator))
     return metrics
@@ -300,10 +353,18 @@ def _evaluation_only_metrics(model, data, running: dict[str, float]) -> dict[str
     return {name: measured[name] for name in sorted(missing)}
 
 
-def _check_finite(values: dict[str, float], where: str, prefix: str) -> None:
+def divergence(values: dict[str, float], where: str, prefix: str = "train") -> DivergedError | None:
+    """The error for the first of `values` that is NaN or infinite (None: all are finite)."""
     for name, value in values.items():
         if not math.isfinite(value):
-            raise DivergedError(f"{prefix}/{name} became {value} at {where}; try a lower train.lr")
+            return DivergedError(f"{prefix}/{name} became {value} at {where}; try a lower train.lr")
+    return None
+
+
+def _check_finite(values: dict[str, float], where: str, prefix: str) -> None:
+    error = divergence(values, where, prefix)
+    if error is not None:
+        raise error
 
 
 @torch.no_grad()

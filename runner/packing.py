@@ -9,7 +9,6 @@ finite fails alone; a member stopped from outside (a scheduler) leaves at the ne
 from __future__ import annotations
 
 import json
-import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,9 +17,7 @@ import torch
 
 import models
 from models.packing import PackedModels, check_packable
-from runner import data as data_sources
 from runner import loop
-from runner.quality import QualityMeter
 from runner.spec import Spec
 from runner.tblog import TrialLogger
 
@@ -69,37 +66,15 @@ class Pack:
         keys = {pack_key(member.spec, _start_epoch(member)) for member in self.members}
         if len(keys) > 1:
             raise ValueError("a pack's members must differ only in " + ", ".join(pack_fields(first)))
-        device = loop.choose_device(first.train.device, self.assigned_gpus)
-        torch.manual_seed(first.train.seed)
-        data = data_sources.load(first.data_name, first.data).to(device)
-        built = []
-        for member in self.members:
-            torch.manual_seed(member.spec.train.seed)  # each starts from the weights it would have alone
-            built.append(models.build(member.spec.model_name, member.spec.model, member.spec.data_info, member.spec.train.lr, device))
-        precision = loop.autocast_dtype(first.train.precision, device)
-        if precision == torch.float16:
-            # auto on a GPU without bf16: fp16 needs a gradient scaler per member, which a pack's
-            # one step has not; fp32 instead (an explicit fp16 is refused by the spec check).
-            precision = None
-        for model in built:
-            model.use_mixed_precision(precision)
-        generator = torch.Generator(device=device).manual_seed(first.train.seed)
-        quality = QualityMeter(data, first.quality.samples, device, inception_fid=first.quality.fid) if first.quality_metrics() else None
-        start_epoch, global_step = 0, 0
-        for member, model in zip(self.members, built):
-            if member.resume_state is not None:
-                model.load_training_state(member.resume_state)
-        resumed = self.members[0].resume_state
-        if resumed is not None:  # the shared order and noise carry on from the first member's checkpoint
-            generator.set_state(resumed["generator"].cpu())
-            torch.set_rng_state(resumed["torch_rng"].cpu())
-            start_epoch, global_step = resumed["epoch"], resumed["global_step"]
-
+        session = loop.open_session(
+            [member.spec for member in self.members], [member.resume_state for member in self.members],
+            self.assigned_gpus, packed=True,
+        )
+        built, data, generator, global_step = session.models, session.data, session.generator, session.global_step
         active = list(range(len(self.members)))  # member indices, in the order of the pack's stack
         packed = PackedModels(built)
         quality_metrics: list[dict[str, float]] = [{} for _ in self.members]
-        fixed_batch = next(data.batches("val", loop.FIXED_VAL_IMAGES, count=loop.FIXED_VAL_IMAGES))
-        for epoch in range(start_epoch + 1, first.train.epochs + 1):
+        for epoch in range(session.start_epoch + 1, first.train.epochs + 1):
             with self._lock:
                 gone = {position for position, index in enumerate(active) if index in self._leaving}
             if gone:
@@ -129,8 +104,8 @@ class Pack:
                     continue
                 try:
                     metrics, quality_metrics[index] = loop.end_epoch(
-                        model, data, member.spec, epoch, global_step, train_metrics, quality, quality_metrics[index],
-                        fixed_batch, member.logger,
+                        model, data, member.spec, epoch, global_step, train_metrics, session.quality,
+                        quality_metrics[index], session.fixed_batch, member.logger,
                     )
                     member.on_epoch_end(loop.EpochEnd(epoch, global_step, metrics, model, generator))
                 except Exception as error:  # noqa: BLE001 - this member's evaluation or report: it fails alone
@@ -143,11 +118,11 @@ class Pack:
         with self._lock:
             if index in self._leaving:
                 return False
-        for name, value in values.items():
-            if not math.isfinite(value):
-                self.leave(index)
-                self.members[index].on_error(loop.DivergedError(f"train/{name} became {value} at {where}; try a lower train.lr"))
-                return False
+        error = loop.divergence(values, where)
+        if error is not None:
+            self.leave(index)
+            self.members[index].on_error(error)
+            return False
         return True
 
 

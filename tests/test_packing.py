@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 
 import pytest
@@ -194,3 +195,83 @@ def test_a_packed_trial_ends_where_it_would_alone(tiny_document):
     first_weights = models.build("ae", specs[1].model, specs[1].data_info, 1e-3)
     moved = _max_difference(alone[-1].model, first_weights)
     assert _max_difference(packed[1].model, alone[-1].model) < 0.01 * moved
+
+
+def _streams(generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    """Every random stream a training loop draws from, as it stands."""
+    streams = {"generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        streams["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return streams
+
+
+def _train_watching_streams(specs, packed: bool, resume_states: list, monkeypatch) -> tuple[dict, list, list]:
+    """Train a plain trial (one spec) or a pack; returns each member's checkpoint by (member,
+    epoch), the random streams as each trained epoch's first step found them, and the devices
+    loop.restore_rng was called with."""
+    checkpoints, at_start, restored = {}, [], []
+    train_epoch, restore_rng = loop.train_epoch, loop.restore_rng
+
+    def watched_epoch(model, data, spec, generator, global_step, log_step):
+        at_start.append(_streams(generator, data.train_images.device))
+        return train_epoch(model, data, spec, generator, global_step, log_step)
+
+    def watched_restore(state, generator, device):
+        restored.append(device)
+        restore_rng(state, generator, device)
+
+    monkeypatch.setattr(loop, "train_epoch", watched_epoch)
+    monkeypatch.setattr(loop, "restore_rng", watched_restore)
+
+    def keep(index, end):  # a deep copy, as torch.save would make: the live tensors go on training
+        checkpoints[index, end.epoch] = copy.deepcopy(loop.training_state(end))
+
+    if packed:
+        Pack([Member(spec, on_epoch_end=lambda end, i=i: keep(i, end), resume_state=state)
+              for i, (spec, state) in enumerate(zip(specs, resume_states, strict=True))]).train()
+    else:
+        loop.train(specs[0], on_epoch_end=lambda end: keep(0, end), resume_state=resume_states[0])
+    monkeypatch.undo()
+    return checkpoints, at_start, restored
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["plain", "packed"])
+def test_a_resumed_trial_restores_every_random_stream(tiny_document, monkeypatch, packed):
+    # Plain trials and packs resume through one path (loop.open_session, loop.restore_rng): the
+    # shuffling generator, torch's CPU generator (the VAE's noise) and, on CUDA, the device's
+    # generator stand at the resumed epoch's first step as the checkpoint saved them. (A pack
+    # once restored the CPU streams only: on a GPU its noise started again from the seed.)
+    specs = _member_specs(tiny_document, [1e-3, 3e-3])[: 2 if packed else 1]
+    checkpoints, straight, restored = _train_watching_streams(specs, packed, [None] * len(specs), monkeypatch)
+    assert restored == [] and len(straight) == 2  # epochs 1 and 2
+    saved = [checkpoints[index, 1] for index in range(len(specs))]
+    _, resumed, restored = _train_watching_streams(specs, packed, saved, monkeypatch)
+    assert len(resumed) == 1  # epoch 2
+    on_cuda = torch.cuda.is_available()  # train.device: auto
+    assert [device.type for device in restored] == ["cuda" if on_cuda else "cpu"]
+    names = {"generator", "torch_rng"} | ({"cuda_rng"} if on_cuda else set())
+    assert set(resumed[0]) == names
+    for name in names:  # a pack carries on from its first member's checkpoint
+        assert torch.equal(resumed[0][name], saved[0][name].cpu()), name
+        # ... which is not where a fresh start stands: the check above could fail.
+        assert not torch.equal(straight[0][name], saved[0][name].cpu()), name
+    # The uninterrupted run drew the second epoch's order from the same state.
+    assert torch.equal(resumed[0]["generator"], straight[1]["generator"])
+    if not packed:  # a pack's other members evaluate after the first one's checkpoint
+        assert all(torch.equal(resumed[0][name], straight[1][name]) for name in names)
+
+
+def test_restoring_sets_the_cuda_stream_only_on_cuda(monkeypatch):
+    # Without a GPU in the test machine: the CUDA branch of the one resume path, with a fake
+    # device generator.
+    set_states = []
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: set_states.append((state, device)))
+    generator = torch.Generator().manual_seed(5)
+    state = {"generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "cuda_rng": torch.arange(4, dtype=torch.uint8)}
+    generator.manual_seed(6)
+    torch.rand(3)
+    loop.restore_rng(state, generator, torch.device("cpu"))
+    assert set_states == []
+    assert torch.equal(generator.get_state(), state["generator"]) and torch.equal(torch.get_rng_state(), state["torch_rng"])
+    loop.restore_rng(state, generator, torch.device("cuda", 0))
+    assert len(set_states) == 1 and torch.equal(set_states[0][0], state["cuda_rng"]) and set_states[0][1] == torch.device("cuda", 0)
