@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from alignment import methods
+from alignment.errors import AlignError
 from alignment.records import FrameRecord, read_records, write_records
 from runner.cluster import require_shared, start_or_join
 
@@ -90,10 +91,6 @@ class AlignSummary:
     @property
     def frames_per_second(self) -> float:
         return (self.aligned + self.failed) / self.seconds if self.seconds else 0.0
-
-
-class AlignError(ValueError):
-    """The alignment cannot start (no frames, a bad reference); one-line message."""
 
 
 def list_frames(input_dir: Path) -> list[Path]:

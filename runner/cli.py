@@ -30,12 +30,26 @@ class UserError(click.ClickException):
         click.echo(f"error: {self.message}", err=True)
 
 
-def _user_errors():
-    from alignment.pipeline import AlignError
+def _is_user_error(error: BaseException) -> bool:
+    """A user's mistake, told in one line: every gensweep error (runner.errors: the spec, data,
+    runs, reports, alignment) and a config value that does not fit (models.config)."""
     from models.config import ConfigError
     from runner.errors import GensweepError
 
-    return (GensweepError, ConfigError, AlignError)
+    return isinstance(error, (GensweepError, ConfigError))
+
+
+class Commands(click.Group):
+    """The command group: maps a user's mistake, from any command, to `error: <message>` and
+    its exit status (2 unless the error names another), in this one place."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Exception as error:
+            if _is_user_error(error):
+                raise UserError(str(error), getattr(error, "exit_status", USAGE_ERROR)) from None
+            raise
 
 
 class _Ending:
@@ -74,7 +88,7 @@ def entry() -> None:
         raise
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gensweep")
 def main() -> None:
     """Sweep generative image models with Ray Tune and Optuna; compare them in TensorBoard.
@@ -114,16 +128,13 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
             f"--storage-path {storage_path}: storage URIs are not supported; mount shared storage "
             "(NFS, EFS, ...) at the same path on every node and give that path"
         )
-    try:
-        if name is not None:
-            check_run_name(name, "--name")  # before the spec: a name that escapes is refused first
-        spec = load_spec(spec_path, overrides)
-        check_run_name(name or spec.name, f"{spec_path}: name")
-        # Before anything is made there, and before Ray starts: a file in the way, a read-only disk.
-        _require_writable(Path(storage_path).expanduser().resolve(), f"--storage-path {storage_path}")
-        claim = claim_run_dir(Path(storage_path).expanduser().resolve(), name or spec.name)
-    except _user_errors() as error:
-        raise UserError(str(error)) from None
+    if name is not None:
+        check_run_name(name, "--name")  # before the spec: a name that escapes is refused first
+    spec = load_spec(spec_path, overrides)
+    check_run_name(name or spec.name, f"{spec_path}: name")
+    # Before anything is made there, and before Ray starts: a file in the way, a read-only disk.
+    _require_writable(Path(storage_path).expanduser().resolve(), f"--storage-path {storage_path}")
+    claim = claim_run_dir(Path(storage_path).expanduser().resolve(), name or spec.name)
     run_dir = claim.path
     try:
         click.echo(
@@ -135,8 +146,8 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
         outcome = run_sweep(spec, run_dir, address=address, verbose=verbose, keep_checkpoints=keep_checkpoints)
     except BaseException as error:
         claim.release()  # a sweep that did not start leaves no empty run behind
-        if isinstance(error, _user_errors()):
-            raise UserError(str(error), getattr(error, "exit_status", USAGE_ERROR)) from None
+        if _is_user_error(error):
+            raise
         if isinstance(error, KeyboardInterrupt):  # Ctrl-C before the sweep's own handling began
             click.echo("gensweep: interrupted before the sweep started", err=True)
             sys.exit(130)
@@ -179,10 +190,9 @@ def resume(run_dir, address) -> None:
         raise UserError(f"{run_dir}: no such run directory")
     try:
         spec, outcome = resume_sweep(Path(run_dir).resolve(), address=address)
-    except _user_errors() as error:
-        raise UserError(str(error), getattr(error, "exit_status", USAGE_ERROR)) from None
     except Exception as error:  # an OSError, or SQLite's OperationalError through Optuna
-        _raise_if_disk_full(error, Path(run_dir))
+        if not _is_user_error(error):
+            _raise_if_disk_full(error, Path(run_dir))
         raise
     except KeyboardInterrupt:  # Ctrl-C while Ray started or Tune's state was read: nothing changed
         click.echo(f"gensweep: interrupted before the sweep resumed; again: gensweep resume {run_dir}", err=True)
@@ -231,10 +241,7 @@ def show(run_dir, as_json, as_csv, sort_metric, top) -> None:
 
     if as_json and as_csv:
         raise UserError("--json and --csv: choose one")
-    try:
-        run = load_run(Path(run_dir))
-    except ReportError as error:
-        raise UserError(str(error)) from None
+    run = load_run(Path(run_dir))
     _warn(run.problems)
     trials = run.trials
     if sort_metric is not None:
@@ -262,7 +269,6 @@ def report(run_dir, output) -> None:
     trials. No JavaScript, no external files: it opens in any browser, offline.
     """
     from runner.html_report import write_report
-    from runner.report import ReportError
 
     if output and Path(output).suffix.lower() not in (".html", ".htm"):
         # Never over a file the run holds (sweep.json, optuna.db, a record) or any other kind.
@@ -270,10 +276,7 @@ def report(run_dir, output) -> None:
     if output and not Path(output).parent.is_dir():
         raise UserError(f"-o {output}: no such directory {Path(output).parent}")
     output_path = Path(output) if output else Path(run_dir) / "report.html"
-    try:
-        write_report(Path(run_dir), output_path, warn=lambda problem: _warn([problem]))
-    except ReportError as error:
-        raise UserError(str(error)) from None
+    write_report(Path(run_dir), output_path, warn=lambda problem: _warn([problem]))
     click.echo(f"wrote {output_path}")
 
 
@@ -304,18 +307,15 @@ def sample(trial_dir, count, output, seed, interpolate, steps, arithmetic) -> No
     from runner import sample as sampling
     from runner.tblog import save_png
 
-    try:
-        spec, model = sampling.load_trial(Path(trial_dir))
-        if classes is not None:
-            data = data_sources.load(spec.data_name, spec.data)
-            picture, what = sampling.arithmetic(model, data, *classes), "latent arithmetic {} - {} + {}".format(*classes)
-        elif interpolate:
-            rows = math.ceil(count / steps)
-            picture, what = sampling.interpolation(model, steps, seed, rows), f"{rows} interpolations of {steps} steps"
-        else:
-            picture, what = sampling.sample_grid(model, count, seed), f"{count} samples"
-    except _user_errors() as error:
-        raise UserError(str(error)) from None
+    spec, model = sampling.load_trial(Path(trial_dir))
+    if classes is not None:
+        data = data_sources.load(spec.data_name, spec.data)
+        picture, what = sampling.arithmetic(model, data, *classes), "latent arithmetic {} - {} + {}".format(*classes)
+    elif interpolate:
+        rows = math.ceil(count / steps)
+        picture, what = sampling.interpolation(model, steps, seed, rows), f"{rows} interpolations of {steps} steps"
+    else:
+        picture, what = sampling.sample_grid(model, count, seed), f"{count} samples"
     try:
         save_png(picture, output_path)
     except OSError as error:  # a read-only directory, a full disk
@@ -431,13 +431,10 @@ def validate(spec_path, overrides) -> None:
     """Check SPEC without running anything; print what it would run."""
     from runner.spec import load_spec
 
-    try:
-        spec = load_spec(spec_path, overrides)
-        from runner.data import SOURCES
+    spec = load_spec(spec_path, overrides)
+    from runner.data import SOURCES
 
-        SOURCES[spec.data_name].check(spec.data)
-    except _user_errors() as error:
-        raise UserError(str(error)) from None
+    SOURCES[spec.data_name].check(spec.data)
     click.echo(f"{spec_path}: ok: {spec.num_samples} trials of {spec.model_name} on {spec.data_name}")
     for path, dim in spec.search.items():
         click.echo(f"  {path}: {dim.kind} {_span_text(dim)}")
@@ -512,17 +509,13 @@ def align_run(input_dir, output_dir, method, motion, detector, reference, mask_p
     OUTPUT_DIR must not be INPUT_DIR: no file is ever written over a frame, the reference or the
     mask. Exits 0 when frames are aligned, 1 when none is, 2 for a mistake in the command.
     """
-    from alignment.pipeline import AlignError, AlignSettings, align_directory
-    from runner.errors import GensweepError
+    from alignment.pipeline import AlignSettings, align_directory
 
-    try:
-        settings = AlignSettings(method=method, motion=motion, detector=detector, on_fail=on_fail)
-        summary = align_directory(
-            Path(input_dir), Path(output_dir), settings, reference,
-            Path(mask_path) if mask_path else None, overwrite, address, say=click.echo,
-        )
-    except (AlignError, GensweepError) as error:  # not _user_errors(): its models import loads torch
-        raise UserError(str(error)) from None
+    settings = AlignSettings(method=method, motion=motion, detector=detector, on_fail=on_fail)
+    summary = align_directory(
+        Path(input_dir), Path(output_dir), settings, reference,
+        Path(mask_path) if mask_path else None, overwrite, address, say=click.echo,
+    )
     click.echo(
         f"aligned {summary.aligned}, failed {summary.failed}, skipped (done before) {summary.skipped} of {summary.total}; "
         f"median score {summary.median_score:.4g}; {summary.frames_per_second:.1f} frames/s"

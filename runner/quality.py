@@ -15,36 +15,19 @@ from pathlib import Path
 import torch
 
 from models import metrics
+from models.config import ConfigError
 from models.feature_net import RECIPE_VERSION, FeatureNet, train_feature_net
 from runner.data import ImageData, cache_dir
 from runner.errors import GensweepError
 from runner.files import write_bytes
+from runner.spec import check_inception_weights
 
-QUALITY_METRICS = ("fd", "kid", "precision", "recall", "class_score")
 FEATURE_TRAINING_LIMIT = 20_000  # enough for a good digit classifier; bounds the one-off cost
 CHUNK = 500  # images per forward pass when sampling and extracting features
-INCEPTION_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"  # what torch-fidelity's FID loads
 
 
 class QualityError(GensweepError):
     """Quality metrics asked for that cannot be computed here; one-line message."""
-
-
-def inception_weights_path() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS
-
-
-def check_inception_weights() -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("torch_fidelity") is None:
-        raise QualityError("quality.fid: needs the torch-fidelity package (pip install torch-fidelity) and local Inception weights")
-    path = inception_weights_path()
-    if not path.exists():
-        raise QualityError(
-            f"quality.fid: the Inception weights are not at {path}; gensweep never downloads them. "
-            f"Place {INCEPTION_WEIGHTS} there, or set quality.fid: false (fd needs no download)"
-        )
 
 
 def data_fingerprint(data: ImageData) -> str:
@@ -140,7 +123,10 @@ class _InceptionFID:
     """FID proper, through torchmetrics/torch-fidelity, from weights already on this machine."""
 
     def __init__(self, real_uint8: torch.Tensor, device: torch.device):
-        check_inception_weights()
+        try:  # the spec check ran it in the driver; this node may lack what that one had
+            check_inception_weights()
+        except ConfigError as error:
+            raise QualityError(str(error)) from None
         from torchmetrics.image.fid import FrechetInceptionDistance
 
         self.metric = FrechetInceptionDistance(feature=2048, normalize=True, reset_real_features=False).to(device)

@@ -3,9 +3,9 @@ trial's mark (best, or on the Pareto front), the objective's text, which trials 
 
 `gensweep show` (runner.report: the text table and the CSV) and `gensweep report`
 (runner.html_report: the HTML page) render a RunView; neither decides any of this again. The
-spec's objective_text is objective_text here too.
+objective's text is the spec's (runner.spec.objective_text), which the run's summary prints.
 
-Standard library only: no torch, ray, cv2 or numpy, so anything may import it.
+No torch, no Ray.
 """
 
 from __future__ import annotations
@@ -15,13 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from runner.spec import objective_text
+
 if TYPE_CHECKING:
     from runner.report import TrialSummary
-
-
-def objective_text(metrics: Sequence[str], modes: Sequence[str]) -> str:
-    """The optimized metrics and their directions: "val/recon (min), val/psnr (max)"."""
-    return ", ".join(f"{metric} ({mode})" for metric, mode in zip(metrics, modes))
 
 
 def short_name(path: str) -> str:

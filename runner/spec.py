@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,11 +27,38 @@ from pydantic import BeforeValidator, Field
 
 import models
 from models.config import ConfigError, as_dict, config, parse_config
+from models.vgg_weights import hub_dir
 from runner import data as data_sources
 from runner.errors import GensweepError
 from runner.names import MAX_NAME, is_safe_name
 from runner.names import RULE as NAME_RULE
 from runner.yaml_io import MAX_GRID_POINTS, MAX_SEARCH_VALUES, YamlError, load_yaml
+
+QUALITY_METRICS = ("fd", "kid", "precision", "recall", "class_score")  # runner/quality.py computes them
+INCEPTION_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"  # what torch-fidelity's FID loads
+
+
+def objective_text(metrics: Sequence[str], modes: Sequence[str]) -> str:
+    """The optimized metrics and their directions: "val/recon (min), val/psnr (max)"; one text
+    for the run's summary, `gensweep show` and the HTML report."""
+    return ", ".join(f"{metric} ({mode})" for metric, mode in zip(metrics, modes))
+
+
+def inception_weights_path() -> Path:
+    return hub_dir() / "checkpoints" / INCEPTION_WEIGHTS
+
+
+def check_inception_weights() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("torch_fidelity") is None:
+        raise ConfigError("quality.fid", "needs the torch-fidelity package (pip install torch-fidelity) and local Inception weights")
+    path = inception_weights_path()
+    if not path.exists():
+        raise ConfigError(
+            "quality.fid", f"the Inception weights are not at {path}; gensweep never downloads them. "
+            f"Place {INCEPTION_WEIGHTS} there, or set quality.fid: false (fd needs no download)"
+        )
 
 
 class SpecError(GensweepError, ValueError):
@@ -179,8 +206,6 @@ class Spec:
 
     @property
     def objective_text(self) -> str:
-        from runner.run_view import objective_text  # one text for the run, the table and the report
-
         return objective_text(self.metrics, self.modes)
 
     @property
@@ -207,8 +232,6 @@ class Spec:
 
     def quality_metrics(self) -> list[str]:
         """Sample-quality metrics this spec reports: only with labels (see runner.quality)."""
-        from runner.quality import QUALITY_METRICS
-
         if self.quality.every == 0 or self.data_info.num_classes is None:
             return []
         if not models.entry(self.model_name).generates:
@@ -518,12 +541,7 @@ def _check_tune(spec: Spec) -> None:
     if spec.tune.pack > 1:
         _check_pack(spec)
     if spec.quality.fid:
-        from runner.quality import check_inception_weights
-
-        try:
-            check_inception_weights()
-        except GensweepError as error:
-            raise ConfigError("quality.fid", str(error).removeprefix("quality.fid: ")) from None
+        check_inception_weights()
 
 
 def _check_pack(spec: Spec) -> None:

@@ -6,9 +6,11 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
+from models.config import ConfigError
 from models.metrics import classifier_score, frechet_distance, kernel_inception_distance, precision_recall
 from runner.data import DigitsData, MnistData, load
-from runner.quality import QualityError, QualityMeter, check_inception_weights, load_feature_net
+from runner.quality import QualityError, QualityMeter, load_feature_net
+from runner.spec import check_inception_weights
 
 
 def test_frechet_distance_of_known_gaussians():
@@ -113,10 +115,10 @@ def test_unlabelled_data_has_no_quality_metrics(tmp_path):
 def test_inception_fid_says_what_is_missing(monkeypatch, tmp_path):
     import importlib.util
 
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     if importlib.util.find_spec("torch_fidelity") is None:
         expected = r"quality.fid: needs the torch-fidelity package"
     else:
         expected = r"quality.fid: the Inception weights are not at .*pt_inception-2015-12-05"
-    with pytest.raises(QualityError, match=expected):
+    with pytest.raises(ConfigError, match=expected):
         check_inception_weights()

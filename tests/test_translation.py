@@ -11,8 +11,8 @@ from torch import nn
 
 import models
 from models import losses
-from models.vgg_weights import VGG16_FILE, hub_weights_path
 from models.translation import ImagePool
+from models.vgg_weights import VGG16_FILE, hub_weights_path
 from runner.data import DataError, load
 from runner.data.pairs import PairedData, UnpairedData, crapify
 from runner.spec import (
