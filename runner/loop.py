@@ -17,12 +17,12 @@ import torch
 
 import models
 from models.grids import make_grid
-from runner import data as data_sources
 from runner.errors import GensweepError, PermanentError
 from runner.quality import QualityMeter
 from runner.report import SAMPLES_FILE
 from runner.spec import Spec
 from runner.tblog import TrialLogger
+from runner.tensors import load_tensors
 
 SAMPLE_COUNT = 64  # prior samples per epoch: an 8x8 grid
 FIXED_VAL_IMAGES = 16  # the same val images reconstructed every epoch
@@ -161,7 +161,7 @@ def train(
     """
     device = choose_device(spec.train.device, assigned_gpus)
     torch.manual_seed(spec.train.seed)
-    data = data_sources.load(spec.data_name, spec.data)
+    data = load_tensors(spec.data_name, spec.data)
     model = models.build(spec.model_name, spec.model, spec.data_info, spec.train.lr, device)
     model.use_mixed_precision(autocast_dtype(spec.train.precision, device))
     # One layout for weights and data (every batch is indexed from the data, so it follows):

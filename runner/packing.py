@@ -18,11 +18,11 @@ import torch
 
 import models
 from models.packing import PackedModels, check_packable
-from runner import data as data_sources
 from runner import loop
 from runner.quality import QualityMeter
 from runner.spec import Spec
 from runner.tblog import TrialLogger
+from runner.tensors import load_tensors
 
 
 @dataclass
@@ -71,7 +71,7 @@ class Pack:
             raise ValueError("a pack's members must differ only in " + ", ".join(pack_fields(first)))
         device = loop.choose_device(first.train.device, self.assigned_gpus)
         torch.manual_seed(first.train.seed)
-        data = data_sources.load(first.data_name, first.data).to(device)
+        data = load_tensors(first.data_name, first.data).to(device)
         built = []
         for member in self.members:
             torch.manual_seed(member.spec.train.seed)  # each starts from the weights it would have alone

@@ -16,9 +16,10 @@ import torch
 
 from models import metrics
 from models.feature_net import RECIPE_VERSION, FeatureNet, train_feature_net
-from runner.data import ImageData, cache_dir
+from runner.data import cache_dir
 from runner.errors import GensweepError
 from runner.files import write_bytes
+from runner.tensors import ImageData
 
 QUALITY_METRICS = ("fd", "kid", "precision", "recall", "class_score")
 FEATURE_TRAINING_LIMIT = 20_000  # enough for a good digit classifier; bounds the one-off cost
