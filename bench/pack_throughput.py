@@ -49,12 +49,12 @@ def measure(model_section: dict, batch_size: int, images: int, members: int, rep
     """(images/s of one trial alone, aggregate images/s of a pack of `members`)."""
     import models
     from models.packing import PackedModels
-    from runner import data as data_sources
     from runner import loop
+    from runner.tensors import load_tensors
 
     torch.set_num_threads(1)
     spec = _spec(model_section, batch_size, images)
-    data = data_sources.load(spec.data_name, spec.data)
+    data = load_tensors(spec.data_name, spec.data)
     precision = loop.autocast_dtype("auto", torch.device("cpu"))
 
     def build(index: int):

@@ -130,13 +130,13 @@ def measure_model(name: str, repeats: int, scale: float) -> dict:
     """In a fresh process: images/s of both loops, final losses, and the process's peak RSS."""
     import train_throughput
 
-    from runner.data import load
+    from runner.tensors import load_tensors
 
     torch.set_num_threads(os.cpu_count() or 1)
     model_section, data_section, batch_size, lr, count = MODELS[name]
     count = max(batch_size * 4, int(count * scale))
     spec = _spec(model_section, data_section, batch_size, lr, count)
-    data = load(spec.data_name, spec.data)
+    data = load_tensors(spec.data_name, spec.data)
     plain_written = WRITTEN_OUT.get(name)
     images = data.train_images[:, 0].numpy()
     labels = None if data.train_labels is None else data.train_labels.numpy()
@@ -260,10 +260,11 @@ def alignment_table(frames: int) -> list[str]:
 # -- 6. metrics --------------------------------------------------------------------------------------
 def metrics_table(samples: int) -> list[str]:
     import models
-    from runner.data import DigitsData, load
+    from runner.data import DigitsData
     from runner.quality import QualityMeter
+    from runner.tensors import load_tensors
 
-    data = load("digits", DigitsData(train_size=20_000, val_size=samples, seed=0))
+    data = load_tensors("digits", DigitsData(train_size=20_000, val_size=samples, seed=0))
     meter = QualityMeter(data, samples=samples, device=torch.device("cpu"))  # trains or loads the feature net
     model = models.build("vae", {"latent_dim": 8}, data.info, 1e-3)
     start = time.perf_counter()

@@ -52,9 +52,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models
 from runner import loop
-from runner.data import DigitsData, load
+from runner.data import DigitsData
 from runner.quality import QualityMeter
 from runner.spec import parse_document
+from runner.tensors import load_tensors
 
 VAE_LATENT = 20
 
@@ -242,7 +243,7 @@ def options_table(repeats: int, scale: float) -> list[str]:
         count = max(batch_size * 4, int(count * scale) // batch_size * batch_size)  # whole batches: one shape
         specs = {option: _options_spec(model_section, batch_size, lr, count, compile=option[0], channels_last=option[1])
                  for option in OPTIONS}
-        data = load(specs[OPTIONS[0]].data_name, specs[OPTIONS[0]].data)
+        data = load_tensors(specs[OPTIONS[0]].data_name, specs[OPTIONS[0]].data)
         runs = {option: [] for option in OPTIONS}
         for seed in range(repeats):
             for option, spec in specs.items():
@@ -287,7 +288,7 @@ def main() -> None:
         shutil.rmtree(cache, ignore_errors=True)
         return
 
-    data = load("digits", DigitsData(train_size=args.images, val_size=10_000, seed=0))  # uint8 tensors, as a trial holds them
+    data = load_tensors("digits", DigitsData(train_size=args.images, val_size=10_000, seed=0))  # uint8 tensors, as a trial holds them
     images = data.train_images[:, 0].numpy()
     labels = data.train_labels.numpy()
     print(f"# train throughput: one epoch on {args.images:,} digits, median of {args.repeats}")

@@ -303,13 +303,13 @@ def sample(trial_dir, count, output, seed, interpolate, steps, arithmetic) -> No
     if not output_path.parent.is_dir():
         raise UserError(f"-o {output}: no such directory {output_path.parent}")
     _refuse_run_pictures(output_path, Path(trial_dir), output)
-    from runner import data as data_sources
     from runner import sample as sampling
     from runner.tblog import save_png
+    from runner.tensors import load_tensors
 
     spec, model = sampling.load_trial(Path(trial_dir))
     if classes is not None:
-        data = data_sources.load(spec.data_name, spec.data)
+        data = load_tensors(spec.data_name, spec.data)
         picture, what = sampling.arithmetic(model, data, *classes), "latent arithmetic {} - {} + {}".format(*classes)
     elif interpolate:
         rows = math.ceil(count / steps)

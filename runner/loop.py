@@ -17,12 +17,12 @@ import torch
 
 import models
 from models.grids import make_grid
-from runner import data as data_sources
 from runner.errors import GensweepError, PermanentError
 from runner.quality import QualityMeter
 from runner.report import SAMPLES_FILE
 from runner.spec import Spec
 from runner.tblog import TrialLogger
+from runner.tensors import ImageData, load_tensors
 
 SAMPLE_COUNT = 64  # prior samples per epoch: an 8x8 grid
 FIXED_VAL_IMAGES = 16  # the same val images reconstructed every epoch
@@ -151,7 +151,7 @@ class Session:
 
     device: torch.device
     precision: torch.dtype | None  # the autocast dtype (None: full fp32)
-    data: data_sources.ImageData  # on the device, image tensors in the models' memory layout
+    data: ImageData  # on the device, image tensors in the models' memory layout
     models: list[models.GenerativeModel]  # one a spec, each seeded as a trial of its own
     generator: torch.Generator  # the shuffling order, on the device
     quality: QualityMeter | None  # None: the spec measures no quality metrics
@@ -178,7 +178,7 @@ def open_session(
     first = specs[0]
     device = choose_device(first.train.device, assigned_gpus)
     torch.manual_seed(first.train.seed)
-    data = data_sources.load(first.data_name, first.data)
+    data = load_tensors(first.data_name, first.data)
     built = []
     for spec in specs:
         torch.manual_seed(spec.train.seed)  # each starts from the weights it would have alone

@@ -17,10 +17,11 @@ import torch
 from models import metrics
 from models.config import ConfigError
 from models.feature_net import RECIPE_VERSION, FeatureNet, train_feature_net
-from runner.data import ImageData, cache_dir
+from runner.data import cache_dir
 from runner.errors import GensweepError
 from runner.files import write_bytes
 from runner.spec import check_inception_weights
+from runner.tensors import ImageData
 
 FEATURE_TRAINING_LIMIT = 20_000  # enough for a good digit classifier; bounds the one-off cost
 CHUNK = 500  # images per forward pass when sampling and extracting features

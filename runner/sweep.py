@@ -154,8 +154,9 @@ def prepare_data(spec: Spec, say=lambda message: None) -> None:
             data_sources.cached_digits(count, spec.data.seed, split)
     if spec.quality_metrics():
         from runner.quality import feature_net_accuracy, feature_net_path, load_feature_net
+        from runner.tensors import load_tensors
 
-        data = data_sources.load(spec.data_name, spec.data)
+        data = load_tensors(spec.data_name, spec.data)
         fresh = not feature_net_path(data).exists()
         network = load_feature_net(data, say)
         if fresh:

@@ -1,8 +1,14 @@
-"""Data sources: deterministic digits, IDX parsing, folders of real image files, batching."""
+"""Data sources: deterministic digits, IDX parsing, folders of real image files, all as numpy with no
+torch imported; their arrays as tensors and batches (runner/tensors.py)."""
 
 from __future__ import annotations
 
 import gzip
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,8 +16,11 @@ import pytest
 import torch
 
 from runner import data as data_sources
-from runner.data import DataError, DigitsData, FolderData, MnistData, batches, read_idx
+from runner.data import DataError, DigitsData, FolderData, ImageArrays, MnistData, read_idx
 from runner.data.drawn_digits import make_digits
+from runner.tensors import batches, from_arrays, load_tensors
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_digits_same_seed_same_bytes():
@@ -53,14 +62,45 @@ def test_digits_vary_within_a_class_and_differ_between():
     assert (nearest == test_labels).mean() > 0.7  # classes are still recognisably distinct
 
 
-def test_digits_source_loads_tensors_and_caches(tmp_path, monkeypatch):
+def test_digits_source_loads_arrays_and_caches(tmp_path, monkeypatch):
     monkeypatch.setenv("GENSWEEP_CACHE", str(tmp_path))
     loaded = data_sources.load("digits", DigitsData(train_size=30, val_size=10, seed=2))
-    assert loaded.train_images.shape == (30, 1, 28, 28) and loaded.train_images.dtype == torch.uint8
-    assert loaded.val_labels.shape == (10,) and loaded.num_classes == 10
+    assert isinstance(loaded, ImageArrays)
+    assert loaded.train_images.shape == (30, 1, 28, 28) and loaded.train_images.dtype == np.uint8
+    assert loaded.val_labels.shape == (10,) and loaded.val_labels.dtype == np.int64 and loaded.num_classes == 10
+    assert loaded.info == data_sources.SOURCES["digits"].describe(DigitsData(train_size=30, val_size=10, seed=2))
     assert len(list(tmp_path.glob("digits-*.npz"))) == 2
     again = data_sources.load("digits", DigitsData(train_size=30, val_size=10, seed=2))
-    assert torch.equal(again.train_images, loaded.train_images)
+    assert np.array_equal(again.train_images, loaded.train_images)
+
+
+def test_data_sources_import_no_torch():
+    """The spec check imports runner.data (config classes, describe, check): `gensweep validate`
+    must not pay for torch (nor Ray). In a fresh interpreter; a failure names the module that
+    pulled it in. (mnist's opt-in `download: true` imports torchvision, when it loads: exempt.)"""
+    probe = textwrap.dedent("""
+        import builtins, sys
+        FORBIDDEN = ("torch", "torchvision", "ray")
+        culprits = []
+        real_import = builtins.__import__
+
+        def spying_import(name, globals=None, *args, **kwargs):
+            top = name.split(".")[0]
+            if top in FORBIDDEN and top not in sys.modules:
+                culprits.append(f"{top} (imported by {(globals or {}).get('__name__')})")
+            return real_import(name, globals, *args, **kwargs)
+
+        builtins.__import__ = spying_import
+        import runner.data
+        leaked = sorted({m.split(".")[0] for m in sys.modules} & set(FORBIDDEN))
+        print("; ".join(culprits) or ", ".join(leaked))
+    """)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"importing runner.data pulled in {result.stdout.strip()}"
 
 
 def _write_idx(path, array, compress):
@@ -104,9 +144,9 @@ def test_mnist_missing_directory_is_found_before_loading(tmp_path):
 def test_real_mnist_test_set_split(mnist_dir):
     loaded = data_sources.load("mnist", MnistData(path=str(mnist_dir), val_fraction=0.2))
     assert loaded.train_images.shape == (8000, 1, 28, 28) and loaded.val_images.shape == (2000, 1, 28, 28)
-    labels = torch.cat([loaded.train_labels, loaded.val_labels])
-    assert torch.bincount(labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-    assert 30 < loaded.train_images.float().mean() < 36  # MNIST's mean intensity is 33.3
+    labels = np.concatenate([loaded.train_labels, loaded.val_labels])
+    assert np.bincount(labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert 30 < loaded.train_images.mean() < 36  # MNIST's mean intensity is 33.3
 
 
 @pytest.fixture
@@ -143,3 +183,25 @@ def test_batches_cover_every_image_once_per_epoch():
     assert sorted(seen.tolist()) == list(range(10)) and seen.tolist() != list(range(10))
     assert torch.equal(torch.cat([b.images for b in drawn]).flatten() * 255, seen.float())
     assert len(list(batches(images, labels, 4, generator, max_batches=2))) == 2
+
+
+def test_arrays_become_tensors_sharing_their_memory(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENSWEEP_CACHE", str(tmp_path))
+    arrays = data_sources.load("digits", DigitsData(train_size=30, val_size=10, seed=2))
+    tensors = from_arrays(arrays)
+    assert tensors.train_images.dtype == torch.uint8 and tensors.val_labels.dtype == torch.int64
+    assert np.shares_memory(tensors.train_images.numpy(), arrays.train_images)  # no copy of the images
+    assert tensors.info == arrays.info and tensors.train_targets is None
+    loaded = load_tensors("digits", DigitsData(train_size=30, val_size=10, seed=2))
+    assert torch.equal(loaded.train_images, tensors.train_images) and torch.equal(loaded.val_labels, tensors.val_labels)
+
+
+def test_image_arrays_hold_int64_labels_and_name_targets_paired():
+    images = np.zeros((4, 1, 2, 2), np.uint8)
+    plain = ImageArrays(images, np.arange(4, dtype=np.uint8), images[:2], np.arange(2, dtype=np.int32), 4)
+    assert plain.train_labels.dtype == np.int64 and plain.val_labels.dtype == np.int64 and plain.pairing is None
+    paired = ImageArrays(images, None, images[:2], None, None, images, images[:2])
+    assert paired.pairing == "paired" and paired.info.pairing == "paired"
+    unpaired = ImageArrays(images, None, images[:2], None, None, images[:3], images[:1], pairing="unpaired")
+    assert unpaired.pairing == "unpaired"
+    assert from_arrays(unpaired).pairing == "unpaired"

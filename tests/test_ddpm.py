@@ -23,7 +23,8 @@ from models.diffusion import (
     guided_noise,
     q_sample,
 )
-from runner.data import DigitsData, batches, load
+from runner.data import DigitsData
+from runner.tensors import batches, load_tensors
 
 DIGITS = DataInfo((1, 28, 28), 10)
 UNLABELLED = DataInfo((1, 28, 28), None)
@@ -65,7 +66,7 @@ def _moments_within_tolerance(samples: torch.Tensor, mean: torch.Tensor, varianc
 
 @pytest.fixture(scope="module")
 def fixed_batch() -> Batch:
-    data = load("digits", DigitsData(train_size=64, val_size=16, seed=0))
+    data = load_tensors("digits", DigitsData(train_size=64, val_size=16, seed=0))
     return next(batches(data.train_images, data.train_labels, 64))
 
 
@@ -307,7 +308,7 @@ def test_log_images(params, names, fixed_batch):
 
 @pytest.mark.slow
 def test_short_training_on_digits_lowers_the_val_loss():
-    data = load("digits", DigitsData(train_size=2048, val_size=256, seed=0))
+    data = load_tensors("digits", DigitsData(train_size=2048, val_size=256, seed=0))
     model = _build(width=16, lr=2e-3)
     val = lambda: model.evaluate(data.batches("val", 256))["loss"]
     before = val()

@@ -9,7 +9,8 @@ from torch import nn
 import models
 from models import Batch, DataInfo
 from models.losses import discriminator_loss, generator_loss, gradient_penalty
-from runner.data import DigitsData, batches, load
+from runner.data import DigitsData
+from runner.tensors import batches, load_tensors
 
 VARIANTS = ["gan", "dcgan", "lsgan", "wgan", "wgan-gp", "hinge"]
 DIGITS = DataInfo((1, 28, 28), 10)
@@ -17,7 +18,7 @@ DIGITS = DataInfo((1, 28, 28), 10)
 
 @pytest.fixture(scope="module")
 def fixed_batch() -> Batch:
-    data = load("digits", DigitsData(train_size=64, val_size=16, seed=0))
+    data = load_tensors("digits", DigitsData(train_size=64, val_size=16, seed=0))
     return next(batches(data.train_images, data.train_labels, 64))
 
 

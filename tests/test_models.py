@@ -14,8 +14,9 @@ import torch
 import models
 from models import Batch, DataInfo
 from models.config import ConfigError
-from runner.data import DigitsData, batches, load
+from runner.data import DigitsData
 from runner.data.pairs import PairedData, UnpairedData
+from runner.tensors import batches, load_tensors
 
 MODEL_NAMES = models.names()
 DIGITS = DataInfo((1, 28, 28), 10)
@@ -43,9 +44,9 @@ CASE_IDS = [name + "".join(f"-{k}={v}" for k, v in params.items()) for name, par
 
 @pytest.fixture(scope="module")
 def fixed_batches() -> dict:
-    digits = load("digits", DigitsData(train_size=64, val_size=16, seed=0))
-    paired = load("paired", PairedData(train_size=16, val_size=16))
-    unpaired = load("unpaired", UnpairedData(train_size=16, val_size=16))
+    digits = load_tensors("digits", DigitsData(train_size=64, val_size=16, seed=0))
+    paired = load_tensors("paired", PairedData(train_size=16, val_size=16))
+    unpaired = load_tensors("unpaired", UnpairedData(train_size=16, val_size=16))
     return {
         None: next(batches(digits.train_images, digits.train_labels, 64)),
         "paired": next(paired.batches("train", 16)),

@@ -8,9 +8,10 @@ import torchvision.transforms.functional as TF
 
 from models.config import ConfigError
 from models.metrics import classifier_score, frechet_distance, kernel_inception_distance, precision_recall
-from runner.data import DigitsData, MnistData, load
+from runner.data import DigitsData, MnistData
 from runner.quality import QualityError, QualityMeter, load_feature_net
 from runner.spec import check_inception_weights
+from runner.tensors import load_tensors
 
 
 def test_frechet_distance_of_known_gaussians():
@@ -46,7 +47,7 @@ def test_classifier_score_bounds():
 
 @pytest.fixture(scope="module")
 def digits():
-    return load("digits", DigitsData(train_size=6000, val_size=1000, seed=0))
+    return load_tensors("digits", DigitsData(train_size=6000, val_size=1000, seed=0))
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,7 @@ def test_scores_worsen_steadily_with_damage(meter, digits, damage):
 
 def test_feature_network_is_cached_and_deterministic(tmp_path, monkeypatch):
     monkeypatch.setenv("GENSWEEP_CACHE", str(tmp_path))
-    data = load("digits", DigitsData(train_size=300, val_size=50, seed=4))
+    data = load_tensors("digits", DigitsData(train_size=300, val_size=50, seed=4))
     first = load_feature_net(data)
     assert len(list(tmp_path.glob("feature-net-*.pt"))) == 1
     for path in tmp_path.glob("feature-net-*.pt"):
@@ -97,7 +98,7 @@ def test_feature_network_is_cached_and_deterministic(tmp_path, monkeypatch):
 
 
 def test_real_mnist_digits_score_well_against_each_other(mnist_dir):
-    mnist = load("mnist", MnistData(path=str(mnist_dir)))
+    mnist = load_tensors("mnist", MnistData(path=str(mnist_dir)))
     meter = QualityMeter(mnist, samples=1000, device=torch.device("cpu"))
     scores = meter.measure_images(mnist.train_images[:1000].float() / 255)
     blurred = meter.measure_images(TF.gaussian_blur(mnist.train_images[:1000].float() / 255, 9, 1.4))
@@ -105,7 +106,7 @@ def test_real_mnist_digits_score_well_against_each_other(mnist_dir):
 
 
 def test_unlabelled_data_has_no_quality_metrics(tmp_path):
-    from runner.data import ImageData
+    from runner.tensors import ImageData
 
     unlabelled = ImageData(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), None, torch.zeros(2, 1, 8, 8, dtype=torch.uint8), None, None)
     with pytest.raises(QualityError, match="quality metrics need labelled data"):

@@ -13,18 +13,19 @@ import models
 from models import losses
 from models.translation import ImagePool
 from models.vgg_weights import VGG16_FILE, hub_weights_path
-from runner.data import DataError, load
+from runner.data import DataError
 from runner.data.pairs import PairedData, UnpairedData, crapify
 from runner.spec import (
     SpecError,
     parse_document,
 )
+from runner.tensors import load_tensors
 
 SMALL = {"width": 8}
 
 
 def _paired(**fields):
-    return load("paired", PairedData(train_size=64, val_size=32, **fields))
+    return load_tensors("paired", PairedData(train_size=64, val_size=32, **fields))
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -62,21 +63,21 @@ def test_paired_folders_match_by_name(tmp_path):
         cv2.imwrite(str(tmp_path / "in" / f"frame{index}.png"), image)
         cv2.imwrite(str(tmp_path / "out" / f"frame{index}.jpg"), 255 - image)  # other extension, same name
     cv2.imwrite(str(tmp_path / "in" / "unmatched.png"), np.zeros((16, 16), np.uint8))
-    data = load("paired", PairedData(source="folders", input_path=str(tmp_path / "in"),
+    data = load_tensors("paired", PairedData(source="folders", input_path=str(tmp_path / "in"),
                                      target_path=str(tmp_path / "out"), image_size=16, val_fraction=0.25))
     inputs = torch.cat([data.train_images, data.val_images]).float().mean(dim=(1, 2, 3))
     targets = torch.cat([data.train_targets, data.val_targets]).float().mean(dim=(1, 2, 3))
     assert len(inputs) == 4 and torch.allclose(inputs + targets, torch.full_like(inputs, 255), atol=2)
     (tmp_path / "in" / "frame0.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="frame0.png: not a readable image"):
-        load("paired", PairedData(source="folders", input_path=str(tmp_path / "in"),
+        load_tensors("paired", PairedData(source="folders", input_path=str(tmp_path / "in"),
                                   target_path=str(tmp_path / "out"), image_size=16))
     with pytest.raises(DataError, match="data.target_path: directory .* does not exist"):
-        load("paired", PairedData(source="folders", input_path=str(tmp_path / "in"), target_path=str(tmp_path / "no")))
+        load_tensors("paired", PairedData(source="folders", input_path=str(tmp_path / "in"), target_path=str(tmp_path / "no")))
 
 
 def test_unpaired_digits_are_two_styles_of_different_drawings():
-    data = load("unpaired", UnpairedData(train_size=128, val_size=32))
+    data = load_tensors("unpaired", UnpairedData(train_size=128, val_size=32))
     a, b = data.train_images.float(), data.train_targets.float()
     assert data.pairing == "unpaired" and a.shape == b.shape
     assert (b > 127).float().mean() > 1.4 * (a > 127).float().mean()  # bold: more ink
@@ -141,7 +142,7 @@ def test_perceptual_with_weights_at_a_path(tmp_path):
     weights = tmp_path / VGG16_FILE
     torch.save({f"features.{k}": v for k, v in vgg16(weights=None).features[:16].state_dict().items()}, weights)
     spec = _spec({"name": "unet_sr", "width": 8, "loss": {"mse": 1.0, "perceptual": 0.1}, "vgg_path": str(weights)})
-    data = load("paired", spec.data)
+    data = load_tensors("paired", spec.data)
     model = models.build("unet_sr", spec.model, spec.data_info, 1e-3)
     values = model.train_step(next(data.batches("train", 8)))
     assert values["perceptual"] > 0 and set(values) == {"loss", "mse", "perceptual"}
@@ -165,7 +166,7 @@ def test_a_model_refuses_the_wrong_kind_of_data():
 # -- the models learn ---------------------------------------------------------------------------
 def test_unet_sr_beats_bicubic_after_training():
     spec = _spec({"name": "unet_sr", **SMALL}, {"name": "paired", "train_size": 256, "val_size": 64, "scale": 2})
-    data = load("paired", spec.data)
+    data = load_tensors("paired", spec.data)
     torch.manual_seed(0)
     model = models.build("unet_sr", spec.model, spec.data_info, 3e-3)
     generator = torch.Generator().manual_seed(0)
@@ -192,7 +193,7 @@ def test_pix2pix_generator_fits_a_fixed_batch():
 
 
 def test_cyclegan_cycle_error_falls_and_rows_are_logged():
-    data = load("unpaired", UnpairedData(train_size=16, val_size=16))
+    data = load_tensors("unpaired", UnpairedData(train_size=16, val_size=16))
     batch = next(data.batches("train", 16))
     torch.manual_seed(0)
     info = _spec({"name": "cyclegan"}, {"name": "unpaired", "train_size": 16, "val_size": 16}).data_info

@@ -1,4 +1,5 @@
-"""Data sets as uint8 tensors in memory: loaded once per trial, batches drawn by indexing.
+"""Data sets as uint8 numpy arrays in memory (ImageArrays): loaded once per trial. No torch, so the
+spec check can import the sources; training turns the arrays into tensors (runner/tensors.py).
 
 The registry of sources by name. Each source is a module of its own (runner/data/NAME.py, or
 pairs.py for the two two-image sources) that builds on runner/data/base.py and exports SOURCE, a
@@ -11,9 +12,7 @@ from runner.data import digits, folder, mnist, pairs
 from runner.data.base import (
     DataError,
     DataSource,
-    ImageData,
-    as_tensors,
-    batches,
+    ImageArrays,
     cache_dir,
     check_image_headers,
     image_files,
@@ -34,12 +33,12 @@ SOURCES: dict[str, DataSource] = {
 }
 
 
-def load(name: str, data_config) -> ImageData:
+def load(name: str, data_config) -> ImageArrays:
     return SOURCES[name].load(data_config)
 
 
 __all__ = [
-    "SOURCES", "DataError", "DataSource", "DigitsData", "FolderData", "ImageData", "MnistData", "PairedData",
-    "UnpairedData", "as_tensors", "batches", "cache_dir", "cached_digits", "check_idx_header", "check_image_headers",
+    "SOURCES", "DataError", "DataSource", "DigitsData", "FolderData", "ImageArrays", "MnistData", "PairedData",
+    "UnpairedData", "cache_dir", "cached_digits", "check_idx_header", "check_image_headers",
     "digits_cache_path", "image_files", "load", "read_idx", "read_images", "split_indices",
 ]

@@ -1,19 +1,19 @@
-"""What every data source shares: ImageData (uint8 tensors in memory, batches drawn by
-indexing), DataSource (the contract a source fulfils), DataError, and the helpers for image files
-and caches. Imports no source: each source module builds on this one."""
+"""What every data source shares: ImageArrays (what a source loads: uint8 numpy images, int64
+labels), DataSource (the contract a source fulfils), DataError, and the helpers for image files
+and caches. Imports no source: each source module builds on this one. No torch: the spec check
+imports the sources (runner/tensors.py turns their arrays into the tensors training draws from)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
-from models import Batch, DataInfo
+from models.data_info import DataInfo
 from runner.errors import PermanentError
 
 
@@ -23,89 +23,36 @@ class DataError(PermanentError, ValueError):
 
 
 @dataclass
-class ImageData:
-    """Train and val images (N, C, H, W) uint8 and labels (N,) int64 (or None), on one device.
+class ImageArrays:
+    """Train and val images (N, C, H, W) uint8 and labels (N,) int64 (or None), as numpy arrays:
+    what a source loads. Training draws its batches from these as tensors (runner/tensors.py).
 
     Two-image sets (runner.data.pairs) add targets: for "paired" data the target of each image, for
-    "unpaired" data a second domain of its own length, drawn independently.
+    "unpaired" data a second domain of its own length, drawn independently. Targets with no
+    pairing named are "paired".
     """
 
-    train_images: torch.Tensor
-    train_labels: torch.Tensor | None
-    val_images: torch.Tensor
-    val_labels: torch.Tensor | None
+    train_images: np.ndarray
+    train_labels: np.ndarray | None
+    val_images: np.ndarray
+    val_labels: np.ndarray | None
     num_classes: int | None
-    train_targets: torch.Tensor | None = None
-    val_targets: torch.Tensor | None = None
+    train_targets: np.ndarray | None = None
+    val_targets: np.ndarray | None = None
     pairing: str | None = None  # None, "paired" or "unpaired"
+
+    def __post_init__(self):
+        as_images = lambda images: None if images is None else np.ascontiguousarray(images)
+        as_labels = lambda labels: None if labels is None else labels.astype(np.int64)
+        self.train_images, self.val_images = as_images(self.train_images), as_images(self.val_images)
+        self.train_targets, self.val_targets = as_images(self.train_targets), as_images(self.val_targets)
+        self.train_labels, self.val_labels = as_labels(self.train_labels), as_labels(self.val_labels)
+        if self.train_targets is not None and self.pairing is None:
+            self.pairing = "paired"
 
     @property
     def info(self) -> DataInfo:
         return DataInfo(tuple(self.train_images.shape[1:]), self.num_classes, self.pairing)
-
-    def to(
-        self, device: torch.device | str, memory_format: torch.memory_format = torch.preserve_format
-    ) -> ImageData:
-        """On `device`; image tensors (4-D) in `memory_format`, which every batch indexed from them keeps."""
-        def move(t):
-            if t is None:
-                return None
-            return t.to(device, memory_format=memory_format) if t.dim() == 4 else t.to(device)
-        return ImageData(
-            move(self.train_images), move(self.train_labels), move(self.val_images), move(self.val_labels),
-            self.num_classes, move(self.train_targets), move(self.val_targets), self.pairing,
-        )
-
-    def batches(
-        self, split: str, batch_size: int, generator: torch.Generator | None = None,
-        max_batches: int | None = None, count: int | None = None,
-    ) -> Iterator[Batch]:
-        """Batches of the train or val split (its first `count` images), shuffled with a generator."""
-        images, labels, targets = (getattr(self, f"{split}_{part}") for part in ("images", "labels", "targets"))
-        if count is not None:
-            images = images[:count]
-            labels = None if labels is None else labels[:count]
-            if targets is not None and self.pairing == "paired":  # unpaired: the whole other domain
-                targets = targets[:count]
-        return batches(images, labels, batch_size, generator, max_batches, targets, self.pairing)
-
-
-def batches(
-    images: torch.Tensor,
-    labels: torch.Tensor | None,
-    batch_size: int,
-    generator: torch.Generator | None = None,
-    max_batches: int | None = None,
-    targets: torch.Tensor | None = None,
-    pairing: str | None = None,
-) -> Iterator[Batch]:
-    """Batches of float images in [0, 1] on the images' device; shuffled when given a generator.
-
-    Indexing a device tensor with a permutation replaces a DataLoader: no workers, no per-sample
-    transforms, one gather and one conversion per batch. Paired targets follow their images;
-    unpaired targets (another domain) are drawn in an order of their own, wrapping round.
-    """
-    count = len(images)
-    order = _order(count, generator, images.device)
-    if targets is not None and pairing == "unpaired":
-        target_order = _order(len(targets), generator, targets.device).repeat(-(-count // len(targets)))
-    starts = range(0, count, batch_size)
-    if max_batches is not None:
-        starts = starts[:max_batches]
-    for start in starts:
-        index = order[start : start + batch_size]
-        batch_labels = None if labels is None else labels[index]
-        batch_targets = None
-        if targets is not None:
-            target_index = target_order[start : start + len(index)] if pairing == "unpaired" else index
-            batch_targets = targets[target_index].float().div_(255.0)
-        yield Batch(images[index].float().div_(255.0), batch_labels, batch_targets)
-
-
-def _order(count: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    if generator is None:
-        return torch.arange(count, device=device)
-    return torch.randperm(count, generator=generator, device=generator.device).to(device)
 
 
 # -- the contract of a source --------------------------------------------------------------------
@@ -118,21 +65,7 @@ class DataSource:
     config_class: type
     describe: Callable[..., DataInfo]
     check: Callable[..., None]
-    load: Callable[..., ImageData]
-
-
-def as_tensors(
-    train_images, train_labels, val_images, val_labels, num_classes, train_targets=None, val_targets=None, pairing=None
-) -> ImageData:
-    """numpy arrays -> ImageData; with targets and no pairing named, the pairing is "paired"."""
-    as_labels = lambda labels: None if labels is None else torch.from_numpy(labels.astype(np.int64))
-    as_images = lambda images: None if images is None else torch.from_numpy(np.ascontiguousarray(images))
-    if train_targets is not None and pairing is None:
-        pairing = "paired"
-    return ImageData(
-        as_images(train_images), as_labels(train_labels), as_images(val_images), as_labels(val_labels),
-        num_classes, as_images(train_targets), as_images(val_targets), pairing,
-    )
+    load: Callable[..., ImageArrays]
 
 
 # -- caches and image files ----------------------------------------------------------------------

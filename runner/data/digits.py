@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from models import DataInfo
 from models.config import config
+from models.data_info import DataInfo
 from runner.data import drawn_digits
-from runner.data.base import DataSource, ImageData, as_tensors, cache_dir
+from runner.data.base import DataSource, ImageArrays, cache_dir
 from runner.files import write_bytes
 
 
@@ -27,10 +27,10 @@ def _describe_digits(_: DigitsData) -> DataInfo:
     return DataInfo((1, drawn_digits.IMAGE_SIDE, drawn_digits.IMAGE_SIDE), 10)
 
 
-def _load_digits(data: DigitsData) -> ImageData:
+def _load_digits(data: DigitsData) -> ImageArrays:
     train = cached_digits(data.train_size, data.seed, "train")
     val = cached_digits(data.val_size, data.seed, "val")
-    return as_tensors(train[0][:, None], train[1], val[0][:, None], val[1], 10)
+    return ImageArrays(train[0][:, None], train[1], val[0][:, None], val[1], 10)
 
 
 def cached_digits(count: int, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -7,13 +7,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from models import DataInfo
 from models.config import config
+from models.data_info import DataInfo
 from runner.data.base import (
     DataError,
     DataSource,
-    ImageData,
-    as_tensors,
+    ImageArrays,
     check_image_headers,
     image_files,
     read_images,
@@ -44,11 +43,11 @@ def _check_folder(data: FolderData) -> None:
     check_image_headers(files, "data.path")
 
 
-def _load_folder(data: FolderData) -> ImageData:
+def _load_folder(data: FolderData) -> ImageArrays:
     _check_folder(data)
     images = read_images(image_files(Path(data.path)), data.image_size, data.channels)
     train, val = split_indices(len(images), data.val_fraction, data.seed)
-    return as_tensors(images[train], None, images[val], None, None)
+    return ImageArrays(images[train], None, images[val], None, None)
 
 
 SOURCE = DataSource(FolderData, _describe_folder, _check_folder, _load_folder)

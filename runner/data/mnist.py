@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from models import DataInfo
 from models.config import config
-from runner.data.base import DataError, DataSource, ImageData, as_tensors
+from models.data_info import DataInfo
+from runner.data.base import DataError, DataSource, ImageArrays
 
 
 @config
@@ -78,10 +78,12 @@ def check_idx_header(path: Path) -> None:
         raise DataError(f"{path}: header says {tuple(shape)} but the file holds {path.stat().st_size:,} bytes")
 
 
-def _load_mnist(data: MnistData) -> ImageData:
+def _load_mnist(data: MnistData) -> ImageArrays:
     directory = Path(data.path)
     if data.download and "t10k" not in _mnist_files(directory):
-        import torchvision  # only here: the one place gensweep may download anything
+        # The one exempt edge of runner/data/'s no-torch rule (issue 15): torchvision (and torch
+        # with it) only on this opt-in path, the one place gensweep may download anything.
+        import torchvision
 
         torchvision.datasets.MNIST(str(directory), train=True, download=True)
         torchvision.datasets.MNIST(str(directory), train=False, download=True)
@@ -99,7 +101,7 @@ def _load_mnist(data: MnistData) -> ImageData:
         val_images, val_labels = test_images[val_index], test_labels[val_index]
     train_images, train_labels = train_images[: data.train_size], train_labels[: data.train_size]
     val_images, val_labels = val_images[: data.val_size], val_labels[: data.val_size]
-    return as_tensors(train_images[:, None], train_labels, val_images[:, None], val_labels, 10)
+    return ImageArrays(train_images[:, None], train_labels, val_images[:, None], val_labels, 10)
 
 
 def read_idx(path: Path) -> np.ndarray:

@@ -20,14 +20,13 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from models import DataInfo
-from models.autoencoders import draw_stamps
 from models.config import config
+from models.data_info import DataInfo
+from models.stamps import draw_stamps
 from runner.data.base import (
     DataError,
     DataSource,
-    ImageData,
-    as_tensors,
+    ImageArrays,
     check_image_headers,
     image_files,
     read_images,
@@ -122,7 +121,7 @@ def _matching_files(data: PairedData) -> list[tuple[Path, Path]]:
     return [(inputs[name], targets[name]) for name in names]
 
 
-def _load_paired(data: PairedData) -> ImageData:
+def _load_paired(data: PairedData) -> ImageArrays:
     _check_paired(data)
     rng = np.random.default_rng([data.seed, 2])  # the degradation's own stream
     if data.source == "folders":
@@ -130,7 +129,7 @@ def _load_paired(data: PairedData) -> ImageData:
         inputs = read_images([i for i, _ in pairs], data.image_size, data.channels)
         targets = read_images([t for _, t in pairs], data.image_size, data.channels)
         train, val = split_indices(len(pairs), data.val_fraction, data.seed)
-        return as_tensors(inputs[train], None, inputs[val], None, None, targets[train], targets[val])
+        return ImageArrays(inputs[train], None, inputs[val], None, None, targets[train], targets[val])
     if data.source == "digits":
         train_targets = cached_digits(data.train_size, data.seed, "train")[0][:, None]
         val_targets = cached_digits(data.val_size, data.seed, "val")[0][:, None]
@@ -138,7 +137,7 @@ def _load_paired(data: PairedData) -> ImageData:
         images = read_images(image_files(Path(data.path)), data.image_size, data.channels)
         train, val = split_indices(len(images), data.val_fraction, data.seed)
         train_targets, val_targets = images[train], images[val]
-    return as_tensors(
+    return ImageArrays(
         crapify(train_targets, data, rng), None, crapify(val_targets, data, rng), None, None, train_targets, val_targets
     )
 
@@ -192,7 +191,7 @@ def _check_unpaired(data: UnpairedData) -> None:
         check_image_headers(files, f"data.{key}")
 
 
-def _load_unpaired(data: UnpairedData) -> ImageData:
+def _load_unpaired(data: UnpairedData) -> ImageArrays:
     _check_unpaired(data)
     if data.source == "digits":
         # One stream of draws, split: the two domains never show the same digit drawing.
@@ -200,14 +199,14 @@ def _load_unpaired(data: UnpairedData) -> ImageData:
         val = cached_digits(2 * data.val_size, data.seed, "val")[0][:, None]
         a_train, b_train = train[: data.train_size], bold_slanted(train[data.train_size :])
         a_val, b_val = val[: data.val_size], bold_slanted(val[data.val_size :])
-        return as_tensors(a_train, None, a_val, None, None, b_train, b_val, pairing="unpaired")
+        return ImageArrays(a_train, None, a_val, None, None, b_train, b_val, pairing="unpaired")
     domains = []
     for path in (data.a_path, data.b_path):
         images = read_images(image_files(Path(path)), data.image_size, data.channels)
         train, val = split_indices(len(images), data.val_fraction, data.seed)
         domains.append((images[train], images[val]))
     (a_train, a_val), (b_train, b_val) = domains
-    return as_tensors(a_train, None, a_val, None, None, b_train, b_val, pairing="unpaired")
+    return ImageArrays(a_train, None, a_val, None, None, b_train, b_val, pairing="unpaired")
 
 
 PAIRED = DataSource(PairedData, _describe_paired, _check_paired, _load_paired)
