@@ -28,8 +28,8 @@ EPOCHS = 2  # a trial's first grids pay for warming up the encoders once, not ev
 
 
 def _epoch_seconds(spec, logged: bool) -> float:
-    from runner import loop
-    from runner.tblog import TrialLogger
+    from runner.train import loop
+    from runner.train.tblog import TrialLogger
 
     with tempfile.TemporaryDirectory() as directory:
         logger = TrialLogger(Path(directory)) if logged else None

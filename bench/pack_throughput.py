@@ -1,6 +1,6 @@
 """Packed trials (tune.pack) against one trial alone: aggregate images per second.
 
-Both run the same epoch loop (runner.loop.train_epoch) on the same data and thread count (one
+Both run the same epoch loop (runner.train.loop.train_epoch) on the same data and thread count (one
 thread: what a trial with resources.cpu 1 gets), alternating, median of the repeats. The pack
 trains K members, each with its own learning rate and beta, so its images are K per batch.
 
@@ -36,7 +36,7 @@ def _spec(model: dict, batch_size: int, images: int):
 
 
 def _epoch_seconds(model, data, spec) -> float:
-    from runner import loop
+    from runner.train import loop
 
     generator = torch.Generator().manual_seed(0)
     start = time.perf_counter()
@@ -49,8 +49,8 @@ def measure(model_section: dict, batch_size: int, images: int, members: int, rep
     """(images/s of one trial alone, aggregate images/s of a pack of `members`)."""
     import models
     from models.packing import PackedModels
-    from runner import loop
-    from runner.tensors import load_tensors
+    from runner.train import loop
+    from runner.train.tensors import load_tensors
 
     torch.set_num_threads(1)
     spec = _spec(model_section, batch_size, images)

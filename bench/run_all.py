@@ -115,7 +115,7 @@ def _plain_generic_epoch(spec, data, seed: int) -> float:
 
 def _gensweep_epoch(spec, data, seed: int) -> float:
     import models
-    from runner import loop
+    from runner.train import loop
 
     torch.manual_seed(seed)
     model = models.build(spec.model_name, spec.model, spec.data_info, spec.train.lr)
@@ -130,7 +130,7 @@ def measure_model(name: str, repeats: int, scale: float) -> dict:
     """In a fresh process: images/s of both loops, final losses, and the process's peak RSS."""
     import train_throughput
 
-    from runner.tensors import load_tensors
+    from runner.train.tensors import load_tensors
 
     torch.set_num_threads(os.cpu_count() or 1)
     model_section, data_section, batch_size, lr, count = MODELS[name]
@@ -235,8 +235,8 @@ def overhead_table(trials: int, scale: float) -> list[str]:
 
 
 def _one_trial_alone_spec(spec: dict, seconds: list) -> None:
-    from runner import loop
     from runner.spec import parse_document
+    from runner.train import loop
 
     torch.set_num_threads(1)
     parsed = parse_document({"name": "alone", **spec}, "bench")
@@ -261,8 +261,8 @@ def alignment_table(frames: int) -> list[str]:
 def metrics_table(samples: int) -> list[str]:
     import models
     from runner.data import DigitsData
-    from runner.quality import QualityMeter
-    from runner.tensors import load_tensors
+    from runner.train.quality import QualityMeter
+    from runner.train.tensors import load_tensors
 
     data = load_tensors("digits", DigitsData(train_size=20_000, val_size=samples, seed=0))
     meter = QualityMeter(data, samples=samples, device=torch.device("cpu"))  # trains or loads the feature net
@@ -280,7 +280,7 @@ def machine() -> str:
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    from runner.loop import cpu_has_native_bf16
+    from runner.train.loop import cpu_has_native_bf16
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return (f"{time.strftime('%Y-%m-%d')}; {cpu}, {os.cpu_count()} cores, native bf16: {cpu_has_native_bf16()}; "

@@ -51,11 +51,11 @@ from torchvision import transforms
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models
-from runner import loop
 from runner.data import DigitsData
-from runner.quality import QualityMeter
 from runner.spec import parse_document
-from runner.tensors import load_tensors
+from runner.train import loop
+from runner.train.quality import QualityMeter
+from runner.train.tensors import load_tensors
 
 VAE_LATENT = 20
 

@@ -2,7 +2,7 @@
 
 Written out because importing torchvision (for this one function) imports torch._dynamo through
 torchvision.ops: 1.3 of the 5.6 seconds a new trial process spends on imports before it trains
-(`python -X importtime -c "import runner.trial"`), paid by every trial of every sweep.
+(`python -X importtime -c "import runner.sweep.trial"`), paid by every trial of every sweep.
 """
 
 from __future__ import annotations

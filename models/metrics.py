@@ -16,7 +16,7 @@ def active_units(posterior_means: Tensor, threshold: float = 0.01) -> Tensor:
 
 
 # -- sample quality: every generator judged in one feature space ---------------------------------
-# Features are (N, D) float tensors from one network (runner.quality's classifier); the same
+# Features are (N, D) float tensors from one network (runner.train.quality's classifier); the same
 # functions serve Inception features. All computed in float64: covariances of a few thousand
 # samples lose digits in float32.
 

@@ -119,9 +119,9 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
     Exits 0 when at least one trial finished, 1 when none did (or the disk filled), 2 for a bad
     spec or argument, 130 after Ctrl-C, 143 after SIGTERM (`gensweep resume` continues it).
     """
-    from runner.names import check_run_name
     from runner.spec import load_spec
-    from runner.sweep import claim_run_dir, prepare_data, run_sweep
+    from runner.spec.names import check_run_name
+    from runner.sweep.driver import claim_run_dir, prepare_data, run_sweep
 
     if "://" in storage_path:
         raise UserError(
@@ -184,7 +184,7 @@ def resume(run_dir, address) -> None:
     checkpoints; the Optuna search carries on where it stopped. Only resume run directories
     you made: Ray Tune's saved state is pickled.
     """
-    from runner.sweep import resume_sweep
+    from runner.sweep.driver import resume_sweep
 
     if not Path(run_dir).is_dir():
         raise UserError(f"{run_dir}: no such run directory")
@@ -213,8 +213,8 @@ def _finish(spec, outcome) -> None:
     signal's number (130 for Ctrl-C, 143 for SIGTERM) when a signal interrupted the sweep."""
     import signal
 
-    from runner.interrupts import exit_status
-    from runner.report import format_table
+    from runner.results.report import format_table
+    from runner.sweep.interrupts import exit_status
 
     click.echo()
     click.echo(format_table(outcome.trials, spec.metrics))
@@ -237,7 +237,7 @@ def _finish(spec, outcome) -> None:
 @click.option("--top", type=click.IntRange(min=1), metavar="N", help="Only the first N trials (after --sort).")
 def show(run_dir, as_json, as_csv, sort_metric, top) -> None:
     """Show the trials of a run directory: swept params, status, last metrics."""
-    from runner.report import ReportError, format_csv, format_table, load_run, sort_trials
+    from runner.results.report import ReportError, format_csv, format_table, load_run, sort_trials
 
     if as_json and as_csv:
         raise UserError("--json and --csv: choose one")
@@ -268,7 +268,7 @@ def report(run_dir, output) -> None:
     importances, slice and contour plots, the Pareto front (several objectives) and the failed
     trials. No JavaScript, no external files: it opens in any browser, offline.
     """
-    from runner.html_report import write_report
+    from runner.results.html_report import write_report
 
     if output and Path(output).suffix.lower() not in (".html", ".htm"):
         # Never over a file the run holds (sweep.json, optuna.db, a record) or any other kind.
@@ -303,9 +303,9 @@ def sample(trial_dir, count, output, seed, interpolate, steps, arithmetic) -> No
     if not output_path.parent.is_dir():
         raise UserError(f"-o {output}: no such directory {output_path.parent}")
     _refuse_run_pictures(output_path, Path(trial_dir), output)
-    from runner import sample as sampling
-    from runner.tblog import save_png
-    from runner.tensors import load_tensors
+    from runner.train import sample as sampling
+    from runner.train.tblog import save_png
+    from runner.train.tensors import load_tensors
 
     spec, model = sampling.load_trial(Path(trial_dir))
     if classes is not None:
@@ -333,7 +333,7 @@ def _refuse_run_pictures(output_path: Path, trial_dir: Path, output: str) -> Non
     """The pictures the run itself keeps (a trial's latest samples.png, which the comparison and
     the report show; comparison.png) are never replaced by a drawing made afterwards: with the
     default -o samples.png, run inside a trial's directory, it would have been."""
-    from runner.report import COMPARISON_FILE, SAMPLES_FILE
+    from runner.results.report import COMPARISON_FILE, SAMPLES_FILE
 
     trial_dir = trial_dir.resolve()  # '.' has no parent to find the run's comparison.png in
     kept = {trial_dir / SAMPLES_FILE, trial_dir.parent / COMPARISON_FILE}

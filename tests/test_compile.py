@@ -22,8 +22,8 @@ import pytest
 import torch
 
 import models
-from runner import loop
 from runner.spec import SpecError, parse_document
+from runner.train import loop
 
 FP32_RUN_TOLERANCE = 1e-4  # see the module docstring
 

@@ -1,5 +1,5 @@
 """Data sources: deterministic digits, IDX parsing, folders of real image files, all as numpy with no
-torch imported; their arrays as tensors and batches (runner/tensors.py)."""
+torch imported; their arrays as tensors and batches (runner/train/tensors.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import torch
 from runner import data as data_sources
 from runner.data import DataError, DigitsData, FolderData, ImageArrays, MnistData, read_idx
 from runner.data.drawn_digits import make_digits
-from runner.tensors import batches, from_arrays, load_tensors
+from runner.train.tensors import batches, from_arrays, load_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 

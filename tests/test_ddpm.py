@@ -24,7 +24,7 @@ from models.diffusion import (
     q_sample,
 )
 from runner.data import DigitsData
-from runner.tensors import batches, load_tensors
+from runner.train.tensors import batches, load_tensors
 
 DIGITS = DataInfo((1, 28, 28), 10)
 UNLABELLED = DataInfo((1, 28, 28), None)

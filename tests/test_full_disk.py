@@ -17,7 +17,7 @@ import yaml
 from mounts import tmpfs
 
 from runner.files import write_bytes
-from runner.tune_state import BACKUP_DIR, DAMAGED_PREFIX, back_up, repair
+from runner.sweep.tune_state import BACKUP_DIR, DAMAGED_PREFIX, back_up, repair
 
 GENSWEEP = str(Path(sys.executable).parent / "gensweep")
 
@@ -168,11 +168,11 @@ def test_a_resume_from_an_older_state_asks_optuna_again_for_what_only_the_study_
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    from runner.tune_state import RunDirStorage, offer_again_what_tune_lost
+    from runner.sweep.tune_state import RunDirStorage, offer_again_what_tune_lost
 
     grid = {"model.latent_dim": [2, 4, 8]}
 
-    def searcher() -> OptunaSearch:  # as runner/sweep.py makes it; Tuner.restore makes it again on the same study
+    def searcher() -> OptunaSearch:  # as runner/sweep/driver.py makes it; Tuner.restore makes it again on the same study
         return OptunaSearch(space={"model.latent_dim": optuna.distributions.CategoricalDistribution([2, 4, 8])},
                             metric="val/loss", mode="min", study_name="grid", storage=RunDirStorage(tmp_path),
                             sampler=optuna.samplers.GridSampler(grid, seed=seed))
@@ -195,7 +195,7 @@ def test_a_resume_from_an_older_state_asks_optuna_again_for_what_only_the_study_
 def test_a_trial_tune_knows_is_left_as_it_is_however_it_ended(tmp_path):
     import optuna
 
-    from runner.tune_state import RunDirStorage, offer_again_what_tune_lost
+    from runner.sweep.tune_state import RunDirStorage, offer_again_what_tune_lost
 
     study = optuna.create_study(study_name="s", storage=RunDirStorage(tmp_path))
     kept = [study.ask({"train.lr": optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True)}) for _ in range(3)]

@@ -10,7 +10,7 @@ import models
 from models import Batch, DataInfo
 from models.losses import discriminator_loss, generator_loss, gradient_penalty
 from runner.data import DigitsData
-from runner.tensors import batches, load_tensors
+from runner.train.tensors import batches, load_tensors
 
 VARIANTS = ["gan", "dcgan", "lsgan", "wgan", "wgan-gp", "hinge"]
 DIGITS = DataInfo((1, 28, 28), 10)

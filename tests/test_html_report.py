@@ -22,8 +22,8 @@ import yaml
 from click.testing import CliRunner
 
 from runner.cli import main
-from runner.html_report import SAMPLES_FILE, optuna_study, write_report
-from runner.report import SWEEP_FILE, load_run
+from runner.results.html_report import SAMPLES_FILE, optuna_study, write_report
+from runner.results.report import SWEEP_FILE, load_run
 from runner.spec import parse_document
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's `chromium` package
@@ -41,7 +41,7 @@ DOCUMENT = {
 def _fake_run(run_dir: Path, document: dict, trials: list[dict]) -> Path:
     """A run directory as `gensweep run` leaves it: sweep.json, and per trial its record,
     samples.png (a distinct random picture, 40x30) and TensorBoard scalars at steps 10, 20, 30."""
-    from runner.tblog import TrialLogger
+    from runner.train.tblog import TrialLogger
 
     spec = parse_document(document, "fake.yaml")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +108,7 @@ def test_report_of_a_single_objective_sweep(tmp_path):
     best_row = next(row for row in page.split("<tr") if "<td>*</td>" in row)
     assert "<td>t1</td>" in best_row and page.count("<td>*</td>") == 1
 
-    # One model of the run (runner.run_view): the page's table has `gensweep show`'s columns and marks,
+    # One model of the run (runner.results.run_view): the page's table has `gensweep show`'s columns and marks,
     # and its objective is the spec's text.
     assert f"Objective: {parse_document(DOCUMENT, 'fake.yaml').objective_text}</p>" in page
     table = CliRunner().invoke(main, ["show", str(run_dir)]).output.splitlines()
@@ -266,6 +266,6 @@ def test_the_report_modules_load_neither_torch_nor_ray():
     import subprocess
     import sys
 
-    code = "import sys, runner.run_view, runner.report, runner.html_report; print(sorted({'torch', 'ray'} & set(sys.modules)))"
+    code = "import sys, runner.results.run_view, runner.results.report, runner.results.html_report; print(sorted({'torch', 'ray'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip() == "[]"

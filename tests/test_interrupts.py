@@ -115,7 +115,7 @@ def test_a_signal_interrupts_the_sweep_and_resume_finishes_it(tmp_path, signum, 
 def test_signals_while_the_records_are_made_final_are_noted_and_stop_nothing():
     # After Tune's loop returned, a second Ctrl-C must not raise in the middle of writing the
     # records (one would be left `running`); the exit status still says which signal came.
-    from runner.interrupts import StopSignals
+    from runner.sweep.interrupts import StopSignals
 
     with StopSignals() as signals:
         signals.settle()

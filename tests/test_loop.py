@@ -11,9 +11,9 @@ import pytest
 import torch
 from tbreader import hparams_of, read_events
 
-from runner import loop
 from runner.spec import parse_document
-from runner.tblog import TrialLogger
+from runner.train import loop
+from runner.train.tblog import TrialLogger
 
 
 def test_train_logs_scalars_images_and_hparams(tmp_path, tiny_document):

@@ -16,7 +16,7 @@ from models import Batch, DataInfo
 from models.config import ConfigError
 from runner.data import DigitsData
 from runner.data.pairs import PairedData, UnpairedData
-from runner.tensors import batches, load_tensors
+from runner.train.tensors import batches, load_tensors
 
 MODEL_NAMES = models.names()
 DIGITS = DataInfo((1, 28, 28), 10)
@@ -211,10 +211,10 @@ def test_a_trial_process_does_not_import_torchvision():
     import sys
 
     modules = ("torchvision", "torch._dynamo", "torch._inductor")
-    probe = f"import sys, runner.trial; print([name in sys.modules for name in {modules}])"
+    probe = f"import sys, runner.sweep.trial; print([name in sys.modules for name in {modules}])"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     # torchvision: 1.3 s of every trial's start (models/grids.py). The compiler: only
-    # train.compile needs it, and runner/loop.py imports it then. (Once training starts, torch.optim
+    # train.compile needs it, and runner/train/loop.py imports it then. (Once training starts, torch.optim
     # imports torch._dynamo anyway, for its own guards, when a model makes its optimizers.)
     assert result.stdout.strip() == "[False, False, False]"
 

@@ -134,9 +134,9 @@ def local_ray():
 def test_the_hub_counts_a_retried_trial_once_and_ends_its_pack_with_the_last_member(local_ray, tiny_document):
     # A trial that fails while its pack forms and joins again must be one member, not two: else
     # the pack never empties, and its trainer holds its CPUs to the end of the sweep.
-    from runner.pack_trial import END, start_hub
-    from runner.packing import pack_key
     from runner.spec import parse_document
+    from runner.sweep.pack_trial import END, start_hub
+    from runner.train.packing import pack_key
 
     document = {**tiny_document, "tune": {"pack": 2, "pack_wait": 30}, "quality": {"every": 0}}
     spec = parse_document(document, "tiny.yaml")
@@ -167,9 +167,9 @@ def test_a_due_pack_waits_for_the_trials_tune_has_started(local_ray, tiny_docume
     # slower on a busy machine. Sealed by the clock alone, the pack split them (clean-clone CI:
     # packs [1, 2, 3] where one pack of three was due). While the driver says a trial is started
     # and not yet in a pack, a pack past its pack_wait waits for it.
-    from runner.pack_trial import start_hub
-    from runner.packing import pack_key
     from runner.spec import parse_document
+    from runner.sweep.pack_trial import start_hub
+    from runner.train.packing import pack_key
 
     document = {**tiny_document, "tune": {"pack": 3, "pack_wait": 0.2}, "quality": {"every": 0}}
     spec = parse_document(document, "tiny.yaml")
@@ -185,9 +185,9 @@ def test_a_due_pack_waits_for_the_trials_tune_has_started(local_ray, tiny_docume
 
 
 def test_a_due_pack_stops_waiting_for_a_trial_that_ended_before_it_joined(local_ray, tiny_document):
-    from runner.pack_trial import start_hub
-    from runner.packing import pack_key
     from runner.spec import parse_document
+    from runner.sweep.pack_trial import start_hub
+    from runner.train.packing import pack_key
 
     document = {**tiny_document, "tune": {"pack": 2, "pack_wait": 0.2}, "quality": {"every": 0}}
     spec = parse_document(document, "tiny.yaml")
@@ -208,9 +208,9 @@ def test_a_trial_told_to_leave_while_its_pack_formed_hears_why_in_one_line(tiny_
     # The hub's own event loop, without Ray: a pack that trains nobody starts no actor.
     import asyncio
 
-    from runner.pack_trial import PackHub, PackStartError
-    from runner.packing import pack_key
     from runner.spec import parse_document
+    from runner.sweep.pack_trial import PackHub, PackStartError
+    from runner.train.packing import pack_key
 
     document = {**tiny_document, "tune": {"pack": 2, "pack_wait": 0.05}, "quality": {"every": 0}}
     spec = parse_document(document, "tiny.yaml")

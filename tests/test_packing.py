@@ -1,4 +1,4 @@
-"""Packs: K models trained as one (models/packing.py) and the loop around them (runner/packing.py)."""
+"""Packs: K models trained as one (models/packing.py) and the loop around them (runner/train/packing.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import torch
 import models
 from models.base import Batch, DataInfo
 from models.packing import PackedModels, PackError
-from runner import loop
-from runner.pack_trial import state_bytes
-from runner.packing import Member, Pack, pack_key
 from runner.spec import SpecError, parse_document
+from runner.sweep.pack_trial import state_bytes
+from runner.train import loop
+from runner.train.packing import Member, Pack, pack_key
 
 DIGITS = DataInfo((1, 28, 28), 10)
 
@@ -172,7 +172,7 @@ def _solo_state_bytes(spec) -> bytes:
 
 def test_a_pack_that_cannot_start_tells_every_member(tiny_document):
     # Nobody awaits the trainer's start(): a failure there must still reach each member's trial.
-    from runner.pack_trial import END, PackTrainer
+    from runner.sweep.pack_trial import END, PackTrainer
 
     trainer = PackTrainer(tiny_document, "tiny.yaml", threads=1)
     trainer.start([({"train.lr": 1e-3}, None), ({"train.lr": -1.0}, None)])

@@ -9,9 +9,9 @@ import torchvision.transforms.functional as TF
 from models.config import ConfigError
 from models.metrics import classifier_score, frechet_distance, kernel_inception_distance, precision_recall
 from runner.data import DigitsData, MnistData
-from runner.quality import QualityError, QualityMeter, load_feature_net
 from runner.spec import check_inception_weights
-from runner.tensors import load_tensors
+from runner.train.quality import QualityError, QualityMeter, load_feature_net
+from runner.train.tensors import load_tensors
 
 
 def test_frechet_distance_of_known_gaussians():
@@ -106,7 +106,7 @@ def test_real_mnist_digits_score_well_against_each_other(mnist_dir):
 
 
 def test_unlabelled_data_has_no_quality_metrics(tmp_path):
-    from runner.tensors import ImageData
+    from runner.train.tensors import ImageData
 
     unlabelled = ImageData(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), None, torch.zeros(2, 1, 8, 8, dtype=torch.uint8), None, None)
     with pytest.raises(QualityError, match="quality metrics need labelled data"):

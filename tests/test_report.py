@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from runner.cli import main
-from runner.report import (
+from runner.results.report import (
     SWEEP_FILE,
     TABLE_METRICS,
     ReportError,
@@ -23,7 +23,7 @@ from runner.report import (
     load_run,
     sort_trials,
 )
-from runner.sweep import finish_records
+from runner.sweep.driver import finish_records
 
 
 def _trial(run_dir, name, status, latent, recon, error=None):
@@ -70,7 +70,7 @@ def test_a_trial_tune_completed_at_its_last_epoch_is_finished(tmp_path):
 def test_a_record_left_interrupted_of_a_trial_tune_completed_is_put_right(tmp_path):
     # A second Ctrl-C (or a full disk) cut the last sweep short before the records were final;
     # its resume finds Tune's word that the trial had completed, and says so.
-    from runner.records import mark_completed
+    from runner.sweep.records import mark_completed
 
     for name, epochs in (("latent_dim=2_aaaa", 3), ("latent_dim=4_bbbb", 3), ("latent_dim=8_cccc", 5)):
         directory = _trial(tmp_path, name, "interrupted", int(name.split("=")[1][0]), 1.0)  # at epoch 3
@@ -92,7 +92,7 @@ def test_comparison_image_labels_each_trial(tmp_path):
 
 
 def test_pareto_front_of_two_objectives():
-    from runner.run_view import RunView, mark_best
+    from runner.results.run_view import RunView, mark_best
 
     def trial(name, recon, fd, status="finished"):
         return TrialSummary(name, status, {}, {}, {"val/recon": recon, "val/fd": fd}, "")
@@ -107,7 +107,7 @@ def test_pareto_front_of_two_objectives():
 
 
 def test_one_model_gives_the_table_csv_and_page_their_columns():
-    from runner.run_view import run_view
+    from runner.results.run_view import run_view
 
     others = [f"val/m{i}" for i in range(6)]
     metrics = {"val/recon": 1.0, "train/loss": 2.0, **{name: float(i) for i, name in enumerate(others)}}

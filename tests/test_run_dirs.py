@@ -19,8 +19,8 @@ import yaml
 from ray.tune.experiment import Trial
 from sweeps import GENSWEEP, end_if_running, output_at_exit, start_run, wait_for
 
-from runner.names import RUN_NAME
-from runner.sweep import CLAIM_FILE, LOCK_FILE, claim_run_dir, trial_dirname
+from runner.spec.names import RUN_NAME
+from runner.sweep.driver import CLAIM_FILE, LOCK_FILE, claim_run_dir, trial_dirname
 
 SPEC = {
     "name": "together",
@@ -69,7 +69,7 @@ def test_a_released_claim_leaves_nothing_but_a_started_run_is_kept(tmp_path):
 CLAIMER = """
 import sys, time
 from pathlib import Path
-from runner.sweep import claim_run_dir
+from runner.sweep.driver import claim_run_dir
 start = Path(sys.argv[2])
 Path(sys.argv[3]).touch()  # imported: ready
 while not start.exists():  # every process waits here, then all claim at once

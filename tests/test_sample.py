@@ -1,6 +1,6 @@
 """`gensweep sample`: pictures from a finished trial's checkpoint, and one-line errors for the rest.
 
-The trials are trained without Ray (runner.loop.train) and laid out the way a sweep lays them
+The trials are trained without Ray (runner.train.loop.train) and laid out the way a sweep lays them
 out: sweep.json in the run directory; gensweep.json and checkpoint_N/state.pt in the trial's.
 """
 
@@ -16,11 +16,12 @@ import torch
 from click.testing import CliRunner
 
 from models.base import DataInfo, GenerativeModel
-from runner import loop
 from runner.cli import main
 from runner.files import write_json
-from runner.report import RECORD_FILE, STATE_FILE, SWEEP_FILE
-from runner.sample import (
+from runner.results.report import RECORD_FILE, STATE_FILE, SWEEP_FILE
+from runner.spec import parse_document
+from runner.train import loop
+from runner.train.sample import (
     ARITHMETIC_SCALE,
     LABEL_HEIGHT,
     TILE_GAP,
@@ -31,7 +32,6 @@ from runner.sample import (
     sample_grid,
     slerp,
 )
-from runner.spec import parse_document
 
 SIDE = 28  # the digits' side
 PADDING = 2  # make_grid's, around every tile

@@ -20,11 +20,11 @@ from click.testing import CliRunner
 
 import runner.spec
 from runner.cli import main
-from runner.html_report import render_report
-from runner.report import SHOWN_TRIALS, SWEEP_FILE, collect, load_run
+from runner.results.html_report import render_report
+from runner.results.report import SHOWN_TRIALS, SWEEP_FILE, collect, load_run
 from runner.spec import SpecError, load_spec, parse_document, parse_override, trial_spec
-from runner.sweep import write_comparison
-from runner.yaml_io import MAX_ALIASES, MAX_DEPTH, MAX_GRID_POINTS, MAX_NODES, MAX_SEARCH_VALUES
+from runner.spec.yaml_io import MAX_ALIASES, MAX_DEPTH, MAX_GRID_POINTS, MAX_NODES, MAX_SEARCH_VALUES
+from runner.sweep.driver import write_comparison
 
 GENSWEEP = str(Path(sys.executable).parent / "gensweep")  # the installed console script
 BASE = "model: {name: vae, latent_dim: 2}\ndata: {name: digits, train_size: 256, val_size: 64}\n"
@@ -151,7 +151,7 @@ def test_validate_lists_a_10000_value_grid_in_a_short_line(tmp_path):
 
 
 def test_a_trials_set_up_does_not_grow_with_the_search_space(monkeypatch):
-    """What a trial does before it trains (runner.trial.run_trial, runner.pack_trial: trial_spec)
+    """What a trial does before it trains (runner.sweep.trial.run_trial, runner.sweep.pack_trial: trial_spec)
     parses the spec once and builds the model once, for a grid of 3 values as for 3,000."""
     calls = {"parse": 0, "model": 0}
 
@@ -180,7 +180,7 @@ def test_every_trial_sets_up_through_trial_spec():
     that each trainable's set-up is trial_spec, not a whole-spec parse (the e2e test runs them)."""
     import inspect
 
-    from runner import pack_trial, trial
+    from runner.sweep import pack_trial, trial
 
     for source in (inspect.getsource(trial.run_trial), inspect.getsource(pack_trial)):
         assert "trial_spec(" in source and "parse_document(" not in source
@@ -214,7 +214,7 @@ def test_the_comparison_image_shows_the_best_few_of_50_trials(tmp_path):
 
 
 def test_the_html_report_shows_the_best_few_of_50_trials_and_says_so(tmp_path):
-    from runner.tblog import TrialLogger
+    from runner.train.tblog import TrialLogger
 
     _fake_run(tmp_path / "run", 50)
     for trial in collect(tmp_path / "run"):

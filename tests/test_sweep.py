@@ -7,7 +7,7 @@ import pytest
 from ray import tune
 
 from runner.spec import parse_document
-from runner.sweep import _domain, _scheduler, _search_algorithm, trial_dirname
+from runner.sweep.driver import _domain, _scheduler, _search_algorithm, trial_dirname
 
 
 def _spec(tiny_document, search, **tune_settings):

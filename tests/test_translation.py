@@ -19,7 +19,7 @@ from runner.spec import (
     SpecError,
     parse_document,
 )
-from runner.tensors import load_tensors
+from runner.train.tensors import load_tensors
 
 SMALL = {"width": 8}
 

@@ -3,8 +3,8 @@ passes validation must run.
 
 A grid of ints and floats (`model.beta: {grid: [0.5, 1, 4]}`) once passed `validate` and then
 failed every trial in TensorBoard's HParams domain (`TypeError: dtype mismatch`). Each kind here
-goes through the trial's own steps (runner.trial.TrialSession and run_trial): the values the
-sampler draws (runner.sweep's Tune domains; a grid's listed values), trial_spec, the HParams
+goes through the trial's own steps (runner.sweep.trial.TrialSession and run_trial): the values the
+sampler draws (runner.sweep.driver's Tune domains; a grid's listed values), trial_spec, the HParams
 session with the grid as its domain, and training; one real sweep runs a mixed grid end to end.
 """
 
@@ -19,10 +19,10 @@ import pytest
 import yaml
 from tbreader import hparams_of, read_events
 
-from runner import loop
 from runner.spec import SpecError, parse_document, trial_spec
-from runner.sweep import _domain
-from runner.tblog import TrialLogger
+from runner.sweep.driver import _domain
+from runner.train import loop
+from runner.train.tblog import TrialLogger
 
 GENSWEEP = str(Path(sys.executable).parent / "gensweep")
 
@@ -73,7 +73,7 @@ def test_every_value_of_every_kind_runs_as_a_trial(tmp_path, model, path, dimens
     document = _document(model, {path: dimension})
     spec = parse_document(document, "kinds.yaml")  # what validate and run check
     dim = spec.search[path]
-    # As runner.sweep._trainable hands it to every trial, and runner.trial.TrialSession uses it.
+    # As runner.sweep.driver._trainable hands it to every trial, and runner.sweep.trial.TrialSession uses it.
     grid = {path: list(dim.values)} if dim.kind == "grid" else {}
     drawn = _drawn(dim)
     assert all(isinstance(value, kind) for value in drawn), drawn
@@ -136,7 +136,7 @@ def test_a_sweep_over_a_grid_of_ints_and_floats_runs_every_trial(tmp_path):
 def test_a_long_grid_is_not_written_into_every_trials_hparams_domain(tmp_path):
     """A grid's values are the HParams tab's filter; past DISCRETE_LIMIT they are left to
     TensorBoard to gather from the sessions instead of being copied into every trial's file."""
-    from runner.tblog import DISCRETE_LIMIT
+    from runner.train.tblog import DISCRETE_LIMIT
 
     for values in (3, DISCRETE_LIMIT + 1):
         logger = TrialLogger(tmp_path / str(values))

@@ -1,5 +1,5 @@
 """Data sets as uint8 numpy arrays in memory (ImageArrays): loaded once per trial. No torch, so the
-spec check can import the sources; training turns the arrays into tensors (runner/tensors.py).
+spec check can import the sources; training turns the arrays into tensors (runner/train/tensors.py).
 
 The registry of sources by name. Each source is a module of its own (runner/data/NAME.py, or
 pairs.py for the two two-image sources) that builds on runner/data/base.py and exports SOURCE, a

@@ -1,7 +1,7 @@
 """What every data source shares: ImageArrays (what a source loads: uint8 numpy images, int64
 labels), DataSource (the contract a source fulfils), DataError, and the helpers for image files
 and caches. Imports no source: each source module builds on this one. No torch: the spec check
-imports the sources (runner/tensors.py turns their arrays into the tensors training draws from)."""
+imports the sources (runner/train/tensors.py turns their arrays into the tensors training draws from)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class DataError(PermanentError, ValueError):
 @dataclass
 class ImageArrays:
     """Train and val images (N, C, H, W) uint8 and labels (N,) int64 (or None), as numpy arrays:
-    what a source loads. Training draws its batches from these as tensors (runner/tensors.py).
+    what a source loads. Training draws its batches from these as tensors (runner/train/tensors.py).
 
     Two-image sets (runner.data.pairs) add targets: for "paired" data the target of each image, for
     "unpaired" data a second domain of its own length, drawn independently. Targets with no

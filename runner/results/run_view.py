@@ -1,8 +1,8 @@
 """One model of a run's trials, for every writer of them: which columns a table has, each
 trial's mark (best, or on the Pareto front), the objective's text, which trials are scored.
 
-`gensweep show` (runner.report: the text table and the CSV) and `gensweep report`
-(runner.html_report: the HTML page) render a RunView; neither decides any of this again. The
+`gensweep show` (runner.results.report: the text table and the CSV) and `gensweep report`
+(runner.results.html_report: the HTML page) render a RunView; neither decides any of this again. The
 objective's text is the spec's (runner.spec.objective_text), which the run's summary prints.
 
 No torch, no Ray.
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from runner.spec import objective_text
 
 if TYPE_CHECKING:
-    from runner.report import TrialSummary
+    from runner.results.report import TrialSummary
 
 
 def short_name(path: str) -> str:

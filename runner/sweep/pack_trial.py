@@ -5,7 +5,7 @@
 
 Every member is a Tune trial of its own: Optuna and the scheduler see it, it has its own
 directory, record, TensorBoard run and checkpoints. Only the training is shared. The hub groups
-trials whose specs differ only in the pack fields (runner/packing.py::pack_key) and seals a
+trials whose specs differ only in the pack fields (runner/train/packing.py::pack_key) and seals a
 pack when it is full, or once tune.pack_wait seconds have passed since its first member came and
 no trial Tune has started is still on its way to the hub (the driver tells the hub which trials
 Tune has pending or running: a trial's process takes seconds to start, more on a busy machine,
@@ -29,10 +29,10 @@ import torch
 from ray import tune
 from torch.utils._pytree import tree_map
 
-from runner import loop
 from runner.errors import GensweepError, PermanentError, one_line
-from runner.packing import Member, Pack, pack_key
 from runner.spec import trial_spec
+from runner.train import loop
+from runner.train.packing import Member, Pack, pack_key
 
 END = None  # what the trainer's queue gives a member once the pack has no more epochs for it
 
@@ -139,7 +139,7 @@ class PackTrainer:
         )
 
     def _error(self, index: int, error: Exception) -> None:
-        # permanent (a NaN loss): the member fails once, as a trial alone would (runner/trial.py).
+        # permanent (a NaN loss): the member fails once, as a trial alone would (runner/sweep/trial.py).
         self._queue(index).put({"error": one_line(error), "permanent": isinstance(error, PermanentError)})
 
     def next(self, index: int) -> dict | None:
@@ -317,7 +317,7 @@ def start_hub(spec, hub_name: str, member_cpu: float):
 
 def run_packed_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dict[str, list], hub_name: str) -> None:
     """The Tune function trainable of a packed sweep: joins a pack and reports its member's epochs."""
-    from runner.trial import start_trial
+    from runner.sweep.trial import start_trial
 
     spec = trial_spec(document, source, sampled)
     trial = start_trial(spec, sampled, grid)
@@ -336,7 +336,7 @@ def run_packed_trial(sampled: dict[str, Any], *, document: dict, source: str, gr
 
 def _relay_epochs(trial, spec, sampled: dict[str, Any], resume_epoch: int, hub_name: str) -> None:
     """Join a pack, then record, log and report each epoch the pack trains for this member."""
-    from runner.trial import PermanentTrialError, TrialError
+    from runner.sweep.trial import PermanentTrialError, TrialError
 
     hub = ray.get_actor(hub_name)
     trainer, index, number = ray.get(hub.join.remote(pack_key(spec, resume_epoch), trial.trial_id, sampled, trial.resume_bytes))

@@ -18,11 +18,11 @@ import torch
 import models
 from models.grids import make_grid
 from runner.errors import GensweepError, PermanentError
-from runner.quality import QualityMeter
-from runner.report import SAMPLES_FILE
+from runner.results.report import SAMPLES_FILE
 from runner.spec import Spec
-from runner.tblog import TrialLogger
-from runner.tensors import ImageData, load_tensors
+from runner.train.quality import QualityMeter
+from runner.train.tblog import TrialLogger
+from runner.train.tensors import ImageData, load_tensors
 
 SAMPLE_COUNT = 64  # prior samples per epoch: an 8x8 grid
 FIXED_VAL_IMAGES = 16  # the same val images reconstructed every epoch
@@ -167,7 +167,7 @@ def open_session(
     shuffling, quality meter, and, from checkpoints made by training_state(), the models'
     training state and every random stream.
 
-    specs: everything but the pack fields is the same in all of them (runner.packing checks);
+    specs: everything but the pack fields is the same in all of them (runner.train.packing checks);
     the first one's device, data, precision and seed rule. resume_states: a checkpoint (or None)
     a spec; the shared order and noise carry on from the first one's.
     packed: the models train as one pack (models/packing.py): fp16 autocast becomes fp32 (a

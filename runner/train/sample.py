@@ -25,10 +25,10 @@ from models.autoencoders import Autoencoder
 from models.gan import GAN
 from models.grids import make_grid
 from runner.errors import GensweepError
-from runner.loop import EVAL_BATCH_SIZE, choose_device
-from runner.report import RECORD_FILE, STATE_FILE, SWEEP_FILE, read_record, read_sweep
+from runner.results.report import RECORD_FILE, STATE_FILE, SWEEP_FILE, read_record, read_sweep
 from runner.spec import Spec, parse_document
-from runner.tensors import ImageData
+from runner.train.loop import EVAL_BATCH_SIZE, choose_device
+from runner.train.tensors import ImageData
 
 CHECKPOINT_DIR = re.compile(r"checkpoint_(\d+)")  # Ray Tune numbers a trial's checkpoints from 0
 

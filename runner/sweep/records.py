@@ -13,7 +13,7 @@ from pathlib import Path
 from ray.tune import Callback
 
 from runner.files import read_json, write_json
-from runner.report import RECORD_FILE
+from runner.results.report import RECORD_FILE
 
 
 def completed_status(record: dict) -> str:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.errors import GensweepError, one_line
 from runner.files import write_bytes
-from runner.report import (
+from runner.results.report import (
     SAMPLES_FILE,  # each trial's latest sample grid
     SHOWN_TRIALS,
     ReportError,
@@ -33,7 +33,7 @@ from runner.report import (
     load_run,
     shown_trials,
 )
-from runner.run_view import RunView, run_view, short_name
+from runner.results.run_view import RunView, run_view, short_name
 
 if TYPE_CHECKING:  # imported where used: optuna and the spec (which imports torch) load slowly
     import optuna

@@ -1,6 +1,6 @@
 """One Ray Tune trial: the spec with its sampled values, trained, reported and checkpointed.
 
-A thin adapter around runner.loop.train: Tune's context, checkpoints and reports live here and
+A thin adapter around runner.train.loop.train: Tune's context, checkpoints and reports live here and
 nowhere else. Each trial also keeps a small JSON record (its status, config and last metrics)
 in its directory, which `gensweep show` reads without unpickling anything.
 """
@@ -23,12 +23,12 @@ import ray
 import torch
 from ray import tune
 
-from runner import loop
 from runner.errors import GensweepError, PermanentError, one_line
 from runner.files import read_json, write_json
-from runner.report import RECORD_FILE, STATE_FILE
+from runner.results.report import RECORD_FILE, STATE_FILE
 from runner.spec import Spec, trial_spec
-from runner.tblog import TrialLogger
+from runner.train import loop
+from runner.train.tblog import TrialLogger
 
 
 def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dict[str, list]) -> None:

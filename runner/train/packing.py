@@ -17,9 +17,9 @@ import torch
 
 import models
 from models.packing import PackedModels, check_packable
-from runner import loop
 from runner.spec import Spec
-from runner.tblog import TrialLogger
+from runner.train import loop
+from runner.train.tblog import TrialLogger
 
 
 @dataclass

@@ -21,7 +21,7 @@ from runner.data import cache_dir
 from runner.errors import GensweepError
 from runner.files import write_bytes
 from runner.spec import check_inception_weights
-from runner.tensors import ImageData
+from runner.train.tensors import ImageData
 
 FEATURE_TRAINING_LIMIT = 20_000  # enough for a good digit classifier; bounds the one-off cost
 CHUNK = 500  # images per forward pass when sampling and extracting features

@@ -1,6 +1,6 @@
 """A full disk under a sweep: Ray's messages about it (a traceback per failed trial, per retry,
 per failed sync of the experiment state: hundreds of lines) are held back and noted, so the
-sweep can end with one line saying so (runner.sweep raises DiskFullError)."""
+sweep can end with one line saying so (runner.sweep.driver raises DiskFullError)."""
 
 from __future__ import annotations
 

@@ -19,10 +19,10 @@ import cv2
 import numpy as np
 
 from runner.errors import GensweepError
-from runner.run_view import format_value, is_finite, mark_best, run_view, short_name
+from runner.results.run_view import format_value, is_finite, mark_best, run_view, short_name
 
-RECORD_FILE = "gensweep.json"  # each trial's own record, written by runner.trial
-STATE_FILE = "state.pt"  # in each checkpoint_*/ directory: runner.loop.training_state(), weights only
+RECORD_FILE = "gensweep.json"  # each trial's own record, written by runner.sweep.trial
+STATE_FILE = "state.pt"  # in each checkpoint_*/ directory: runner.train.loop.training_state(), weights only
 
 SWEEP_FILE = "sweep.json"  # written by `gensweep run` at the start: the spec and its metric
 COMPARISON_FILE = "comparison.png"

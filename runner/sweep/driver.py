@@ -19,7 +19,7 @@ from runner import data as data_sources
 from runner.cluster import require_shared, start_or_join
 from runner.errors import GensweepError, one_line
 from runner.files import DiskFullError, is_disk_full, mount_point, read_json, write_bytes, write_json
-from runner.report import (
+from runner.results.report import (
     COMPARISON_FILE,
     COMPARISON_RUN,
     RECORD_FILE,
@@ -153,8 +153,8 @@ def prepare_data(spec: Spec, say=lambda message: None) -> None:
                 say(f"drawing {count:,} {split} digits (once: cached in {data_sources.cache_dir()})")
             data_sources.cached_digits(count, spec.data.seed, split)
     if spec.quality_metrics():
-        from runner.quality import feature_net_accuracy, feature_net_path, load_feature_net
-        from runner.tensors import load_tensors
+        from runner.train.quality import feature_net_accuracy, feature_net_path, load_feature_net
+        from runner.train.tensors import load_tensors
 
         data = load_tensors(spec.data_name, spec.data)
         fresh = not feature_net_path(data).exists()
@@ -191,9 +191,9 @@ def _run_sweep(spec: Spec, run_dir: Path, address: str | None, verbose: int, kee
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from runner.progress import ProgressLine  # imports Ray Tune: only when a sweep really runs
-    from runner.records import CompletedRecords
-    from runner.tune_state import StateBackup
+    from runner.sweep.progress import ProgressLine  # imports Ray Tune: only when a sweep really runs
+    from runner.sweep.records import CompletedRecords
+    from runner.sweep.tune_state import StateBackup
 
     started = time.time()
     started_ray = _start_on_shared_storage(spec, run_dir, address, quiet=verbose == 0)
@@ -221,7 +221,7 @@ def _run_sweep(spec: Spec, run_dir: Path, address: str | None, verbose: int, kee
             trial_dirname_creator=trial_dirname,
             # A trial process starts in ~5 s (torch's imports): keep it for the next trial, under
             # every scheduler. Each trial writes into its own directory in the run directory
-            # (runner.trial.trial_storage_dir), never Ray's per-process staging directory.
+            # (runner.sweep.trial.trial_storage_dir), never Ray's per-process staging directory.
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
@@ -251,7 +251,7 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
     from ray import tune
 
     from runner.spec import parse_document
-    from runner.tune_state import offer_again_what_tune_lost, restoring
+    from runner.sweep.tune_state import offer_again_what_tune_lost, restoring
 
     sweep, problem = read_sweep(run_dir)
     if not sweep.get("document"):
@@ -294,7 +294,7 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
 def _repair_state(run_dir: Path) -> None:
     """Files a full disk left damaged: Tune's state (back to its last whole copy) and the
     temporaries of writes it cut short."""
-    from runner.tune_state import repair
+    from runner.sweep.tune_state import repair
 
     if not (run_dir / SWEEP_FILE).is_file():
         return  # not a run directory (resume_sweep says so): touch nothing in it
@@ -353,11 +353,11 @@ def _trainable(spec: Spec, hub_name: str | None):
 
     grid = {path: list(dim.values) for path, dim in spec.search.items() if dim.kind == "grid"}
     if hub_name is None:
-        from runner.trial import run_trial  # imports Ray Tune: only when a sweep really runs
+        from runner.sweep.trial import run_trial  # imports Ray Tune: only when a sweep really runs
 
         trainable = tune.with_parameters(run_trial, document=spec.document, source=spec.source, grid=grid)
         return tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
-    from runner.pack_trial import run_packed_trial
+    from runner.sweep.pack_trial import run_packed_trial
 
     trainable = tune.with_parameters(
         run_packed_trial, document=spec.document, source=spec.source, grid=grid, hub_name=hub_name
@@ -381,10 +381,10 @@ def _max_concurrent(spec: Spec) -> int | None:
 
 
 def _start_packing(spec: Spec, run_name: str) -> str | None:
-    """A packed sweep's hub (runner/pack_trial.py), named for this run; None when not packed."""
+    """A packed sweep's hub (runner/sweep/pack_trial.py), named for this run; None when not packed."""
     if spec.tune.pack == 1:
         return None
-    from runner.pack_trial import start_hub
+    from runner.sweep.pack_trial import start_hub
 
     hub_name = f"gensweep-packs:{run_name}"
     _HUBS[hub_name] = start_hub(spec, hub_name, MEMBER_CPU)  # held here: the hub lives while the sweep does
@@ -394,20 +394,20 @@ def _start_packing(spec: Spec, run_name: str) -> str | None:
 def _packing_callbacks(hub_name: str | None) -> list:
     if hub_name is None:
         return []
-    from runner.pack_trial import PackDepartures
+    from runner.sweep.pack_trial import PackDepartures
 
     return [PackDepartures(hub_name)]
 
 
 _HUBS: dict = {}
-MEMBER_CPU = 0.01  # what a pack's member holds of the pack's CPUs (runner/pack_trial.py)
+MEMBER_CPU = 0.01  # what a pack's member holds of the pack's CPUs (runner/sweep/pack_trial.py)
 
 
 def _fit(tuner, run_dir: Path, started: float, started_ray: bool, verbose: int = 0) -> SweepOutcome:
     import ray
 
-    from runner.disk_full import DiskFullWatch
-    from runner.interrupts import StopSignals
+    from runner.sweep.disk_full import DiskFullWatch
+    from runner.sweep.interrupts import StopSignals
 
     # Optuna's GridSampler calls Study.stop once the grid is exhausted; Ray warns that this is
     # unusual, on every sweep. It is expected here.
@@ -496,7 +496,7 @@ def finish_records(run_dir: Path, errors: dict[str, str], completed: set[str] = 
     ends a trial at its last report, before the trial could say so itself), and before it was
     stopped early by the scheduler; any other was interrupted (Ctrl-C).
     """
-    from runner.records import completed_status  # imports Ray Tune: only once a sweep ran
+    from runner.sweep.records import completed_status  # imports Ray Tune: only once a sweep ran
 
     for path in run_dir.glob(f"*/{RECORD_FILE}"):
         record = read_json(path)
@@ -520,8 +520,8 @@ def finish_records(run_dir: Path, errors: dict[str, str], completed: set[str] = 
 def write_comparison(run_dir: Path, trials: list[TrialSummary]) -> Path | None:
     """The sweep-level picture: trials' samples side by side (the best SHOWN_TRIALS of a larger
     sweep, said on the picture), as PNG and in TensorBoard."""
-    from runner.report import SAMPLES_FILE
-    from runner.tblog import write_image_event
+    from runner.results.report import SAMPLES_FILE
+    from runner.train.tblog import write_image_event
 
     sweep = read_json(run_dir / SWEEP_FILE)
     sweep = sweep if isinstance(sweep, dict) else {}
@@ -586,7 +586,7 @@ def _search_algorithm(spec: Spec, run_dir: Path):
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    from runner.tune_state import RunDirStorage
+    from runner.sweep.tune_state import RunDirStorage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed = spec.tune.seed
@@ -599,7 +599,7 @@ def _search_algorithm(spec: Spec, run_dir: Path):
     }
     # The study lives beside the results, in Optuna's own SQLite storage: optuna-dashboard and
     # Optuna's analysis read it, and a resumed sweep goes on writing to it (the run directory's
-    # own, when it was moved or copied: runner/tune_state.py).
+    # own, when it was moved or copied: runner/sweep/tune_state.py).
     storage = RunDirStorage(run_dir)
     study = {"sampler": samplers[spec.sampler](), "storage": storage, "study_name": spec.name}
     if len(spec.metrics) > 1:

@@ -30,11 +30,11 @@ from models.config import ConfigError, as_dict, config, parse_config
 from models.vgg_weights import hub_dir
 from runner import data as data_sources
 from runner.errors import GensweepError
-from runner.names import MAX_NAME, is_safe_name
-from runner.names import RULE as NAME_RULE
-from runner.yaml_io import MAX_GRID_POINTS, MAX_SEARCH_VALUES, YamlError, load_yaml
+from runner.spec.names import MAX_NAME, is_safe_name
+from runner.spec.names import RULE as NAME_RULE
+from runner.spec.yaml_io import MAX_GRID_POINTS, MAX_SEARCH_VALUES, YamlError, load_yaml
 
-QUALITY_METRICS = ("fd", "kid", "precision", "recall", "class_score")  # runner/quality.py computes them
+QUALITY_METRICS = ("fd", "kid", "precision", "recall", "class_score")  # runner/train/quality.py computes them
 INCEPTION_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"  # what torch-fidelity's FID loads
 
 
@@ -231,7 +231,7 @@ class Spec:
         return self.grid_size if self.sampler == "grid" else DEFAULT_RANDOM_SAMPLES
 
     def quality_metrics(self) -> list[str]:
-        """Sample-quality metrics this spec reports: only with labels (see runner.quality)."""
+        """Sample-quality metrics this spec reports: only with labels (see runner.train.quality)."""
         if self.quality.every == 0 or self.data_info.num_classes is None:
             return []
         if not models.entry(self.model_name).generates:
