@@ -39,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+import cli_startup
 import numpy as np
 import torch
 from logging_cost import logging_table
@@ -308,7 +309,8 @@ def main() -> None:
                 ("A packed sweep against an unpacked one", lambda: sweep_table(8, 4, 0.25 * scale)),
                 ("What logging costs (one thread, CPU)", lambda: logging_table(2, scale)),
                 ("Alignment (512x512 frames)", lambda: alignment_table(max(20, int(1000 * scale)))),
-                ("Sample-quality metrics", lambda: metrics_table(max(500, int(10_000 * scale))))]
+                ("Sample-quality metrics", lambda: metrics_table(max(500, int(10_000 * scale)))),
+                ("The light commands (whole process)", lambda: cli_startup.table(5))]
     body = []
     for title, make in sections:
         print(f"{title} ...", flush=True)

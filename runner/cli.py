@@ -119,6 +119,7 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
     Exits 0 when at least one trial finished, 1 when none did (or the disk filled), 2 for a bad
     spec or argument, 130 after Ctrl-C, 143 after SIGTERM (`gensweep resume` continues it).
     """
+    from runner.results.run_view import objective_text
     from runner.spec import load_spec
     from runner.spec.names import check_run_name
     from runner.sweep.driver import claim_run_dir, prepare_data, run_sweep
@@ -139,7 +140,7 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
     try:
         click.echo(
             f"gensweep: {spec.name}: {spec.num_samples} trials of {spec.model_name} on {spec.data_name}, "
-            f"sampler {spec.sampler if spec.search else '-'}, optimizing {spec.objective_text}"
+            f"sampler {spec.sampler if spec.search else '-'}, optimizing {objective_text(spec.metrics, spec.modes)}"
         )
         prepare_data(spec, say=lambda message: click.echo(f"gensweep: {message}"))
         click.echo(f"gensweep: results in {_relative(run_dir)}")
@@ -429,6 +430,7 @@ def _tensorboard_address(host: str, port: int) -> tuple[int, str, str | None]:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec field.")
 def validate(spec_path, overrides) -> None:
     """Check SPEC without running anything; print what it would run."""
+    from runner.results.run_view import objective_text
     from runner.spec import load_spec
 
     spec = load_spec(spec_path, overrides)
@@ -439,7 +441,7 @@ def validate(spec_path, overrides) -> None:
     for path, dim in spec.search.items():
         click.echo(f"  {path}: {dim.kind} {_span_text(dim)}")
     sampler = spec.sampler if spec.search else "-"
-    click.echo(f"  sampler {sampler}, scheduler {spec.tune.scheduler}, optimizing {spec.objective_text}")
+    click.echo(f"  sampler {sampler}, scheduler {spec.tune.scheduler}, optimizing {objective_text(spec.metrics, spec.modes)}")
 
 
 LISTED_VALUES = 8  # validate lists a longer grid or choice by its first few values and its length

@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from runner.cli import main
 from runner.results.html_report import SAMPLES_FILE, optuna_study, write_report
 from runner.results.report import SWEEP_FILE, load_run
+from runner.results.run_view import objective_text
 from runner.spec import parse_document
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's `chromium` package
@@ -110,7 +111,8 @@ def test_report_of_a_single_objective_sweep(tmp_path):
 
     # One model of the run (runner.results.run_view): the page's table has `gensweep show`'s columns and marks,
     # and its objective is the spec's text.
-    assert f"Objective: {parse_document(DOCUMENT, 'fake.yaml').objective_text}</p>" in page
+    spec = parse_document(DOCUMENT, "fake.yaml")
+    assert f"Objective: {objective_text(spec.metrics, spec.modes)}</p>" in page
     table = CliRunner().invoke(main, ["show", str(run_dir)]).output.splitlines()
     head, body = page.split("<thead>")[1].split("</thead>")
     assert re.findall(r"<th[^>]*>([^<]*)</th>", head) == ["", *table[0].split()]

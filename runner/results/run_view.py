@@ -3,7 +3,7 @@ trial's mark (best, or on the Pareto front), the objective's text, which trials 
 
 `gensweep show` (runner.results.report: the text table and the CSV) and `gensweep report`
 (runner.results.html_report: the HTML page) render a RunView; neither decides any of this again. The
-objective's text is the spec's (runner.spec.objective_text), which the run's summary prints.
+objective's text is objective_text here, which the CLI prints for a spec too.
 
 No torch, no Ray.
 """
@@ -15,10 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from runner.spec import objective_text
-
 if TYPE_CHECKING:
     from runner.results.report import TrialSummary
+
+
+def objective_text(metrics: Sequence[str], modes: Sequence[str]) -> str:
+    """The optimized metrics and their directions: "val/recon (min), val/psnr (max)"; one text
+    for `gensweep run`'s and `validate`'s summary, `gensweep show` and the HTML report."""
+    return ", ".join(f"{metric} ({mode})" for metric, mode in zip(metrics, modes))
 
 
 def short_name(path: str) -> str:

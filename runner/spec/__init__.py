@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -36,12 +36,6 @@ from runner.spec.yaml_io import MAX_GRID_POINTS, MAX_SEARCH_VALUES, YamlError, l
 
 QUALITY_METRICS = ("fd", "kid", "precision", "recall", "class_score")  # runner/train/quality.py computes them
 INCEPTION_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"  # what torch-fidelity's FID loads
-
-
-def objective_text(metrics: Sequence[str], modes: Sequence[str]) -> str:
-    """The optimized metrics and their directions: "val/recon (min), val/psnr (max)"; one text
-    for the run's summary, `gensweep show` and the HTML report."""
-    return ", ".join(f"{metric} ({mode})" for metric, mode in zip(metrics, modes))
 
 
 def inception_weights_path() -> Path:
@@ -203,10 +197,6 @@ class Spec:
             default = models.entry(self.model_name)
             mode = default.default_mode if self.metrics == [default.default_metric] else "min"
         return [mode] * len(self.metrics) if isinstance(mode, str) else list(mode)
-
-    @property
-    def objective_text(self) -> str:
-        return objective_text(self.metrics, self.modes)
 
     @property
     def sampler(self) -> str:
