@@ -32,7 +32,7 @@ class ModelCard:
     pairing: str | None = None  # the data it trains on: DataInfo.pairing must match
     generates: bool = True  # sample() draws new images (image-to-image models translate instead)
     # The train_step value that falls as the model fits a fixed batch; None for two-player
-    # models, whose players are tested one at a time (tests/test_gan.py).
+    # models, whose players are tested one at a time (tests/models_tests/test_gan.py).
     training_signal: str | None = "loss"
     # Packing (models/packing.py): the attributes that may differ between the members of a pack,
     # besides the learning rate, as the config fields of the same names. None: not packable.
@@ -305,7 +305,7 @@ PIX2PIX = ModelCard(
     "pix2pix (Isola et al. 2017): a U-Net generator judged by a PatchGAN that sees input and output.",
     lambda config: ("loss", "g_adv", "l1", "d_loss", "psnr", "ssim"), _translator_check("paired"),
     pairing="paired", **_TRANSLATES,
-    training_signal=None,  # two players: tests/test_translation.py checks each one's own signal
+    training_signal=None,  # two players: tests/models_tests/test_translation.py checks each one's own signal
 )
 CYCLEGAN = ModelCard(
     "cyclegan", CycleGANConfig,

@@ -18,7 +18,7 @@ _WEIGHTS_FILE_STARTS = (b"PK\x03\x04", b"\x80")
 def hub_dir() -> Path:
     """torch.hub.get_dir() as torch computes it when nobody called torch.hub.set_dir:
     $TORCH_HOME/hub, TORCH_HOME defaulting to $XDG_CACHE_HOME/torch, that to ~/.cache/torch.
-    Kept equal to torch's own by tests/test_models.py."""
+    Kept equal to torch's own by tests/models_tests/test_models.py."""
     cache = os.getenv("XDG_CACHE_HOME", os.path.join("~", ".cache"))
     return Path(os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(cache, "torch")))) / "hub"
 

@@ -10,7 +10,7 @@ received" warning and its `Tuner.restore(...)` hint, wrong for a gensweep run) a
 the CLI prints the command that resumes a gensweep run instead.
 
 The adapter's two Tune internals (SIGUSR1 and the messages' wording) are checked by
-tests/test_interrupts.py, which fails if Tune changes them.
+tests/sweep_tests/test_interrupts.py, which fails if Tune changes them.
 """
 
 from __future__ import annotations

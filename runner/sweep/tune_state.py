@@ -1,6 +1,6 @@
 """Ray Tune's saved experiment state in a run directory: kept whole through a full disk, and
 made to follow the directory when it is moved or copied. The one module that knows those file
-layouts (Ray 2.60, Optuna 5); tests/test_full_disk.py and tests/test_run_dirs.py fail if they change.
+layouts (Ray 2.60, Optuna 5); tests/sweep_tests/test_full_disk.py and tests/sweep_tests/test_run_dirs.py fail if they change.
 
 A last good copy, and repair. Tune 2.60 writes its state (experiment_state-<session>.json,
 searcher-state-<session>.pkl, search_gen_state-<session>.json, basic-variant-state-<session>.json:

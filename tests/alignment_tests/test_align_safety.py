@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GENSWEEP = str(Path(sys.executable).parent / "gensweep")
 # The command runs this checkout's code (a worktree's, not whatever the venv was installed from).
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}

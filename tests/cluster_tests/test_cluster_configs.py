@@ -12,7 +12,7 @@ import yaml
 from ray.autoscaler._private.aws.config import _create_default_inbound_rules
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG_FILES = ["cluster.yaml", "cluster-local.yaml"]
 
 

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from runner.cli import main
 from runner.spec import load_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted((ROOT / "search_spaces").glob("*.yaml"))
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from runner.cli import main
 from runner.spec import SpecError, load_spec, parse_document, parse_override
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GENSWEEP = str(Path(sys.executable).parent / "gensweep")  # the installed console script
 SHIPPED_SPECS = sorted((ROOT / "search_spaces").glob("*.yaml"))
 
@@ -157,7 +157,7 @@ def test_a_spec_is_data_and_never_code(tmp_path):
 def test_the_code_never_evaluates_or_unpickles_user_input():
     """No eval/exec/pickle/import-by-name anywhere in the package; every torch.load is weights-only
     (tensors and plain containers), so a checkpoint cannot carry code."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     sources = [p for package in ("runner", "models", "alignment") for p in (root / package).rglob("*.py")]
     assert sources
     for source in sources:

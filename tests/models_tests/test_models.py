@@ -20,7 +20,7 @@ from runner.train.tensors import batches, load_tensors
 
 MODEL_NAMES = models.names()
 DIGITS = DataInfo((1, 28, 28), 10)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # What each kind of model trains on: digits alone, degraded/clean pairs, or two digit styles.
 INFOS = {None: DIGITS, "paired": DataInfo((1, 28, 28), None, "paired", 2), "unpaired": DataInfo((1, 28, 28), None, "unpaired")}
 # Narrow networks where the defaults are slow on a CPU: the tests check behaviour, not capacity.
@@ -71,7 +71,7 @@ def _build(name, seed=0, **params):
     return models.build(name, SMALL.get(name, {}) | params, info, lr=1e-3)
 
 
-# Two-player models (training_signal None) are tested one player at a time (tests/test_gan.py).
+# Two-player models (training_signal None) are tested one player at a time (tests/models_tests/test_gan.py).
 SIGNAL_CASES = [(name, params) for name, params in CASES if models.entry(name).training_signal]
 
 

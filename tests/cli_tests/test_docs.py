@@ -14,7 +14,7 @@ from runner import data as data_sources
 from runner.cli import main
 from runner.spec import TOP_LEVEL_KEYS, ResourcesSpec, TrainSpec, TuneSpec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 

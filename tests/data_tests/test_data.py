@@ -20,7 +20,7 @@ from runner.data import DataError, DigitsData, FolderData, ImageArrays, MnistDat
 from runner.data.drawn_digits import make_digits
 from runner.train.tensors import batches, from_arrays, load_tensors
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_digits_same_seed_same_bytes():
