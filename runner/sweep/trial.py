@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -126,7 +125,6 @@ class TrialSession:
         the report, a Ctrl-C between the two left a trial finished by its record that Tune
         resumed and trained its last epoch again.
         """
-        _die_once_for_tests(epoch)
         # Tune may end this process as soon as it has the last report, so everything else the
         # trial leaves behind is complete before it reports.
         self.record.update(epoch=epoch, metrics=metrics)
@@ -275,22 +273,6 @@ class TrialSetupError(GensweepError):
 
 def _node_address() -> str:
     return ray.util.get_node_ip_address() + ":" + ray.get_runtime_context().get_node_id()[:8]
-
-
-def _die_once_for_tests(epoch: int) -> None:
-    """Test-only: GENSWEEP_TEST_KILL_ONCE=FILE kills this process, once per FILE, at epoch 2
-    (or GENSWEEP_TEST_KILL_EPOCH).
-
-    A real SIGKILL, before that epoch's checkpoint: how the fault-tolerance tests lose a trial.
-    """
-    marker = os.environ.get("GENSWEEP_TEST_KILL_ONCE")
-    if marker and epoch == int(os.environ.get("GENSWEEP_TEST_KILL_EPOCH", "2")):
-        try:
-            with open(marker, "x"):  # exclusive create: the first trial to get here dies
-                pass
-        except FileExistsError:
-            return
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class TrialRecord:

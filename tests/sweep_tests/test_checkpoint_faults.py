@@ -2,24 +2,23 @@
 from the newest one that loads, and says so in one line; with none that loads it fails once,
 naming the file. No record, table or report carries terminal escape codes.
 
-Deterministic without a hook of its own: the first run's trial is killed at epoch 3 (the
-existing GENSWEEP_TEST_KILL_ONCE) with no retries, so it ends with checkpoints of epochs 1 and 2
-and nothing running; the test damages them while nothing is running, then `gensweep resume`
-restores the errored trial from its newest checkpoint, the damaged one.
+Deterministic without a hook in the trainer: the first run's trial process is SIGKILLed from
+outside at epoch 3, before that epoch's checkpoint (sweeps.kill_trial), with no retries, so it
+ends with checkpoints of epochs 1 and 2 and nothing running; the test damages them while nothing
+is running, then `gensweep resume` restores the errored trial from its newest checkpoint, the
+damaged one.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from sweeps import GENSWEEP, end_if_running, kill_trial, output_at_exit, start_run
 
-GENSWEEP = str(Path(sys.executable).parent / "gensweep")
 pytestmark = pytest.mark.slow
 
 SPEC = {
@@ -34,18 +33,23 @@ SPEC = {
 }
 
 
-def _gensweep(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([GENSWEEP, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
+def _gensweep(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([GENSWEEP, *args], cwd=cwd, capture_output=True, text=True, timeout=600, check=False)
 
 
 def _killed_at_epoch_3(tmp_path: Path) -> Path:
     """A run whose only trial was killed at epoch 3: checkpoints of epochs 1 and 2, status error."""
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(SPEC))
-    env = {**os.environ, "GENSWEEP_TEST_KILL_ONCE": str(tmp_path / "killed"), "GENSWEEP_TEST_KILL_EPOCH": "3"}
-    result = _gensweep("run", "s.yaml", "--storage-path", "out", cwd=tmp_path, env=env)
-    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
-    assert (tmp_path / "killed").exists()
+    process = start_run(tmp_path, "s.yaml", "--storage-path", "out")
+    try:
+        killed = kill_trial(tmp_path / "out" / "ckpt", process, epoch=3)
+        output = output_at_exit(process, tmp_path, seconds=600)
+    finally:
+        end_if_running(process)
+    assert process.returncode == 1, output[-3000:]
     (trial_dir,) = [p.parent for p in (tmp_path / "out" / "ckpt").glob("*/gensweep.json")]
+    assert trial_dir == killed
+    assert json.loads((trial_dir / "gensweep.json").read_text())["status"] == "error"
     assert sorted(p.name for p in trial_dir.glob("checkpoint_*")) == ["checkpoint_000000", "checkpoint_000001"]
     return trial_dir
 

@@ -4,14 +4,13 @@ interrupted with SIGINT resumes with `gensweep resume`, keeping its finished wor
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from sweeps import GENSWEEP, end_if_running, output_at_exit, start_run, wait_for
+from sweeps import GENSWEEP, end_if_running, kill_trial, output_at_exit, start_run, wait_for
 from tbreader import read_events
 
 pytestmark = pytest.mark.slow
@@ -38,37 +37,42 @@ def _assert_clean_history(trial: dict, epochs: int) -> None:
     assert [e.value for e in events.Scalars("train/epoch")] == list(range(1, epochs + 1))
 
 
+def _run_killing_one_trial(tmp_path: Path, epoch: int) -> tuple[Path, str, subprocess.Popen]:
+    """`gensweep run s.yaml` with one trial's process SIGKILLed from outside at `epoch`, before
+    that epoch's checkpoint (sweeps.kill_trial); the killed trial's directory, the run's output."""
+    process = start_run(tmp_path, "s.yaml", "--storage-path", "out")
+    try:
+        killed = kill_trial(tmp_path / "out" / "faults", process, epoch=epoch)
+        output = output_at_exit(process, tmp_path, seconds=600)
+    finally:
+        end_if_running(process)
+    return killed, output, process
+
+
 def test_a_killed_trial_is_retried_from_its_checkpoint(tmp_path):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(SPEC))
-    marker = tmp_path / "killed-once"
-    env = {**os.environ, "GENSWEEP_TEST_KILL_ONCE": str(marker)}
-    result = subprocess.run(
-        [GENSWEEP, "run", "s.yaml", "--storage-path", "out"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert marker.exists()  # one trial process really was killed
+    killed, output, process = _run_killing_one_trial(tmp_path, epoch=2)
+    assert process.returncode == 0, output[-3000:]
     trials = _show(tmp_path / "out" / "faults")
     assert [t["status"] for t in trials] == ["finished"] * 3
     for trial in trials:
         assert trial["epoch"] == 4
         _assert_clean_history(trial, 4)
+    # Its process really was killed and the trial started again, from its checkpoint: Tune had
+    # epoch 1 from the killed process, and no epoch twice.
+    assert json.loads((killed / "gensweep.json").read_text())["attempts"] == 2
+    assert [json.loads(line)["epoch"] for line in (killed / "result.json").read_text().splitlines()] == [1, 2, 3, 4]
 
 
 def test_a_trial_killed_before_its_first_checkpoint_starts_over_with_one_curve(tmp_path):
-    # Killed after epoch 1's events were written but before its checkpoint: the retry trains
-    # from scratch, and its curves must not show epoch 1 twice.
+    # Killed after epoch 1's events were written (on disk) but before its checkpoint: the retry
+    # trains from scratch, and its curves must not show epoch 1 twice.
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({**SPEC, "search": {"model.latent_dim": {"grid": [2]}}}))
-    marker = tmp_path / "killed-once"
-    env = {**os.environ, "GENSWEEP_TEST_KILL_ONCE": str(marker), "GENSWEEP_TEST_KILL_EPOCH": "1"}
-    result = subprocess.run(
-        [GENSWEEP, "run", "s.yaml", "--storage-path", "out"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert marker.exists()
+    killed, output, process = _run_killing_one_trial(tmp_path, epoch=1)
+    assert process.returncode == 0, output[-3000:]
     (trial,) = _show(tmp_path / "out" / "faults")
     assert trial["status"] == "finished" and trial["epoch"] == 4
+    assert json.loads((killed / "gensweep.json").read_text())["attempts"] == 2
     _assert_clean_history(trial, 4)
 
 

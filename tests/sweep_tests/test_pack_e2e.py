@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sweeps import GENSWEEP, end_if_running, output_at_exit, start_run, wait_for
+from sweeps import GENSWEEP, end_if_running, kill_trial, output_at_exit, start_run, wait_for
 from tbreader import read_events
 
 pytestmark = pytest.mark.slow
@@ -78,18 +78,23 @@ def _assert_one_point_per_epoch(trial: dict, epochs: int) -> None:
 
 
 def test_a_killed_member_is_retried_in_a_new_pack_while_its_old_pack_goes_on(tmp_path):
-    import os
-
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({**FAULT_SWEEP, "tune": {**FAULT_SWEEP["tune"], "pack_wait": 3}}))
-    marker = tmp_path / "killed-once"
-    result = subprocess.run([GENSWEEP, "run", "s.yaml", "--storage-path", "out"], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=600, check=False, env={**os.environ, "GENSWEEP_TEST_KILL_ONCE": str(marker)})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert marker.exists()  # a member's process really was killed, at epoch 2
+    process = start_run(tmp_path, "s.yaml", "--storage-path", "out")
+    try:
+        # A member's process SIGKILLed from outside at epoch 2, before that epoch's checkpoint.
+        killed = kill_trial(tmp_path / "out" / "packed_faults", process, epoch=2)
+        output = output_at_exit(process, tmp_path, seconds=600)
+    finally:
+        end_if_running(process)
+    assert process.returncode == 0, output[-3000:]
     trials = json.loads(_gensweep("show", "out/packed_faults", "--json", cwd=tmp_path).stdout)
     assert [t["status"] for t in trials] == ["finished"] * 3
-    packs = sorted(json.loads((Path(t["logdir"]) / "gensweep.json").read_text())["pack"]["number"] for t in trials)
-    assert packs == [1, 1, 2]  # the killed member went on from its checkpoint in a pack of its own
+    records = {Path(t["logdir"]).name: json.loads((Path(t["logdir"]) / "gensweep.json").read_text()) for t in trials}
+    assert sorted(r["pack"]["number"] for r in records.values()) == [1, 1, 2]
+    # The killed member went on from its checkpoint of epoch 1, in a pack of its own: Tune had
+    # epoch 1 from the killed process, and no epoch twice.
+    assert records[killed.name]["attempts"] == 2 and records[killed.name]["pack"]["number"] == 2
+    assert [json.loads(line)["epoch"] for line in (killed / "result.json").read_text().splitlines()] == [1, 2, 3, 4]
     for trial in trials:
         assert trial["epoch"] == 4
         _assert_one_point_per_epoch(trial, 4)
