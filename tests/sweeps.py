@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runner.report import COMPARISON_RUN, RECORD_FILE, STATE_FILE
+from runner.results.report import COMPARISON_RUN, RECORD_FILE, STATE_FILE
 
 GENSWEEP = str(Path(sys.executable).parent / "gensweep")
 LOG_FILE = "run.log"
