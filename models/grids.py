@@ -1,6 +1,6 @@
 """Image grids for TensorBoard and PNG files: torchvision.utils.make_grid's layout, to the pixel.
 
-Written out because importing torchvision (for this one function) imports torch._dynamo through
+Written out because importing torchvision (for this one function) imports TorchDynamo through
 torchvision.ops: 1.3 of the 5.6 seconds a new trial process spends on imports before it trains
 (`python -X importtime -c "import runner.sweep.trial"`), paid by every trial of every sweep.
 """

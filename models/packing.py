@@ -18,6 +18,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from models.base import Batch, GenerativeModel
 from models.cards import ModelCard
+from models.torch_internals import foreach_copy_
 
 
 class PackError(ValueError):
@@ -90,7 +91,7 @@ class PackedModels:
         gradients = torch.autograd.grad(values["loss"].sum(), [self.params[name] for name in self._parameter_names])
         # Copied into the members' .grad slices: a batched matmul's weight gradient can come
         # transposed, and the fused optimizer walks gradient and weight in one memory order.
-        torch._foreach_copy_([self._gradients[name] for name in self._parameter_names], list(gradients))
+        foreach_copy_([self._gradients[name] for name in self._parameter_names], gradients)
         self.optimizer.step()
         return {name: value.detach() for name, value in values.items()}
 

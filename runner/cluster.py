@@ -10,6 +10,7 @@ import socket
 import uuid
 from pathlib import Path
 
+from runner import ray_internals
 from runner.errors import GensweepError, one_line
 
 NODE_ANSWER_SECONDS = 120
@@ -59,7 +60,7 @@ def start_or_join(address: str | None, quiet: bool = False) -> bool:
         check_reachable(address, what=source)
     # Ray's notice that a local cluster turned token authentication on: the safe default,
     # nothing to act on, printed at every start.
-    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    logging.getLogger(ray_internals.AUTH_TOKEN_NOTICE_LOGGER).setLevel(logging.ERROR)
     try:
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=not quiet)

@@ -27,8 +27,8 @@ from typing import Any
 import ray
 import torch
 from ray import tune
-from torch.utils._pytree import tree_map
 
+from models.torch_internals import tree_map
 from runner.errors import GensweepError, PermanentError, one_line
 from runner.spec import trial_spec
 from runner.train import loop

@@ -24,6 +24,7 @@ from ray import tune
 
 from runner.errors import GensweepError, PermanentError, one_line
 from runner.files import read_json, write_json
+from runner.ray_internals import trial_storage_path
 from runner.results.report import RECORD_FILE, STATE_FILE
 from runner.spec import Spec, trial_spec
 from runner.train import loop
@@ -257,12 +258,9 @@ def trial_storage_dir(context) -> Path:
     Writing straight into the run directory needs no copy at all; it is on storage every node
     sees (runner.cluster.require_shared checks that before a sweep starts).
     """
-    storage = context.get_storage()  # the session's, replaced by Ray at every reset: this trial's
-    if storage.storage_filesystem.type_name != "local":
-        raise TrialSetupError(
-            f"the run directory must be a filesystem path, not {storage.storage_filesystem.type_name} storage"
-        )
-    path = Path(storage.trial_fs_path)
+    kind, path = trial_storage_path(context)
+    if kind != "local":
+        raise TrialSetupError(f"the run directory must be a filesystem path, not {kind} storage")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 import models
+from models import torch_internals
 from models.grids import make_grid
 from runner.errors import GensweepError, PermanentError
 from runner.results.report import SAMPLES_FILE
@@ -74,7 +75,7 @@ def choose_device(requested: str, assigned_gpus: list | None = None) -> torch.de
 
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: bf16 matrix products in hardware, not emulated in fp32."""
-    return any(getattr(torch.cpu, check, lambda: False)() for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return torch_internals.cpu_has_native_bf16()
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -92,8 +93,14 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
+# Every convolution module of torch.nn (their Lazy* and quantization-aware forms are subclasses):
+# the public classes under the private base they share (_ConvNd).
+CONVOLUTIONS = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d,
+                torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)
+
+
 def has_convolutions(model: torch.nn.Module) -> bool:
-    return any(isinstance(module, torch.nn.modules.conv._ConvNd) for module in model.modules())
+    return any(isinstance(module, CONVOLUTIONS) for module in model.modules())
 
 
 def memory_format(channels_last: str, model: models.GenerativeModel) -> torch.memory_format:
@@ -125,24 +132,16 @@ def compile_networks(model: models.GenerativeModel) -> None:
 def _check_compiler(device: torch.device) -> None:
     """Fail at set-up, in one line, where inductor could not build its kernels at the first step."""
     if device.type == "cuda":
-        from torch.utils._triton import has_triton
-
-        if not has_triton():
+        if not torch_internals.has_triton():
             raise TrainingError("train.compile: torch.compile on CUDA needs Triton, which is not installed; "
                                 "set train.compile: false")
         return
-    from torch._inductor import config as inductor_config
-    from torch._inductor.cpp_builder import get_cpp_compiler
-    from torch._inductor.exc import InvalidCxxCompiler
-
-    try:
-        get_cpp_compiler()
-    except InvalidCxxCompiler:
+    if torch_internals.cpp_compiler() is None:
         raise TrainingError(
             f"train.compile: torch.compile on the CPU needs a C++ compiler and found none of "
-            f"{[cxx for cxx in inductor_config.cpp.cxx if cxx]} (install g++ or set CXX); "
+            f"{torch_internals.cpp_compiler_candidates()} (install g++ or set CXX); "
             f"set train.compile: false"
-        ) from None
+        )
 
 
 @dataclass
@@ -294,15 +293,12 @@ def _compile_failures_named(compiling: bool):
     try:
         yield
     except RuntimeError as error:
-        if compiling:
-            from torch._dynamo.exc import TorchDynamoException
-
-            if isinstance(error, TorchDynamoException):
-                lines = [line for line in str(error).splitlines() if line.strip()]
-                reason = lines[0] if lines else type(error).__name__
-                raise TrainingError(
-                    f"train.compile: torch.compile failed: {reason}; set train.compile: false"
-                ) from error
+        if compiling and torch_internals.is_compile_failure(error):
+            lines = [line for line in str(error).splitlines() if line.strip()]
+            reason = lines[0] if lines else type(error).__name__
+            raise TrainingError(
+                f"train.compile: torch.compile failed: {reason}; set train.compile: false"
+            ) from error
         raise
 
 

@@ -20,6 +20,7 @@ from tensorboard.plugins.hparams import summary_v2 as hparams_api
 from torch.utils.tensorboard import SummaryWriter
 
 from runner.files import write_bytes
+from runner.train.tensorboard_internals import add_summary
 
 HParamValue = int | float | str | bool
 
@@ -47,7 +48,7 @@ class TrialLogger:
             height=height, width=width, colorspace=grid.shape[0], encoded_image_string=png_bytes(grid)
         )
         summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, image=image)])
-        self.writer._get_file_writer().add_summary(summary, step)
+        add_summary(self.writer, summary, step)
 
     def hparams(
         self,
@@ -74,13 +75,12 @@ class TrialLogger:
                 declared.append(hparams_api.HParam(name))
             session[name] = kind(value)
         metrics = [hparams_api.Metric(tag) for tag in metric_tags]
-        file_writer = self.writer._get_file_writer()
-        file_writer.add_summary(hparams_api.hparams_config_pb(declared, metrics))
-        file_writer.add_summary(hparams_api.hparams_pb(session))
+        add_summary(self.writer, hparams_api.hparams_config_pb(declared, metrics))
+        add_summary(self.writer, hparams_api.hparams_pb(session))
 
     def finish(self, succeeded: bool) -> None:
         status = api_pb2.STATUS_SUCCESS if succeeded else api_pb2.STATUS_FAILURE
-        self.writer._get_file_writer().add_summary(_session_end_pb(status))
+        add_summary(self.writer, _session_end_pb(status))
         self.close()
 
     def close(self) -> None:

@@ -1,0 +1,149 @@
+"""The library internals this project relies on, one adapter per library, each function called
+for real against the installed library: an upgrade that moves or renames a private name fails
+here, by name, instead of in the middle of a sweep. And no private name outside the adapters.
+
+models/torch_internals.py (torch), runner/ray_internals.py (Ray),
+runner/train/tensorboard_internals.py (torch's TensorBoard writer).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import re
+import shutil
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+import torch
+from tbreader import hparams_of, read_events
+from tensorboard.compat.proto import summary_pb2
+from tensorboard.plugins.hparams import summary_v2 as hparams_api
+from torch.utils.tensorboard import SummaryWriter
+
+from models import torch_internals
+from runner import ray_internals
+from runner.train import tensorboard_internals
+
+ROOT = Path(__file__).resolve().parents[1]
+ADAPTERS = {ROOT / "models" / "torch_internals.py", ROOT / "runner" / "ray_internals.py",
+            ROOT / "runner" / "train" / "tensorboard_internals.py"}
+# A private name of one of the four libraries (a call, an import or a logger's name in a
+# string), and the private names reached through an object, which no module path precedes.
+PRIVATE = re.compile(r"(torch|ray|tensorboard|optuna)[a-zA-Z_.]*\._[a-z]|_get_file_writer|get_storage\(|trial_fs_path")
+
+
+def test_no_private_name_of_torch_ray_tensorboard_or_optuna_outside_the_adapters():
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for package in ("runner", "models", "alignment")
+        for path in sorted((ROOT / package).rglob("*.py")) if path not in ADAPTERS
+        for number, line in enumerate(path.read_text().splitlines(), 1) if PRIVATE.search(line)
+    ]
+    assert found == []
+
+
+# -- torch ----------------------------------------------------------------------------------------
+def test_tree_map_reaches_every_leaf_and_keeps_the_containers():
+    stack = torch.arange(6.0).reshape(2, 3)
+    state = {"epoch": 3, "model": OrderedDict(weight=stack[0], bias=stack[1]),
+             "optimizers": [{"state": {0: {"step": torch.tensor(5.0)}}, "param_groups": [{"lr": 1e-3, "params": [0]}]}],
+             "shape": (2, "name")}
+    cloned = torch_internals.tree_map(lambda v: v.clone() if isinstance(v, torch.Tensor) else v, state)
+    assert type(cloned["model"]) is OrderedDict and type(cloned["shape"]) is tuple
+    assert cloned["epoch"] == 3 and cloned["shape"] == (2, "name") and cloned["optimizers"][0]["param_groups"][0]["lr"] == 1e-3
+    weight = cloned["model"]["weight"]
+    assert torch.equal(weight, stack[0]) and weight.untyped_storage().nbytes() == 3 * 4  # its own row, not the stack
+    assert cloned["optimizers"][0]["state"][0]["step"].item() == 5.0
+    assert torch_internals.tree_map(lambda v: v * 2, [1, (2, {"a": 3})]) == [2, (4, {"a": 6})]
+
+
+def test_foreach_copy_copies_each_pair_into_views_of_a_stack():
+    stack = torch.zeros(2, 3, 4)
+    destinations = [stack[0], stack[1]]
+    sources = [torch.arange(12.0).reshape(4, 3).t(), torch.full((3, 4), 7.0)]  # the first transposed
+    torch_internals.foreach_copy_(destinations, tuple(sources))
+    assert torch.equal(stack[0], sources[0]) and torch.equal(stack[1], sources[1])
+
+
+def test_the_cpu_bf16_checks_exist_and_answer_a_bool():
+    missing = [name for name in torch_internals.CPU_BF16_CHECKS if not callable(getattr(torch.cpu, name, None))]
+    assert missing == [], f"torch {torch.__version__} no longer has torch.cpu.{missing}: find the new check"
+    answer = torch_internals.cpu_has_native_bf16()
+    assert isinstance(answer, bool)
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists() and " avx512_bf16" in cpuinfo.read_text():
+        assert answer  # the instruction set the kernel reports, seen by torch too
+
+
+def test_has_triton_answers_a_bool_and_no_without_the_package():
+    answer = torch_internals.has_triton()
+    assert isinstance(answer, bool)
+    if importlib.util.find_spec("triton") is None:
+        assert answer is False
+
+
+def test_cpp_compiler_is_the_one_inductor_finds_and_none_when_it_finds_none():
+    from torch._inductor import config as inductor_config
+
+    compiler = torch_internals.cpp_compiler()
+    if shutil.which("g++") or shutil.which("c++") or shutil.which("clang++"):
+        assert isinstance(compiler, str) and compiler
+    # inductor's own patch(): monkeypatch's undo deletes the config entry, hiding it from later tests
+    with inductor_config.patch({"cpp.cxx": (None, "/nonexistent/c++")}):
+        assert torch_internals.cpp_compiler() is None
+        assert torch_internals.cpp_compiler_candidates() == ["/nonexistent/c++"]
+
+
+def test_is_compile_failure_knows_a_real_torch_compile_failure():
+    def broken_backend(graph, example_inputs):
+        raise RuntimeError("no kernels today")
+
+    def double(x):  # a function of this test's own: no compiled code cached for it
+        return x * 2
+
+    with pytest.raises(RuntimeError) as raised:
+        torch.compile(double, backend=broken_backend)(torch.ones(3))
+    assert torch_internals.is_compile_failure(raised.value)
+    assert not torch_internals.is_compile_failure(RuntimeError("an ordinary failure"))
+
+
+# -- Ray ------------------------------------------------------------------------------------------
+def test_the_auth_token_notice_comes_from_the_logger_we_silence():
+    module = importlib.import_module(ray_internals.AUTH_TOKEN_NOTICE_LOGGER)
+    assert isinstance(module.logger, logging.Logger)
+    assert module.logger.name == ray_internals.AUTH_TOKEN_NOTICE_LOGGER
+
+
+def test_trial_storage_path_reads_the_trials_directory_from_tunes_storage_context(tmp_path):
+    from ray import tune
+    from ray.train._internal.storage import StorageContext
+
+    assert callable(getattr(tune.TuneContext, "get_storage", None)), "TuneContext.get_storage() is gone"
+    # What Tune builds for a trial (storage path, experiment, trial directory), asked as the trial asks.
+    storage = StorageContext(storage_path=str(tmp_path), experiment_dir_name="run", trial_dir_name="latent_dim=2_ab12")
+
+    class Context:
+        def get_storage(self):
+            return storage
+
+    assert ray_internals.trial_storage_path(Context()) == ("local", tmp_path / "run" / "latent_dim=2_ab12")
+
+
+# -- TensorBoard ----------------------------------------------------------------------------------
+def test_add_summary_writes_a_summary_made_elsewhere_even_after_close(tmp_path):
+    writer = SummaryWriter(str(tmp_path))
+    image = summary_pb2.Summary.Image(height=1, width=1, colorspace=1, encoded_image_string=b"\x89PNG")
+    tensorboard_internals.add_summary(writer, summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag="grid", image=image)]), 3)
+    tensorboard_internals.add_summary(writer, hparams_api.hparams_pb({"latent_dim": 2}))  # no step
+    writer.close()
+    value = summary_pb2.Summary.Value(tag="late", simple_value=1.5)
+    tensorboard_internals.add_summary(writer, summary_pb2.Summary(value=[value]), 4)  # reopens, as add_scalar would
+    writer.close()
+
+    events = read_events(tmp_path)
+    assert [(image.step, image.encoded_image_string) for image in events.Images("grid")] == [(3, b"\x89PNG")]
+    assert hparams_of(events)["_hparams_/session_start_info"].session_start_info.hparams["latent_dim"].number_value == 2
+    assert [(scalar.step, scalar.value) for scalar in events.Scalars("late")] == [(4, 1.5)]
