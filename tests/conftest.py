@@ -1,7 +1,9 @@
-"""Shared fixtures: a private digits cache, tiny specs, the real MNIST directory when present."""
+"""Shared fixtures: a private digits cache, tiny specs, the real MNIST directory when present, a
+Ray runtime, and the fixed batches the model tests train on."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -33,3 +35,53 @@ def mnist_dir() -> Path:
     if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip(f"real MNIST test set not present at {MNIST_DIR}")
     return MNIST_DIR
+
+
+@contextlib.contextmanager
+def _ray_here():
+    """Ray on this machine's cores, no dashboard, shut down after."""
+    import ray
+
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_runtime():
+    """One Ray for a test module (the tests in it share its actors and CPUs)."""
+    with _ray_here() as ray:
+        yield ray
+
+
+@pytest.fixture
+def fresh_ray():
+    """One Ray for one test: for tests whose actors hold CPUs the next test would wait for."""
+    with _ray_here() as ray:
+        yield ray
+
+
+@pytest.fixture(scope="session")
+def fixed_batches() -> dict:
+    """One batch of each kind of data a model trains on: 64 digits, 16 degraded/clean pairs, 16
+    images of each of two digit styles (keyed by DataInfo.pairing)."""
+    from runner.data import DigitsData
+    from runner.data.pairs import PairedData, UnpairedData
+    from runner.train.tensors import batches, load_tensors
+
+    digits = load_tensors("digits", DigitsData(train_size=64, val_size=16, seed=0))
+    paired = load_tensors("paired", PairedData(train_size=16, val_size=16))
+    unpaired = load_tensors("unpaired", UnpairedData(train_size=16, val_size=16))
+    return {
+        None: next(batches(digits.train_images, digits.train_labels, 64)),
+        "paired": next(paired.batches("train", 16)),
+        "unpaired": next(unpaired.batches("train", 16)),
+    }
+
+
+@pytest.fixture
+def fixed_batch(fixed_batches):
+    """64 labelled digits, the same in every test."""
+    return fixed_batches[None]

@@ -55,6 +55,19 @@ def end_if_running(process: subprocess.Popen) -> None:
         process.wait(timeout=60)
 
 
+def run_killing_one_trial(cwd: Path, spec_file: str, run_name: str, *, epoch: int) -> tuple[Path, str, subprocess.Popen]:
+    """`gensweep run SPEC_FILE --storage-path out` in `cwd`, with one trial's process SIGKILLed
+    from outside at `epoch`, before that epoch's checkpoint (kill_trial): the killed trial's
+    directory, the run's output, the ended process."""
+    process = start_run(cwd, spec_file, "--storage-path", "out")
+    try:
+        killed = kill_trial(cwd / "out" / run_name, process, epoch=epoch)
+        output = output_at_exit(process, cwd, seconds=600)
+    finally:
+        end_if_running(process)
+    return killed, output, process
+
+
 def kill_trial(run_dir: Path, process: subprocess.Popen, *, epoch: int, seconds: float = 600) -> Path:
     """SIGKILL, from outside, the process of the sweep's first trial once it has trained and
     logged `epoch` (a fresh trial's) and before it has a checkpoint of it; returns its directory.

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import csv
-import os
 
 import cv2
 import numpy as np
 import pytest
-import ray
 import yaml
 from click.testing import CliRunner
 
@@ -100,13 +98,6 @@ def test_colour_frames_and_a_mask(translation_sequence):
     mask[:48, :128] = 0
     result = methods.align_ecc(frame, reference, "translation", mask=mask)
     assert result.ok and corner_errors(result.matrix, truth["frame_0003.png"].matrix, 256, 256) < 0.1
-
-
-@pytest.fixture(scope="module")
-def ray_runtime():
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ from models.diffusion import (
     q_sample,
 )
 from runner.data import DigitsData
-from runner.train.tensors import batches, load_tensors
+from runner.train.tensors import load_tensors
 
 DIGITS = DataInfo((1, 28, 28), 10)
 UNLABELLED = DataInfo((1, 28, 28), None)
@@ -62,12 +62,6 @@ def _moments_within_tolerance(samples: torch.Tensor, mean: torch.Tensor, varianc
     assert ((samples.mean(0) - mean).abs() <= mean_tolerance).all(), what
     assert ((samples.var(0) - variance).abs() <= variance_tolerance).all(), what
     return mean_tolerance, variance_tolerance
-
-
-@pytest.fixture(scope="module")
-def fixed_batch() -> Batch:
-    data = load_tensors("digits", DigitsData(train_size=64, val_size=16, seed=0))
-    return next(batches(data.train_images, data.train_labels, 64))
 
 
 # -- the schedule -----------------------------------------------------------------------------

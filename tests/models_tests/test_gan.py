@@ -7,19 +7,11 @@ import torch
 from torch import nn
 
 import models
-from models import Batch, DataInfo
+from models import DataInfo
 from models.losses import discriminator_loss, generator_loss, gradient_penalty
-from runner.data import DigitsData
-from runner.train.tensors import batches, load_tensors
 
 VARIANTS = ["gan", "dcgan", "lsgan", "wgan", "wgan-gp", "hinge"]
 DIGITS = DataInfo((1, 28, 28), 10)
-
-
-@pytest.fixture(scope="module")
-def fixed_batch() -> Batch:
-    data = load_tensors("digits", DigitsData(train_size=64, val_size=16, seed=0))
-    return next(batches(data.train_images, data.train_labels, 64))
 
 
 def _gan(**params):

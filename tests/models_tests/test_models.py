@@ -14,9 +14,6 @@ import torch
 import models
 from models import Batch, DataInfo
 from models.config import ConfigError
-from runner.data import DigitsData
-from runner.data.pairs import PairedData, UnpairedData
-from runner.train.tensors import batches, load_tensors
 
 MODEL_NAMES = models.names()
 DIGITS = DataInfo((1, 28, 28), 10)
@@ -40,18 +37,6 @@ CASES = [(name, {}) for name in MODEL_NAMES] + [
     ("cyclegan", {"identity_weight": 0.0, "pool_size": 0}),
 ]
 CASE_IDS = [name + "".join(f"-{k}={v}" for k, v in params.items()) for name, params in CASES]
-
-
-@pytest.fixture(scope="module")
-def fixed_batches() -> dict:
-    digits = load_tensors("digits", DigitsData(train_size=64, val_size=16, seed=0))
-    paired = load_tensors("paired", PairedData(train_size=16, val_size=16))
-    unpaired = load_tensors("unpaired", UnpairedData(train_size=16, val_size=16))
-    return {
-        None: next(batches(digits.train_images, digits.train_labels, 64)),
-        "paired": next(paired.batches("train", 16)),
-        "unpaired": next(unpaired.batches("train", 16)),
-    }
 
 
 @pytest.fixture

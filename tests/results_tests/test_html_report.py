@@ -10,7 +10,6 @@ import base64
 import csv
 import io
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -190,17 +189,11 @@ TINY_SWEEP = {
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    """A real sweep: 4 trials on Ray (started for the sweep only), Optuna's grid sampler."""
-    import ray
-
+def run_dir(tmp_path_factory, ray_runtime) -> Path:
+    """A real sweep: 4 trials on Ray (the module's Ray), Optuna's grid sampler."""
     root = tmp_path_factory.mktemp("report_sweep")
     (root / "tiny.yaml").write_text(yaml.safe_dump(TINY_SWEEP))
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
-    try:
-        result = CliRunner().invoke(main, ["run", str(root / "tiny.yaml"), "--storage-path", str(root / "out")])
-    finally:
-        ray.shutdown()
+    result = CliRunner().invoke(main, ["run", str(root / "tiny.yaml"), "--storage-path", str(root / "out")])
     assert result.exit_code == 0, result.output[-4000:]
     return root / "out" / TINY_SWEEP["name"]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sweeps import GENSWEEP, end_if_running, kill_trial, output_at_exit, start_run
+from sweeps import GENSWEEP, run_killing_one_trial
 
 pytestmark = pytest.mark.slow
 
@@ -40,12 +40,7 @@ def _gensweep(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def _killed_at_epoch_3(tmp_path: Path) -> Path:
     """A run whose only trial was killed at epoch 3: checkpoints of epochs 1 and 2, status error."""
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(SPEC))
-    process = start_run(tmp_path, "s.yaml", "--storage-path", "out")
-    try:
-        killed = kill_trial(tmp_path / "out" / "ckpt", process, epoch=3)
-        output = output_at_exit(process, tmp_path, seconds=600)
-    finally:
-        end_if_running(process)
+    killed, output, process = run_killing_one_trial(tmp_path, "s.yaml", "ckpt", epoch=3)
     assert process.returncode == 1, output[-3000:]
     (trial_dir,) = [p.parent for p in (tmp_path / "out" / "ckpt").glob("*/gensweep.json")]
     assert trial_dir == killed

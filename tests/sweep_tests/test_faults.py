@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sweeps import GENSWEEP, end_if_running, kill_trial, output_at_exit, start_run, wait_for
+from sweeps import GENSWEEP, end_if_running, output_at_exit, run_killing_one_trial, start_run, wait_for
 from tbreader import read_events
 
 pytestmark = pytest.mark.slow
@@ -37,21 +37,9 @@ def _assert_clean_history(trial: dict, epochs: int) -> None:
     assert [e.value for e in events.Scalars("train/epoch")] == list(range(1, epochs + 1))
 
 
-def _run_killing_one_trial(tmp_path: Path, epoch: int) -> tuple[Path, str, subprocess.Popen]:
-    """`gensweep run s.yaml` with one trial's process SIGKILLed from outside at `epoch`, before
-    that epoch's checkpoint (sweeps.kill_trial); the killed trial's directory, the run's output."""
-    process = start_run(tmp_path, "s.yaml", "--storage-path", "out")
-    try:
-        killed = kill_trial(tmp_path / "out" / "faults", process, epoch=epoch)
-        output = output_at_exit(process, tmp_path, seconds=600)
-    finally:
-        end_if_running(process)
-    return killed, output, process
-
-
 def test_a_killed_trial_is_retried_from_its_checkpoint(tmp_path):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(SPEC))
-    killed, output, process = _run_killing_one_trial(tmp_path, epoch=2)
+    killed, output, process = run_killing_one_trial(tmp_path, "s.yaml", "faults", epoch=2)
     assert process.returncode == 0, output[-3000:]
     trials = _show(tmp_path / "out" / "faults")
     assert [t["status"] for t in trials] == ["finished"] * 3
@@ -68,7 +56,7 @@ def test_a_trial_killed_before_its_first_checkpoint_starts_over_with_one_curve(t
     # Killed after epoch 1's events were written (on disk) but before its checkpoint: the retry
     # trains from scratch, and its curves must not show epoch 1 twice.
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({**SPEC, "search": {"model.latent_dim": {"grid": [2]}}}))
-    killed, output, process = _run_killing_one_trial(tmp_path, epoch=1)
+    killed, output, process = run_killing_one_trial(tmp_path, "s.yaml", "faults", epoch=1)
     assert process.returncode == 0, output[-3000:]
     (trial,) = _show(tmp_path / "out" / "faults")
     assert trial["status"] == "finished" and trial["epoch"] == 4

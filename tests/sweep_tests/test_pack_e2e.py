@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sweeps import GENSWEEP, end_if_running, kill_trial, output_at_exit, start_run, wait_for
+from sweeps import GENSWEEP, end_if_running, output_at_exit, run_killing_one_trial, start_run, wait_for
 from tbreader import read_events
 
 pytestmark = pytest.mark.slow
@@ -79,13 +79,8 @@ def _assert_one_point_per_epoch(trial: dict, epochs: int) -> None:
 
 def test_a_killed_member_is_retried_in_a_new_pack_while_its_old_pack_goes_on(tmp_path):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({**FAULT_SWEEP, "tune": {**FAULT_SWEEP["tune"], "pack_wait": 3}}))
-    process = start_run(tmp_path, "s.yaml", "--storage-path", "out")
-    try:
-        # A member's process SIGKILLed from outside at epoch 2, before that epoch's checkpoint.
-        killed = kill_trial(tmp_path / "out" / "packed_faults", process, epoch=2)
-        output = output_at_exit(process, tmp_path, seconds=600)
-    finally:
-        end_if_running(process)
+    # A member's process SIGKILLed from outside at epoch 2, before that epoch's checkpoint.
+    killed, output, process = run_killing_one_trial(tmp_path, "s.yaml", "packed_faults", epoch=2)
     assert process.returncode == 0, output[-3000:]
     trials = json.loads(_gensweep("show", "out/packed_faults", "--json", cwd=tmp_path).stdout)
     assert [t["status"] for t in trials] == ["finished"] * 3
@@ -125,18 +120,7 @@ def test_an_interrupted_packed_sweep_resumes(tmp_path):
         _assert_one_point_per_epoch(trial, 6)
 
 
-@pytest.fixture
-def local_ray():
-    import os
-
-    import ray
-
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
-    yield ray
-    ray.shutdown()
-
-
-def test_the_hub_counts_a_retried_trial_once_and_ends_its_pack_with_the_last_member(local_ray, tiny_document):
+def test_the_hub_counts_a_retried_trial_once_and_ends_its_pack_with_the_last_member(fresh_ray, tiny_document):
     # A trial that fails while its pack forms and joins again must be one member, not two: else
     # the pack never empties, and its trainer holds its CPUs to the end of the sweep.
     from runner.spec import parse_document
@@ -147,27 +131,27 @@ def test_the_hub_counts_a_retried_trial_once_and_ends_its_pack_with_the_last_mem
     spec = parse_document(document, "tiny.yaml")
     hub = start_hub(spec, "test-hub", 0.01)
     key = pack_key(spec)
-    local_ray.get(hub.leave.remote("nobody"))  # the hub is up
+    fresh_ray.get(hub.leave.remote("nobody"))  # the hub is up
     first_try = hub.join.remote(key, "A", {}, None)
     # its process died while the pack formed. Waited for, as PackDepartures does: Ray does not
     # order an async actor's calls, and a departure run after the retry's join took the retry out.
-    local_ray.get(hub.leave.remote("A"))
+    fresh_ray.get(hub.leave.remote("A"))
     retried = hub.join.remote(key, "A", {}, None)
     other = hub.join.remote(key, "B", {}, None)  # the second member: the pack is full and starts
-    (trainer, index_a, number), (same_trainer, index_b, _) = local_ray.get([retried, other], timeout=60)
+    (trainer, index_a, number), (same_trainer, index_b, _) = fresh_ray.get([retried, other], timeout=60)
     assert same_trainer == trainer and sorted([index_a, index_b]) == [0, 1] and number == 1
     for index in (index_a, index_b):
         messages = []
-        while (message := local_ray.get(trainer.next.remote(index), timeout=120)) is not END:
+        while (message := fresh_ray.get(trainer.next.remote(index), timeout=120)) is not END:
             messages.append(message)
         assert [m["epoch"] for m in messages] == [1] and messages[0]["pack_size"] == 2
     del first_try
-    local_ray.get([hub.leave.remote("A"), hub.leave.remote("B")])  # the last member out: the trainer goes
-    with pytest.raises(local_ray.exceptions.RayActorError):
-        local_ray.get(trainer.next.remote(0), timeout=60)
+    fresh_ray.get([hub.leave.remote("A"), hub.leave.remote("B")])  # the last member out: the trainer goes
+    with pytest.raises(fresh_ray.exceptions.RayActorError):
+        fresh_ray.get(trainer.next.remote(0), timeout=60)
 
 
-def test_a_due_pack_waits_for_the_trials_tune_has_started(local_ray, tiny_document):
+def test_a_due_pack_waits_for_the_trials_tune_has_started(fresh_ray, tiny_document):
     # Trials Tune starts together reach the hub seconds apart: each process imports torch first,
     # slower on a busy machine. Sealed by the clock alone, the pack split them (clean-clone CI:
     # packs [1, 2, 3] where one pack of three was due). While the driver says a trial is started
@@ -180,16 +164,16 @@ def test_a_due_pack_waits_for_the_trials_tune_has_started(local_ray, tiny_docume
     spec = parse_document(document, "tiny.yaml")
     hub = start_hub(spec, "test-hub-wait", 0.01)
     key = pack_key(spec)
-    local_ray.get(hub.expect.remote(["A", "B", "C"]))  # the driver: Tune has these three pending or running
+    fresh_ray.get(hub.expect.remote(["A", "B", "C"]))  # the driver: Tune has these three pending or running
     first = hub.join.remote(key, "A", {}, None)
-    ready, _ = local_ray.wait([first], timeout=3)  # fifteen times pack_wait
+    ready, _ = fresh_ray.wait([first], timeout=3)  # fifteen times pack_wait
     assert not ready, "the pack was sealed while two trials Tune had started were on their way"
-    joined = local_ray.get([first, hub.join.remote(key, "B", {}, None), hub.join.remote(key, "C", {}, None)], timeout=60)
+    joined = fresh_ray.get([first, hub.join.remote(key, "B", {}, None), hub.join.remote(key, "C", {}, None)], timeout=60)
     assert len({trainer for trainer, _, _ in joined}) == 1  # one pack, one trainer
     assert sorted(index for _, index, _ in joined) == [0, 1, 2] and {number for *_, number in joined} == {1}
 
 
-def test_a_due_pack_stops_waiting_for_a_trial_that_ended_before_it_joined(local_ray, tiny_document):
+def test_a_due_pack_stops_waiting_for_a_trial_that_ended_before_it_joined(fresh_ray, tiny_document):
     from runner.spec import parse_document
     from runner.sweep.pack_trial import start_hub
     from runner.train.packing import pack_key
@@ -197,14 +181,14 @@ def test_a_due_pack_stops_waiting_for_a_trial_that_ended_before_it_joined(local_
     document = {**tiny_document, "tune": {"pack": 2, "pack_wait": 0.2}, "quality": {"every": 0}}
     spec = parse_document(document, "tiny.yaml")
     hub = start_hub(spec, "test-hub-ended", 0.01)
-    local_ray.get(hub.expect.remote(["A", "B"]))
+    fresh_ray.get(hub.expect.remote(["A", "B"]))
     first = hub.join.remote(pack_key(spec), "A", {}, None)
-    ready, _ = local_ray.wait([first], timeout=3)
+    ready, _ = fresh_ray.wait([first], timeout=3)
     assert not ready  # B is on its way
-    local_ray.get(hub.expect.remote(["A"]))  # B's process died before it joined: Tune ended it
-    trainer, index, number = local_ray.get(first, timeout=60)
+    fresh_ray.get(hub.expect.remote(["A"]))  # B's process died before it joined: Tune ended it
+    trainer, index, number = fresh_ray.get(first, timeout=60)
     assert (index, number) == (0, 1)
-    assert local_ray.get(trainer.next.remote(0), timeout=120)["epoch"] == 1  # a pack of one trains
+    assert fresh_ray.get(trainer.next.remote(0), timeout=120)["epoch"] == 1  # a pack of one trains
 
 
 def test_a_trial_told_to_leave_while_its_pack_formed_hears_why_in_one_line(tiny_document):

@@ -7,11 +7,9 @@ down at the end); each spec is a real Tune sweep with real Optuna, ASHA or PBT.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
-import ray
 from click.testing import CliRunner
 
 from runner.cli import main
@@ -19,7 +17,7 @@ from runner.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted((ROOT / "search_spaces").glob("*.yaml"))
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_runtime")]
 
 SHRINK = [
     "data.train_size=256",
@@ -29,13 +27,6 @@ SHRINK = [
     "train.batch_size=32",
     "quality.samples=64",
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_runtime():
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.parametrize("spec_path", SPECS, ids=lambda p: p.stem)
