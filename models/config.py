@@ -54,7 +54,7 @@ def _first_problem(error: pydantic.ValidationError, cls, where: str) -> ConfigEr
     if problem["type"] == "unexpected_keyword_argument":
         known = ", ".join(field_names(cls))
         return ConfigError(key, f"unknown key (known keys: {known})")
-    if problem["type"] == "missing_argument":
+    if problem["type"] in ("missing_argument", "missing"):  # a dataclass field without a default: "missing"
         return ConfigError(key, "required key is missing")
     return ConfigError(key, f"{problem['msg']}, got {_show(problem.get('input'))}")
 

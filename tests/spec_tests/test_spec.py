@@ -79,6 +79,7 @@ BAD_SPECS = {
     "grid mixed": ({"search": {"model.latent_dim": {"grid": [2, 4]}, "train.lr": {"uniform": [0.001, 0.01]}}}, "search: grid dimensions cannot mix"),
     "metric not reported": ({"tune": {"metric": "val/fid"}}, "tune.metric: vae does not report 'val/fid'"),
     "bad mode": ({"tune": {"mode": "minimize"}}, "tune.mode: Input should be 'min' or 'max'"),
+    "required key missing": ({"data": {"name": "folder"}}, "data.path: required key is missing"),
     "conv on odd size": ({"model": {"name": "vae", "arch": "conv"}, "data": {"name": "folder", "path": "/tmp", "image_size": 30}}, "model.arch: conv needs image sides divisible by 4"),
 }
 
