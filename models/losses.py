@@ -46,18 +46,57 @@ def l1_error(prediction: Tensor, target: Tensor) -> Tensor:
     return (prediction.float() - target.float()).abs().flatten(1).sum(dim=1)
 
 
-def ssim_loss(prediction: Tensor, target: Tensor) -> Tensor:
-    """1 - SSIM per image (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5), images in [0, 1].
+SSIM_SIGMA = 1.5  # Wang et al. 2004's Gaussian window
+SSIM_WINDOW = 11  # 2 * int(3.5 * 1.5 + 0.5) + 1: scikit-image's window for sigma 1.5 (truncate 3.5)
+SSIM_K1, SSIM_K2 = 0.01, 0.03
 
-    torchmetrics' implementation: differentiable, maintained, and it takes the data range
-    explicitly rather than guessing it from the batch (which skimage's would, per image).
+
+def ssim_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> Tensor:
+    """The normalised 1-D Gaussian (size,) in float64; SSIM's 2-D window is its outer product."""
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    weights = torch.exp(-0.5 * (coords / sigma) ** 2)
+    return weights / weights.sum()
+
+
+def ssim(prediction: Tensor, target: Tensor) -> Tensor:
+    """Mean SSIM per image (Wang et al. 2004), images (B, C, H, W) in [0, 1] -> (B,).
+
+    scikit-image's `structural_similarity(gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, data_range=1, channel_axis=...)`: an 11x11 Gaussian window of
+    sigma 1.5, population (co)variances, K1 = 0.01, K2 = 0.03, the SSIM map averaged over the
+    windows that lie inside the image (a valid convolution: no padded border) and then over
+    channels. Differentiable; computed in float32 (float64 stays float64) on the input's device.
     """
-    from torchmetrics.functional.image import structural_similarity_index_measure
+    if prediction.shape != target.shape or prediction.dim() != 4:
+        raise ValueError(f"SSIM compares two (B, C, H, W) batches of one shape, got {tuple(prediction.shape)} "
+                         f"and {tuple(target.shape)}")
+    height, width = prediction.shape[-2:]
+    if min(height, width) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels (its Gaussian "
+                         f"window), got {height}x{width}")
+    dtype = torch.promote_types(torch.promote_types(prediction.dtype, target.dtype), torch.float32)
+    with torch.autocast(prediction.device.type, enabled=False):  # variances by subtraction: no half precision
+        x, y = prediction.to(dtype), target.to(dtype)
+        channels = x.shape[1]
+        maps = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # (B, 5C, H, W): one filtering pass
+        window = ssim_window().to(device=x.device, dtype=dtype)
+        groups = 5 * channels
+        maps = F.conv2d(maps, window.view(1, 1, -1, 1).expand(groups, 1, -1, 1), groups=groups)
+        maps = F.conv2d(maps, window.view(1, 1, 1, -1).expand(groups, 1, 1, -1), groups=groups)
+        mean_x, mean_y, mean_xx, mean_yy, mean_xy = maps.split(channels, dim=1)
+        var_x = mean_xx - mean_x * mean_x
+        var_y = mean_yy - mean_y * mean_y
+        cov_xy = mean_xy - mean_x * mean_y
+        c1, c2 = SSIM_K1**2, SSIM_K2**2  # data range 1
+        similarity = ((2 * mean_x * mean_y + c1) * (2 * cov_xy + c2)) / (
+            (mean_x * mean_x + mean_y * mean_y + c1) * (var_x + var_y + c2)
+        )
+        return similarity.flatten(2).mean(dim=2).mean(dim=1)
 
-    similarity = structural_similarity_index_measure(
-        prediction.float(), target.float(), data_range=1.0, reduction="none"
-    )
-    return 1.0 - similarity
+
+def ssim_loss(prediction: Tensor, target: Tensor) -> Tensor:
+    """1 - SSIM per image (see `ssim`: scikit-image's Gaussian-window SSIM), images in [0, 1]: (B,)."""
+    return 1.0 - ssim(prediction, target)
 
 
 def log_kernel(size: int = 15, sigma: float = 1.5) -> Tensor:

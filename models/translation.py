@@ -23,7 +23,7 @@ from models.vgg_weights import find_vgg_weights
 def image_quality(prediction: Tensor, target: Tensor) -> dict[str, Tensor]:
     """PSNR (dB) and SSIM per image (B,), of the prediction clipped to the valid range."""
     prediction = prediction.float().clamp(0, 1)
-    return {"psnr": losses.psnr(prediction, target), "ssim": 1.0 - losses.ssim_loss(prediction, target)}
+    return {"psnr": losses.psnr(prediction, target), "ssim": losses.ssim(prediction, target)}
 
 
 def _mean_over(batches, per_image) -> dict[str, float]:

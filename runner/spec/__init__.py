@@ -34,7 +34,7 @@ from runner.spec.names import MAX_NAME, is_safe_name
 from runner.spec.names import RULE as NAME_RULE
 from runner.spec.yaml_io import MAX_GRID_POINTS, MAX_SEARCH_VALUES, YamlError, load_yaml
 
-QUALITY_METRICS = ("fd", "kid", "precision", "recall", "class_score")  # runner/train/quality.py computes them
+QUALITY_METRICS = ("fd", "kid", "kid_std", "precision", "recall", "class_score")  # runner/train/quality.py computes them
 INCEPTION_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"  # what torch-fidelity's FID loads
 
 

@@ -1,4 +1,4 @@
-"""Sample quality for every generator, in one feature space: fd, kid, precision/recall, class score.
+"""Sample quality for every generator, in one feature space: fd, kid (and kid_std), precision/recall, class score.
 
 The feature space is a small classifier (models.feature_net) trained once per data set on its
 labelled training split and cached by the data's content hash, so trials, sweeps and machines
@@ -25,6 +25,7 @@ from runner.train.tensors import ImageData
 
 FEATURE_TRAINING_LIMIT = 20_000  # enough for a good digit classifier; bounds the one-off cost
 CHUNK = 500  # images per forward pass when sampling and extracting features
+KID_SUBSETS, KID_SUBSET_SIZE, KID_SEED = 100, 1000, 0  # torch-fidelity's subsets of 1,000 (fewer for few samples)
 
 
 class QualityError(GensweepError):
@@ -108,9 +109,7 @@ class QualityMeter:
         precision, recall = metrics.precision_recall(self.real_features, fake_features)
         scores = {
             "fd": float(metrics.frechet_distance(self.real_features, fake_features)),
-            "kid": float(
-                metrics.kernel_inception_distance(self.real_features / self.kernel_scale, fake_features / self.kernel_scale)
-            ),
+            **self._kid(fake_features),
             "precision": float(precision),
             "recall": float(recall),
             "class_score": float(metrics.classifier_score(probabilities)),
@@ -118,6 +117,18 @@ class QualityMeter:
         if self.inception is not None:
             scores["fid"] = self.inception.measure(images)
         return scores
+
+    def _kid(self, fake_features) -> dict[str, float]:
+        """kid on all features; kid_std over KID_SUBSETS subsets of min(1,000, half the samples),
+        drawn by a fixed seed so that one model's figures do not vary with the draw."""
+        real, fake = self.real_features / self.kernel_scale, fake_features / self.kernel_scale
+        subset_size = max(2, min(KID_SUBSET_SIZE, len(real) // 2, len(fake) // 2))  # samples >= 10: at least 5
+        generator = torch.Generator().manual_seed(KID_SEED)
+        estimates = metrics.kid_subset_estimates(real, fake, KID_SUBSETS, subset_size, generator)
+        return {
+            "kid": float(metrics.kernel_inception_distance(real, fake)),
+            "kid_std": float(estimates.std(correction=0)),  # population std, as torch-fidelity's
+        }
 
 
 class _InceptionFID:

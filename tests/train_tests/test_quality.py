@@ -7,7 +7,13 @@ import torch
 import torchvision.transforms.functional as TF
 
 from models.config import ConfigError
-from models.metrics import classifier_score, frechet_distance, kernel_inception_distance, precision_recall
+from models.metrics import (
+    classifier_score,
+    frechet_distance,
+    kernel_inception_distance,
+    kid_subset_estimates,
+    precision_recall,
+)
 from runner.data import DigitsData, MnistData
 from runner.spec import check_inception_weights
 from runner.train.quality import QualityError, QualityMeter, load_feature_net
@@ -28,6 +34,29 @@ def test_kid_is_unbiased_near_zero_for_one_distribution():
     same = kernel_inception_distance(torch.randn(1000, 8), torch.randn(1000, 8)).item()
     shifted = kernel_inception_distance(torch.randn(1000, 8), torch.randn(1000, 8) + 0.5).item()
     assert abs(same) < 0.01 < shifted
+
+
+def test_kid_over_subsets_of_one_and_of_two_distributions():
+    torch.manual_seed(0)
+    real, same, shifted = torch.randn(1000, 8), torch.randn(1000, 8), torch.randn(1000, 8) + 0.5
+
+    def estimates(fake, seed=0):
+        return kid_subset_estimates(real, fake, subsets=50, subset_size=200, generator=torch.Generator().manual_seed(seed))
+
+    one, two = estimates(same), estimates(shifted)
+    assert one.shape == (50,) and torch.isfinite(one).all() and torch.isfinite(two).all()
+    # One distribution: about zero, the subsets scattered about it by a little.
+    assert abs(one.mean().item()) < 0.01 and 0 < one.std(correction=0).item() < 0.05
+    # Shifted: clearly positive on every subset; the spread small beside the gap.
+    assert (two > 0).all() and two.std(correction=0).item() < 0.25 * two.mean().item()
+    # The subset mean estimates the all-features figure; a seed gives the same subsets.
+    assert two.mean().item() == pytest.approx(kernel_inception_distance(real, shifted).item(), rel=0.05)
+    assert torch.equal(estimates(shifted), two) and not torch.equal(estimates(shifted, seed=1), two)
+    # Subsets of everything are the whole set, every time: no spread.
+    whole = kid_subset_estimates(real[:50], same[:50], subsets=5, subset_size=50)
+    assert torch.allclose(whole, kernel_inception_distance(real[:50], same[:50]).expand(5).double())
+    with pytest.raises(ValueError, match="KID subsets of 60 need 2 to 50"):
+        kid_subset_estimates(real[:50], same, subset_size=60)
 
 
 def test_precision_recall_of_a_collapsed_generator():
@@ -64,6 +93,8 @@ def test_held_out_real_images_score_near_the_best(meter, digits):
     # bias): "near the best" is measured against what a visible flaw costs.
     assert scores["fd"] < 0.3 * noisy["fd"]
     assert abs(scores["kid"]) < 0.01  # unbiased: about zero for one distribution
+    assert 0 < scores["kid_std"] < 0.01 and 0 < noisy["kid_std"] < noisy["kid"]  # subsets of 500
+    assert meter.measure_images(real)["kid_std"] == scores["kid_std"]  # the subsets come from a fixed seed
     assert scores["precision"] > 0.85 and scores["recall"] > 0.85
     assert scores["class_score"] > 9  # a confident, balanced classifier on real digits
 
