@@ -507,7 +507,7 @@ def _check_tune(spec: Spec) -> None:
     for metric in spec.metrics:
         if metric not in known:
             why = ""
-            if metric.removeprefix("val/") in ("fd", "kid", "precision", "recall", "class_score", "fid"):
+            if metric.removeprefix("val/") in (*QUALITY_METRICS, "fid"):
                 why = " (quality metrics need labelled data and quality.every > 0)"
             raise ConfigError(
                 "tune.metric", f"{spec.model_name} does not report {metric!r}{why} (it reports: {', '.join(known)})"
