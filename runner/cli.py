@@ -437,7 +437,11 @@ def validate(spec_path, overrides) -> None:
     from runner.data import SOURCES
 
     SOURCES[spec.data_name].check(spec.data)
-    click.echo(f"{spec_path}: ok: {spec.num_samples} trials of {spec.model_name} on {spec.data_name}")
+    info = spec.data_info
+    kind = f"{info.num_classes} classes" if info.num_classes else "unlabelled"
+    kind += f", {info.pairing}" if info.pairing else ""
+    shape = "x".join(map(str, info.image_shape))
+    click.echo(f"{spec_path}: ok: {spec.num_samples} trials of {spec.model_name} on {spec.data_name} ({shape}, {kind})")
     for path, dim in spec.search.items():
         click.echo(f"  {path}: {dim.kind} {_span_text(dim)}")
     sampler = spec.sampler if spec.search else "-"

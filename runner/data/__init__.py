@@ -1,14 +1,15 @@
 """Data sets as uint8 numpy arrays in memory (ImageArrays): loaded once per trial. No torch, so the
 spec check can import the sources; training turns the arrays into tensors (runner/train/tensors.py).
 
-The registry of sources by name. Each source is a module of its own (runner/data/NAME.py, or
-pairs.py for the two two-image sources) that builds on runner/data/base.py and exports SOURCE, a
-DataSource: its config class (the spec's `data:` section), `describe`, `check` and `load`.
+The registry of sources by name. Each source is a module of its own (runner/data/NAME.py), or one
+module a family: pairs.py (paired, unpaired), mnist_family.py (fashion_mnist, kmnist, emnist, on
+mnist.py's IDX reader), cifar.py (cifar10, cifar100). Each builds on runner/data/base.py and
+exports its DataSource(s): a config class (the spec's `data:` section), `describe`, `check`, `load`.
 """
 
 from __future__ import annotations
 
-from runner.data import digits, folder, mnist, pairs
+from runner.data import cifar, digits, folder, imagefolder, mnist, mnist_family, pairs, svhn
 from runner.data.base import (
     DataError,
     DataSource,
@@ -19,15 +20,26 @@ from runner.data.base import (
     read_images,
     split_indices,
 )
+from runner.data.cifar import Cifar10Data, Cifar100Data
 from runner.data.digits import DigitsData, cached_digits, digits_cache_path
 from runner.data.folder import FolderData
-from runner.data.mnist import MnistData, check_idx_header, read_idx
+from runner.data.imagefolder import ImageFolderData
+from runner.data.mnist import IdxLayout, MnistData, check_idx_header, read_idx
+from runner.data.mnist_family import EmnistData, IdxData
 from runner.data.pairs import PairedData, UnpairedData
+from runner.data.svhn import SvhnData
 
 SOURCES: dict[str, DataSource] = {
     "digits": digits.SOURCE,
     "mnist": mnist.SOURCE,
+    "fashion_mnist": mnist_family.FASHION_MNIST_SOURCE,
+    "kmnist": mnist_family.KMNIST_SOURCE,
+    "emnist": mnist_family.EMNIST_SOURCE,
+    "cifar10": cifar.SOURCE_10,
+    "cifar100": cifar.SOURCE_100,
+    "svhn": svhn.SOURCE,
     "folder": folder.SOURCE,
+    "imagefolder": imagefolder.SOURCE,
     "paired": pairs.PAIRED,
     "unpaired": pairs.UNPAIRED,
 }
@@ -38,7 +50,7 @@ def load(name: str, data_config) -> ImageArrays:
 
 
 __all__ = [
-    "SOURCES", "DataError", "DataSource", "DigitsData", "FolderData", "ImageArrays", "MnistData", "PairedData",
-    "UnpairedData", "cache_dir", "cached_digits", "check_idx_header", "check_image_headers",
+    "SOURCES", "Cifar10Data", "Cifar100Data", "DataError", "DataSource", "DigitsData", "EmnistData", "FolderData",
+    "IdxData", "IdxLayout", "ImageArrays", "ImageFolderData", "MnistData", "PairedData", "SvhnData", "UnpairedData", "cache_dir", "cached_digits", "check_idx_header", "check_image_headers",
     "digits_cache_path", "image_files", "load", "read_idx", "read_images", "split_indices",
 ]

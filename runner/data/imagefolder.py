@@ -1,0 +1,75 @@
+"""`imagefolder`: labelled images, one sub-folder per class (torchvision's ImageFolder layout:
+root/cat/x.png, root/dog/y.jpg). Class indices follow the sorted folder names; images are found
+recursively within each class folder and read as `folder` reads them (runner/data/folder.py);
+files directly in the root belong to no class and are ignored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from models.config import config
+from models.data_info import DataInfo
+from runner.data.base import (
+    DataError,
+    DataSource,
+    ImageArrays,
+    check_image_headers,
+    image_files,
+    read_images,
+    split_indices,
+)
+
+
+@config
+class ImageFolderData:
+    path: str = Field(description="directory with one sub-folder of images per class")
+    image_size: int = Field(64, ge=4, description="images are resized to image_size x image_size")
+    channels: Literal[1, 3] = Field(1, description="1: grayscale, 3: RGB")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of images held out for val")
+    seed: int = Field(0, description="seed of the train/val split")
+
+
+def class_folders(directory: Path) -> list[Path]:
+    """The class folders, sorted by name (their index is the label); hidden folders skipped."""
+    if not directory.is_dir():
+        raise DataError(f"data.path: directory {directory} does not exist")
+    folders = sorted((p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+    if len(folders) < 2:
+        raise DataError(f"data.path: {directory} holds {len(folders)} class folders; need at least 2 (one sub-folder per class)")
+    return folders
+
+
+def _files_and_labels(directory: Path) -> tuple[list[Path], np.ndarray]:
+    files, labels = [], []
+    for index, folder in enumerate(class_folders(directory)):
+        found = image_files(folder)
+        if not found:
+            raise DataError(f"data.path: class folder {folder} holds no images")
+        files += found
+        labels += [index] * len(found)
+    return files, np.array(labels, np.int64)
+
+
+def _describe_imagefolder(data: ImageFolderData) -> DataInfo:
+    return DataInfo((data.channels, data.image_size, data.image_size), len(class_folders(Path(data.path))))
+
+
+def _check_imagefolder(data: ImageFolderData) -> None:
+    files, _ = _files_and_labels(Path(data.path))
+    check_image_headers(files, "data.path")
+
+
+def _load_imagefolder(data: ImageFolderData) -> ImageArrays:
+    _check_imagefolder(data)
+    files, labels = _files_and_labels(Path(data.path))
+    images = read_images(files, data.image_size, data.channels)
+    train, val = split_indices(len(images), data.val_fraction, data.seed)
+    classes = int(labels.max()) + 1
+    return ImageArrays(images[train], labels[train], images[val], labels[val], classes)
+
+
+SOURCE = DataSource(ImageFolderData, _describe_imagefolder, _check_imagefolder, _load_imagefolder)
