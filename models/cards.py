@@ -156,6 +156,50 @@ VAE = ModelCard(
 Variant = Literal["gan", "dcgan", "lsgan", "wgan", "wgan-gp", "hinge"]
 
 
+@dataclass(frozen=True)
+class PaperDefaults:
+    """How a GAN variant's paper trains it: what GANConfig's null optimizer fields become."""
+
+    optimizer: Literal["adam", "rmsprop"]
+    lr: float  # shown, not applied: lr_g/lr_d null take train.lr (see GANConfig.lr_g)
+    betas: tuple[float, float] | None  # Adam's (beta1, beta2); None for RMSprop
+    n_critic: int  # critic steps per generator step
+    cite: str
+
+
+# One row per variant. Fields a spec leaves null take these; a value the spec sets wins.
+PAPER_DEFAULTS: dict[str, PaperDefaults] = {
+    # Goodfellow et al. 2014 trained MLPs with SGD + momentum and k = 1 critic step; no optimizer
+    # setting of theirs carries over, so the original GAN takes the Adam settings the field
+    # settled on since (DCGAN's), with their k = 1.
+    "gan": PaperDefaults("adam", 2e-4, (0.5, 0.999), 1, "Goodfellow et al. 2014 (k=1); Adam as DCGAN"),
+    # Radford et al. 2015, sec. 4: Adam, lr 0.0002, beta1 0.5 (0.9 oscillated); beta2 Adam's 0.999.
+    "dcgan": PaperDefaults("adam", 2e-4, (0.5, 0.999), 1, "Radford et al. 2015"),
+    # Mao et al. 2017, sec. 4: Adam, lr 0.0002, beta1 0.5, one D step per G step.
+    "lsgan": PaperDefaults("adam", 2e-4, (0.5, 0.999), 1, "Mao et al. 2017"),
+    # Arjovsky et al. 2017, Algorithm 1: RMSProp, lr 5e-5, n_critic 5, clip 0.01 (model.clip's
+    # default); momentum methods such as Adam made their critic unstable (sec. 4).
+    "wgan": PaperDefaults("rmsprop", 5e-5, None, 5, "Arjovsky et al. 2017, Algorithm 1"),
+    # Gulrajani et al. 2017, Algorithm 1: Adam, lr 1e-4, beta1 0, beta2 0.9, n_critic 5, lambda 10
+    # (model.gp_lambda's default).
+    "wgan-gp": PaperDefaults("adam", 1e-4, (0.0, 0.9), 5, "Gulrajani et al. 2017, Algorithm 1"),
+    # Miyato et al. 2018 (SN-GAN) ran the hinge loss under several settings; this is their
+    # DCGAN-like one (Table 1, setting C: lr 0.0002, beta1 0.5, beta2 0.999, n_dis 1). Their
+    # (0, 0.9) with n_dis 5 goes with spectrally normalized ResNet critics, which ours is not
+    # (a batch-norm conv or MLP critic, like DCGAN's).
+    "hinge": PaperDefaults("adam", 2e-4, (0.5, 0.999), 1, "Miyato et al. 2018, Table 1 setting C"),
+}
+
+
+def paper_defaults_lines() -> list[str]:
+    """The table as `gensweep models` shows it, one line a variant."""
+    lines = []
+    for variant, row in PAPER_DEFAULTS.items():
+        betas = f" betas ({row.betas[0]}, {row.betas[1]})" if row.betas else ""
+        lines.append(f"{variant:<8} {row.optimizer} lr {row.lr:g}{betas} n_critic {row.n_critic}  ({row.cite})")
+    return lines
+
+
 @config
 class GANConfig:
     variant: Variant = Field("dcgan", description="loss and critic: gan, dcgan, lsgan, wgan, wgan-gp, hinge")
@@ -163,15 +207,42 @@ class GANConfig:
     latent_dim: int = Field(64, ge=1, description="size of the noise vector z")
     width: int = Field(64, ge=4, description="conv: channels of the first stage; mlp: hidden width / 8")
     conditional: bool = Field(False, description="cGAN: the class label goes into G and D (labelled data)")
-    lr_g: float | None = Field(None, gt=0, description="generator learning rate; null: train.lr")
+    # None inside the Literal: `gensweep models` then lists it as adam|rmsprop|None.
+    optimizer: Literal["adam", "rmsprop", None] = Field(  # noqa: PYI061
+        None, description="both players' optimizer; null: the variant's paper's (rmsprop for wgan, else adam)")
+    # The learning rates alone do not default to the paper's: a model is given train.lr and
+    # cannot tell a spec's train.lr (set, or swept) from its default, and a swept train.lr that
+    # a GAN ignored would be a silent no-op. The paper's rate is listed, to set as train.lr.
+    lr_g: float | None = Field(None, gt=0, description="generator learning rate; null: train.lr (not the paper's, listed below)")
     lr_d: float | None = Field(None, gt=0, description="discriminator learning rate; null: train.lr")
-    beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 (DCGAN: 0.5)")
-    beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2 (WGAN-GP: 0.9)")
-    n_critic: int | None = Field(None, ge=1, description="critic steps per generator step; null: 5 for wgan/wgan-gp, else 1")
+    beta1: float | None = Field(None, ge=0, lt=1, description="Adam beta1; null: the variant's paper's (DCGAN 0.5, WGAN-GP 0)")
+    beta2: float | None = Field(None, ge=0, lt=1, description="Adam beta2; null: the variant's paper's (DCGAN 0.999, WGAN-GP 0.9)")
+    n_critic: int | None = Field(None, ge=1, description="critic steps per generator step; null: the variant's paper's (5 for wgan/wgan-gp, else 1)")
     clip: float = Field(0.01, gt=0, description="wgan: critic weights are clipped to [-clip, clip]")
     gp_lambda: float = Field(10.0, ge=0, description="wgan-gp: weight of the gradient penalty")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="one-sided: real label 1 - this (gan, dcgan, lsgan)")
     instance_noise: float = Field(0.0, ge=0, description="std of Gaussian noise added to D's inputs, real and fake")
+
+
+@dataclass(frozen=True)
+class GANOptimizer:
+    """A GANConfig's optimizer settings, its nulls resolved from PAPER_DEFAULTS."""
+
+    kind: Literal["adam", "rmsprop"]
+    betas: tuple[float, float] | None  # None for RMSprop
+    n_critic: int
+
+
+def gan_optimizer(config: GANConfig) -> GANOptimizer:
+    paper = PAPER_DEFAULTS[config.variant]
+    kind = config.optimizer or paper.optimizer
+    n_critic = config.n_critic or paper.n_critic
+    if kind == "rmsprop":
+        return GANOptimizer(kind, None, n_critic)
+    paper_betas = paper.betas or (0.9, 0.999)  # Adam's own, for a variant whose paper used RMSprop
+    beta1 = paper_betas[0] if config.beta1 is None else config.beta1
+    beta2 = paper_betas[1] if config.beta2 is None else config.beta2
+    return GANOptimizer(kind, (beta1, beta2), n_critic)
 
 
 def gan_arch(config: GANConfig) -> str:
@@ -180,6 +251,12 @@ def gan_arch(config: GANConfig) -> str:
 
 def _check_gan(config: GANConfig, data: DataInfo) -> None:
     check_pairing(None, data)
+    if gan_optimizer(config).kind == "rmsprop":
+        for key in ("beta1", "beta2"):
+            if getattr(config, key) is not None:
+                why = "as its paper" if config.optimizer is None else "model.optimizer: rmsprop"
+                raise ValueError(f"model.{key}: {config.variant} trains with rmsprop ({why}), which has no betas; "
+                                 "set model.optimizer: adam to use them")
     check_labels(config.conditional, data)
     if gan_arch(config) == "conv":
         check_conv_shape(data.image_shape, "model.arch")

@@ -14,12 +14,14 @@ from torch import Tensor, nn
 
 from models import losses, nets
 from models.base import Batch, DataInfo, GenerativeModel, adam
-from models.cards import GANConfig, gan_arch
+from models.cards import GANConfig, gan_arch, gan_optimizer
 from models.registry import register
 
-WASSERSTEIN = ("wgan", "wgan-gp")
 
-
+def _optimizer(parameters, kind: str, lr: float, betas: tuple[float, float] | None) -> torch.optim.Optimizer:
+    if kind == "rmsprop":  # WGAN's (Arjovsky et al. 2017); torch's alpha 0.99, as their reference code
+        return torch.optim.RMSprop(parameters, lr=lr)
+    return adam(parameters, lr, betas)
 
 
 class _Conditioned(nn.Module):
@@ -64,10 +66,12 @@ class GAN(GenerativeModel):
             critic = nets.conv_critic((channels + extra, height, width), config.width, norm)
         self.generator = _Conditioned(generator, classes, as_channels=False)
         self.critic = _Conditioned(critic, classes, as_channels=arch == "conv")
-        betas = (config.beta1, config.beta2)
-        self.optimizers["generator"] = adam(self.generator.parameters(), config.lr_g or lr, betas)
-        self.optimizers["critic"] = adam(self.critic.parameters(), config.lr_d or lr, betas)
-        self.n_critic = config.n_critic or (5 if config.variant in WASSERSTEIN else 1)
+        # Nulls are the variant's paper's (models.cards.PAPER_DEFAULTS), but the learning rates:
+        # null lr_g/lr_d take train.lr (`lr`), so that a sweep over train.lr reaches a GAN.
+        setting = gan_optimizer(config)
+        self.optimizers["generator"] = _optimizer(self.generator.parameters(), setting.kind, config.lr_g or lr, setting.betas)
+        self.optimizers["critic"] = _optimizer(self.critic.parameters(), setting.kind, config.lr_d or lr, setting.betas)
+        self.n_critic = setting.n_critic
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
     def networks_to_compile(self) -> dict[str, nn.Module]:

@@ -465,6 +465,7 @@ def _span_text(dim) -> str:
 def list_models() -> None:
     """List the registered models with their parameters and defaults."""
     import models
+    from models.cards import paper_defaults_lines
     from models.config import describe_fields
 
     for name in models.names():
@@ -472,6 +473,10 @@ def list_models() -> None:
         click.echo(f"{name}: {entry.summary}")
         for field_name, kind, default, description in describe_fields(entry.config_class):
             click.echo(f"    {field_name:<14} {kind:<24} {default:<10} {description}")
+        if name == "gan":  # what its null optimizer fields become, variant by variant
+            click.echo("    paper defaults (null optimizer/beta1/beta2/n_critic take these; lr_g/lr_d take train.lr):")
+            for line in paper_defaults_lines():
+                click.echo(f"      {line}")
         click.echo()
 
 

@@ -96,3 +96,71 @@ def test_conditional_samples_follow_their_labels(fixed_batch):
     model = _gan(conditional=True)
     grids = model.log_images(fixed_batch)
     assert grids["by_class"].shape[1:] == (10 * 28 + 11 * 2, 10 * 28 + 11 * 2)
+
+
+# -- optimizer defaults from the papers (models.cards.PAPER_DEFAULTS) ----------------------------
+PAPER = {  # variant: (optimizer class, betas, n_critic), as each paper trained it
+    "gan": (torch.optim.Adam, (0.5, 0.999), 1),  # Goodfellow et al. 2014 k=1; Adam as DCGAN
+    "dcgan": (torch.optim.Adam, (0.5, 0.999), 1),  # Radford et al. 2015
+    "lsgan": (torch.optim.Adam, (0.5, 0.999), 1),  # Mao et al. 2017
+    "wgan": (torch.optim.RMSprop, None, 5),  # Arjovsky et al. 2017
+    "wgan-gp": (torch.optim.Adam, (0.0, 0.9), 5),  # Gulrajani et al. 2017
+    "hinge": (torch.optim.Adam, (0.5, 0.999), 1),  # Miyato et al. 2018, setting C
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_unset_optimizer_fields_are_the_papers_and_the_rates_train_lr(variant):
+    kind, betas, n_critic = PAPER[variant]
+    model = models.build("gan", {"variant": variant, "width": 8}, DIGITS, lr=3e-4)
+    assert model.n_critic == n_critic
+    for optimizer in model.optimizers.values():
+        assert type(optimizer) is kind
+        assert optimizer.defaults["lr"] == 3e-4  # train.lr, so that a sweep over it reaches the GAN
+        assert optimizer.defaults.get("betas") == betas
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_optimizer_fields_a_spec_sets_win(variant):
+    params = {"variant": variant, "width": 8, "optimizer": "adam", "lr_g": 1e-3, "lr_d": 4e-4,
+              "beta1": 0.25, "beta2": 0.75, "n_critic": 3}
+    model = models.build("gan", params, DIGITS, lr=3e-4)
+    assert model.n_critic == 3
+    generator, critic = model.optimizers["generator"], model.optimizers["critic"]
+    assert type(generator) is type(critic) is torch.optim.Adam
+    assert (generator.defaults["lr"], critic.defaults["lr"]) == (1e-3, 4e-4)
+    assert generator.defaults["betas"] == critic.defaults["betas"] == (0.25, 0.75)
+
+
+def test_one_beta_set_keeps_the_papers_other():
+    model = models.build("gan", {"variant": "wgan-gp", "width": 8, "beta1": 0.5}, DIGITS, lr=1e-4)
+    assert model.optimizers["critic"].defaults["betas"] == (0.5, 0.9)
+
+
+def test_wgan_takes_rmsprop_only_when_asked_and_adam_its_own_betas():
+    assert type(models.build("gan", {"variant": "dcgan", "width": 8, "optimizer": "rmsprop"}, DIGITS, 1e-4)
+                .optimizers["critic"]) is torch.optim.RMSprop
+    adam = models.build("gan", {"variant": "wgan", "width": 8, "optimizer": "adam"}, DIGITS, 1e-4).optimizers["critic"]
+    assert type(adam) is torch.optim.Adam and adam.defaults["betas"] == (0.9, 0.999)  # no paper betas: Adam's
+
+
+@pytest.mark.parametrize("params", [{"variant": "wgan", "beta1": 0.5}, {"optimizer": "rmsprop", "beta2": 0.9}])
+def test_betas_with_rmsprop_are_refused_not_ignored(params):
+    with pytest.raises(ValueError, match=r"model.beta[12]: .* rmsprop .* no betas; set model.optimizer: adam"):
+        models.build("gan", {"width": 8, **params}, DIGITS, 1e-4)
+
+
+def test_gensweep_models_shows_each_variants_paper_defaults():
+    from click.testing import CliRunner
+
+    from runner.cli import main
+
+    listing = CliRunner().invoke(main, ["models"]).output
+    gan = listing[listing.index("\ngan: "):]
+    gan = gan[: gan.index("\n\n")]
+    assert "paper defaults" in gan and "lr_g/lr_d take train.lr" in gan
+    assert "dcgan    adam lr 0.0002 betas (0.5, 0.999) n_critic 1  (Radford et al. 2015)" in gan
+    assert "wgan     rmsprop lr 5e-05 n_critic 5  (Arjovsky et al. 2017" in gan
+    assert "wgan-gp  adam lr 0.0001 betas (0.0, 0.9) n_critic 5  (Gulrajani et al. 2017" in gan
+    for variant in VARIANTS:
+        assert f"\n      {variant} " in gan
