@@ -6,7 +6,6 @@ files directly in the root belong to no class and are ignored."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -22,15 +21,14 @@ from runner.data.base import (
     read_images,
     split_indices,
 )
+from runner.data.folder import FolderData
 
 
 @config
-class ImageFolderData:
+class ImageFolderData(FolderData):
+    """`folder`'s keys; `path` holds one sub-folder per class."""
+
     path: str = Field(description="directory with one sub-folder of images per class")
-    image_size: int = Field(64, ge=4, description="images are resized to image_size x image_size")
-    channels: Literal[1, 3] = Field(1, description="1: grayscale, 3: RGB")
-    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of images held out for val")
-    seed: int = Field(0, description="seed of the train/val split")
 
 
 def class_folders(directory: Path) -> list[Path]:
