@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,8 +28,22 @@ STATE_FILE = "state.pt"  # in each checkpoint_*/ directory: runner.train.loop.tr
 SWEEP_FILE = "sweep.json"  # written by `gensweep run` at the start: the spec and its metric
 COMPARISON_FILE = "comparison.png"
 SAMPLES_FILE = "samples.png"  # in each trial directory: the last epoch's samples, for comparison.png
+PICTURE_NAME_LENGTH = 100  # characters of a picture file's name before ".png"
 COMPARISON_RUN = "_comparison"  # TensorBoard run holding the sweep-level image
 TABLE_METRICS = 4  # metric columns beside the optimized one
+
+
+
+def picture_file(tag: str) -> str:
+    """The PNG in a trial directory holding the latest grid TensorBoard shows under `tag`.
+
+    The layout rule: the tag lowercased, each run of characters outside [a-z0-9_] one "_", no
+    "_" at either end, at most PICTURE_NAME_LENGTH characters, then ".png" ("reconstruction" ->
+    reconstruction.png, "Cycle A/B" -> cycle_a_b.png; a tag with nothing left: picture.png).
+    "samples" is SAMPLES_FILE. Each file is overwritten whole whenever its grid is logged.
+    """
+    name = re.sub(r"[^a-z0-9_]+", "_", tag.lower()).strip("_")[:PICTURE_NAME_LENGTH].rstrip("_")
+    return f"{name or 'picture'}.png"
 
 
 @dataclass

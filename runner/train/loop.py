@@ -19,7 +19,7 @@ import models
 from models import torch_internals
 from models.grids import make_grid
 from runner.errors import GensweepError, PermanentError
-from runner.results.report import SAMPLES_FILE
+from runner.results.report import SAMPLES_FILE, picture_file
 from runner.spec import Spec
 from runner.train.quality import QualityMeter
 from runner.train.tblog import TrialLogger
@@ -371,7 +371,9 @@ def _log_images(model, fixed_batch, spec: Spec, step: int, logger: TrialLogger) 
         noise = torch.Generator(device=model.device).manual_seed(spec.train.seed + 1)
         grids["samples"] = make_grid(model.sample(SAMPLE_COUNT, noise).float(), nrow=8)
     grids |= model.log_images(fixed_batch)
+    # Each grid also the latest picture_file(tag) in the trial directory, samples.png included.
     for name, grid in grids.items():
-        logger.image(name, grid, step)
-    # samples.png: the picture of the trial (its samples; an image-to-image model's translations)
-    logger.picture(SAMPLES_FILE, grids.get("samples", next(iter(grids.values()))))
+        logger.image(name, grid, step, filename=picture_file(name))
+    if "samples" not in grids:
+        # samples.png: the picture of the trial (its samples; an image-to-image model's translations)
+        logger.picture(SAMPLES_FILE, next(iter(grids.values())))
