@@ -332,12 +332,13 @@ def _warn(problems: list[str]) -> None:
 
 def _refuse_run_pictures(output_path: Path, trial_dir: Path, output: str) -> None:
     """The pictures the run itself keeps (a trial's latest samples.png, which the comparison and
-    the report show; comparison.png) are never replaced by a drawing made afterwards: with the
-    default -o samples.png, run inside a trial's directory, it would have been."""
+    the report show, and every other grid it logged as a PNG beside it; comparison.png) are never
+    replaced by a drawing made afterwards: with the default -o samples.png, run inside a trial's
+    directory, it would have been."""
     from runner.results.report import COMPARISON_FILE, SAMPLES_FILE
 
     trial_dir = trial_dir.resolve()  # '.' has no parent to find the run's comparison.png in
-    kept = {trial_dir / SAMPLES_FILE, trial_dir.parent / COMPARISON_FILE}
+    kept = {trial_dir / SAMPLES_FILE, trial_dir.parent / COMPARISON_FILE, *trial_dir.glob("*.png")}
     if output_path.resolve() in kept:
         raise UserError(f"-o {output}: that is the run's own {output_path.name}; give another name")
 

@@ -35,7 +35,7 @@ def test_report_never_writes_over_a_file_of_the_run(tmp_path, kept):
     assert _digest(target) == before
 
 
-@pytest.mark.parametrize("picture", ["samples.png", "../comparison.png"])
+@pytest.mark.parametrize("picture", ["samples.png", "../comparison.png", "reconstruction.png"])
 def test_sample_never_writes_over_the_runs_own_pictures(tmp_path, monkeypatch, picture):
     trial_dir = tmp_path / "run" / "latent_dim=2_abc"
     trial_dir.mkdir(parents=True)
