@@ -47,8 +47,8 @@ class RecordingLogger:
     def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
         self.calls.append(("scalars", (prefix, dict(values), step)))
 
-    def image(self, tag: str, grid: torch.Tensor, step: int) -> None:
-        self.calls.append(("image", (tag, grid.detach().float().cpu(), step)))
+    def image(self, tag: str, grid: torch.Tensor, step: int, filename: str | None = None) -> None:
+        self.calls.append(("image", (tag, grid.detach().float().cpu(), step, filename)))
 
     def picture(self, filename: str, grid: torch.Tensor) -> None:
         self.calls.append(("picture", (filename, grid.detach().float().cpu())))

@@ -57,3 +57,26 @@ def test_every_logged_grid_is_also_a_png_in_the_trial_directory(tmp_path, tiny_d
         assert on_disk is not None and on_disk.shape[:2] == (last.height, last.width)
         assert np.array_equal(on_disk, shown), tag
     assert not list(tmp_path.glob("*.tmp"))  # written whole: no temporary file left behind
+
+
+def test_a_pack_members_pictures_reach_its_trial_directory_too(tmp_path, tiny_document):
+    """A pack's trainer records each member's logging calls and the member's trial replays them
+    into its own TrialLogger (runner.sweep.pack_trial): the recorder must take every call the
+    loop makes, as TrialLogger does, or a packed trial fails where a plain one trains."""
+    import inspect
+
+    from runner.sweep.pack_trial import RecordingLogger, replay
+
+    def parameters(cls, method):
+        return [(p.name, p.default) for p in inspect.signature(getattr(cls, method)).parameters.values()]
+
+    for method in ("scalars", "image", "picture"):
+        assert parameters(RecordingLogger, method) == parameters(TrialLogger, method), method
+    tiny_document["model"] = {"name": "vae", "latent_dim": 2}
+    tiny_document["quality"] = {"every": 0}
+    recorder = RecordingLogger()
+    loop.train(parse_document(tiny_document, "tiny.yaml"), recorder)
+    logger = TrialLogger(tmp_path)
+    replay(recorder.drain(), logger)
+    logger.finish(succeeded=True)
+    assert sorted(path.name for path in tmp_path.glob("*.png")) == ["manifold.png", "reconstruction.png", "samples.png"]
