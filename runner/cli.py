@@ -122,7 +122,8 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
     from runner.results.run_view import objective_text
     from runner.spec import load_spec
     from runner.spec.names import check_run_name
-    from runner.sweep.driver import claim_run_dir, prepare_data, run_sweep
+    from runner.sweep.driver import claim_run_dir, run_sweep
+    from runner.train.prepare import prepare_data
 
     if "://" in storage_path:
         raise UserError(
@@ -424,6 +425,65 @@ def _tensorboard_address(host: str, port: int) -> tuple[int, str, str | None]:
         warning = (f"--host {host}: TensorBoard listens on {ip}, with no password: anyone who can reach "
                    f"{ip} port {port} sees every run; {private}")
     return port, shown_host, warning
+
+
+@main.command()
+@click.argument("spec_path", metavar="[SPEC]", required=False, type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec field.")
+@click.option("--list", "list_entries", is_flag=True, help="List the decoded data sets in this node's cache.")
+@click.option("--clear", is_flag=True, help="Remove decoded data sets from this node's cache (all, or those given with --key).")
+@click.option("--key", "keys", multiple=True, metavar="KEY", help="--clear: only this entry (as --list shows it; repeatable).")
+def prepare(spec_path, overrides, list_entries, clear, keys) -> None:
+    """Decode SPEC's data once, ahead of a sweep, into the cache every trial shares.
+
+    Image files (folder, imagefolder, celeba) are decoded and preprocessed in parallel into
+    $GENSWEEP_CACHE (default ~/.cache/gensweep) as one memory-mapped array per data set and
+    settings; trials map it read-only and share its pages. `gensweep run` does the same when the
+    cache lacks the data; this command does it ahead of time, and shows and frees the cache.
+    """
+    from runner.data import decoded
+
+    if list_entries or clear:
+        if spec_path is not None:
+            raise UserError("prepare --list/--clear take no SPEC")
+        if clear:
+            removed, freed = decoded.clear(list(keys) or None)
+            click.echo(f"removed {removed} decoded data set{'s' * (removed != 1)} ({decoded.size_text(freed)}) from {decoded.decoded_root()}")
+        else:
+            _list_cache(decoded)
+        return
+    if keys:
+        raise UserError("--key goes with --clear")
+    if spec_path is None:
+        raise UserError("prepare: give a SPEC to decode, or --list / --clear")
+    import time
+
+    from runner.spec import load_spec
+    from runner.train.prepare import prepare_data
+
+    spec = load_spec(spec_path, overrides)
+    started = time.monotonic()
+    arrays = prepare_data(spec, say=lambda message: click.echo(f"gensweep: {message}"))
+    shape = "x".join(map(str, arrays.train_images.shape[1:]))
+    where = f" (cache: {decoded.decoded_root()})" if decoded.is_mapped(arrays.train_images) else ""
+    click.echo(f"{spec_path}: ready: {len(arrays.train_images):,} train + {len(arrays.val_images):,} val images, "
+               f"{shape}, in {time.monotonic() - started:.1f} s{where}")
+
+
+def _list_cache(decoded) -> None:
+    import time
+
+    entries = decoded.entries()
+    if not entries:
+        click.echo(f"no decoded data sets in {decoded.decoded_root()}")
+        return
+    click.echo(f"{'key':<24}  {'images':>9}  {'shape':<11}  {'size':>9}  {'last used':<16}  folder")
+    for entry in entries:
+        count, *shape = entry.meta.get("shape", [0])
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
+        click.echo(f"{entry.key:<24}  {count:>9,}  {'x'.join(map(str, shape)):<11}  {decoded.size_text(entry.size_bytes):>9}  "
+                   f"{used:<16}  {entry.meta.get('folder', '?')}")
+    click.echo(f"{len(entries)} in {decoded.decoded_root()}; gensweep prepare --clear frees them")
 
 
 @main.command()

@@ -9,7 +9,7 @@ exports its DataSource(s): a config class (the spec's `data:` section), `describ
 
 from __future__ import annotations
 
-from runner.data import cifar, digits, folder, imagefolder, mnist, mnist_family, pairs, svhn
+from runner.data import cifar, decoded, digits, folder, imagefolder, mnist, mnist_family, pairs, svhn
 from runner.data.base import (
     DataError,
     DataSource,
@@ -51,6 +51,6 @@ def load(name: str, data_config) -> ImageArrays:
 
 __all__ = [
     "SOURCES", "Cifar10Data", "Cifar100Data", "DataError", "DataSource", "DigitsData", "EmnistData", "FolderData",
-    "IdxData", "IdxLayout", "ImageArrays", "ImageFolderData", "MnistData", "PairedData", "SvhnData", "UnpairedData", "cache_dir", "cached_digits", "check_idx_header", "check_image_headers",
+    "IdxData", "IdxLayout", "ImageArrays", "ImageFolderData", "MnistData", "PairedData", "SvhnData", "UnpairedData", "cache_dir", "cached_digits", "check_idx_header", "check_image_headers", "decoded",
     "digits_cache_path", "image_files", "load", "read_idx", "read_images", "split_indices",
 ]

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.config import as_dict
-from runner import data as data_sources
 from runner.cluster import require_shared, start_or_join
 from runner.errors import GensweepError, one_line
 from runner.files import DiskFullError, is_disk_full, mount_point, read_json, write_bytes, write_json
@@ -141,26 +140,6 @@ def _claim(storage_path: Path, candidate: Path) -> bool | None:
     except FileExistsError:
         return None
     return made
-
-
-def prepare_data(spec: Spec, say=lambda message: None) -> None:
-    """Find data problems before Ray starts; draw the digits and train the quality network once,
-    here, rather than in every trial at the same time."""
-    data_sources.SOURCES[spec.data_name].check(spec.data)
-    if spec.data_name == "digits":
-        for split, count in (("train", spec.data.train_size), ("val", spec.data.val_size)):
-            if not data_sources.digits_cache_path(count, spec.data.seed, split).exists():
-                say(f"drawing {count:,} {split} digits (once: cached in {data_sources.cache_dir()})")
-            data_sources.cached_digits(count, spec.data.seed, split)
-    if spec.quality_metrics():
-        from runner.train.quality import feature_net_accuracy, feature_net_path, load_feature_net
-        from runner.train.tensors import load_tensors
-
-        data = load_tensors(spec.data_name, spec.data)
-        fresh = not feature_net_path(data).exists()
-        network = load_feature_net(data, say)
-        if fresh:
-            say(f"feature network: {feature_net_accuracy(network, data):.1%} accuracy on the val images")
 
 
 @contextlib.contextmanager

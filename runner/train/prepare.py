@@ -1,0 +1,34 @@
+"""What a sweep needs done once, before its trials start: the data checked, decoded into the
+shared cache (image-file sources), drawn (digits), and the quality network trained. `gensweep run`
+does it in the driver before Ray starts, so trials that start together do not all do it at once;
+`gensweep prepare` does it alone, ahead of a sweep."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from runner import data as data_sources
+from runner.data import decoded
+from runner.spec import Spec
+
+
+def prepare_data(spec: Spec, say: Callable[[str], None] = lambda message: None) -> data_sources.ImageArrays:
+    """The spec's data, loaded as a trial loads it (from the cache, decoding it first when the
+    cache does not hold it), with the quality network ready when the spec measures quality."""
+    data_sources.SOURCES[spec.data_name].check(spec.data)
+    if spec.data_name == "digits":
+        for split, count in (("train", spec.data.train_size), ("val", spec.data.val_size)):
+            if not data_sources.digits_cache_path(count, spec.data.seed, split).exists():
+                say(f"drawing {count:,} {split} digits (once: cached in {data_sources.cache_dir()})")
+    with decoded.reporting(say):
+        arrays = data_sources.load(spec.data_name, spec.data)
+    if spec.quality_metrics():
+        from runner.train.quality import feature_net_accuracy, feature_net_path, load_feature_net
+        from runner.train.tensors import from_arrays
+
+        data = from_arrays(arrays)
+        fresh = not feature_net_path(data).exists()
+        network = load_feature_net(data, say)
+        if fresh:
+            say(f"feature network: {feature_net_accuracy(network, data):.1%} accuracy on the val images")
+    return arrays
