@@ -3,6 +3,7 @@ tensors in memory, on one device, batches drawn by indexing."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -100,8 +101,16 @@ def _order(count: int, generator: torch.Generator | None, device: torch.device) 
 
 
 def from_arrays(arrays: data_sources.ImageArrays) -> ImageData:
-    """A source's numpy arrays as tensors on the CPU, sharing their memory."""
-    as_tensor = lambda array: None if array is None else torch.from_numpy(array)
+    """A source's numpy arrays as tensors on the CPU, sharing their memory: a memory-mapped cache
+    (runner.data.decoded) stays mapped, its pages shared with every other trial on the node."""
+    def as_tensor(array):
+        if array is None:
+            return None
+        with warnings.catch_warnings():
+            # A read-only map: torch warns that writing through the tensor is undefined. Nothing
+            # writes into a data set's tensors (batches are gathered copies), and a write would fault.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(array)
     return ImageData(
         as_tensor(arrays.train_images), as_tensor(arrays.train_labels), as_tensor(arrays.val_images),
         as_tensor(arrays.val_labels), arrays.num_classes, as_tensor(arrays.train_targets),
