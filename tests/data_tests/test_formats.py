@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import scipy.io
 
+from models.config import parse_config
 from runner import data as data_sources
 from runner.data import (
     Cifar10Data,
@@ -297,9 +298,13 @@ def _write_source(name: str, root: Path) -> dict:
 
 
 @pytest.mark.parametrize("name, described", [
-    ("fashion_mnist", "(1x28x28, 10 classes)"), ("kmnist", "(1x28x28, 10 classes)"), ("emnist", "(1x28x28, 26 classes)"),
-    ("cifar10", "(3x32x32, 10 classes)"), ("cifar100", "(3x32x32, 20 classes)"), ("svhn", "(3x32x32, 10 classes)"),
-    ("imagefolder", "(1x16x16, 2 classes)"),
+    ("fashion_mnist", "(1x28x28, 10 classes), 3 train + 2 val images"),
+    ("kmnist", "(1x28x28, 10 classes), 3 train + 2 val images"),
+    ("emnist", "(1x28x28, 26 classes), 3 train + 2 val images"),
+    ("cifar10", "(3x32x32, 10 classes), 5 train + 1 val images"),
+    ("cifar100", "(3x32x32, 20 classes), 1 train + 1 val images"),
+    ("svhn", "(3x32x32, 10 classes), 2 train + 2 val images"),
+    ("imagefolder", "(1x16x16, 2 classes), 1 train + 1 val images"),
 ])
 def test_validate_prints_the_data_it_found(tmp_path, name, described):
     import yaml
@@ -311,4 +316,8 @@ def test_validate_prints_the_data_it_found(tmp_path, name, described):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
     result = CliRunner().invoke(main, ["validate", str(tmp_path / "s.yaml")])
     assert result.exit_code == 0, result.output
-    assert f"ok: 1 trials of vae on {name} {described}" in result.output.splitlines()[0]
+    assert result.output.splitlines()[0].endswith(f"ok: 1 trials of vae on {name} {described}")
+    source = data_sources.SOURCES[name]
+    config = parse_config(source.config_class, {k: v for k, v in spec["data"].items() if k != "name"}, "data")
+    loaded = source.load(config)
+    assert source.count(config) == (len(loaded.train_images), len(loaded.val_images))  # what load gives
