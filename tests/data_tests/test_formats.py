@@ -317,7 +317,39 @@ def test_validate_prints_the_data_it_found(tmp_path, name, described):
     result = CliRunner().invoke(main, ["validate", str(tmp_path / "s.yaml")])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0].endswith(f"ok: 1 trials of vae on {name} {described}")
+
+
+# -- count: what load gives, known before it -----------------------------------------------------------
+def _count_case(name: str, root: Path) -> dict:
+    """A `data:` section for source `name` on tiny files under root (mnist-like: the t10k files
+    alone, so the val_fraction split is counted)."""
+    if name in ("mnist", "fashion_mnist", "kmnist"):
+        _idx_set(root, {"test": MNIST_NAMES["test"]}, {"test": 7}, range(10), gz=False)
+        return {"name": name, "path": str(root), "val_fraction": 0.3}
+    if name in ("digits", "paired"):
+        return {"name": name, "train_size": 5, "val_size": 3}
+    if name == "folder":
+        root.mkdir()
+        for index in range(7):
+            cv2.imwrite(str(root / f"{index}.png"), np.full((8, 8), index, np.uint8))
+        return {"name": name, "path": str(root), "image_size": 8, "val_fraction": 0.3}
+    if name == "celeba":
+        from test_celeba import _celeba_tree
+
+        _celeba_tree(root)
+        return {"name": name, "path": str(root), "val_size": 1}
+    return _write_source(name, root)
+
+
+@pytest.mark.parametrize("name", [name for name, source in data_sources.SOURCES.items() if source.count is not None])
+def test_count_is_what_load_gives(tmp_path, name):
+    keys = _count_case(name, tmp_path / "data")
     source = data_sources.SOURCES[name]
-    config = parse_config(source.config_class, {k: v for k, v in spec["data"].items() if k != "name"}, "data")
+    config = parse_config(source.config_class, {k: v for k, v in keys.items() if k != "name"}, "data")
+    source.check(config)
     loaded = source.load(config)
-    assert source.count(config) == (len(loaded.train_images), len(loaded.val_images))  # what load gives
+    assert source.count(config) == (len(loaded.train_images), len(loaded.val_images))
+
+
+def test_every_source_but_unpaired_counts_before_loading():
+    assert [name for name, source in data_sources.SOURCES.items() if source.count is None] == ["unpaired"]
