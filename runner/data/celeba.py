@@ -74,26 +74,45 @@ def _describe_celeba(data: CelebaData) -> DataInfo:
     return DataInfo((data.channels, data.image_size, data.image_size), None if data.label_attribute is None else 2)
 
 
-def _splits(data: CelebaData) -> tuple[list[_Listed], list[_Listed]]:
-    """The train and val images (each cut to train_size, val_size), as the partition file lists
-    them; every one present in img_align_celeba/."""
+@dataclass(frozen=True)
+class _Selection:
+    """The images a config selects: where they are, and the train and val images the partition
+    file lists (each cut to train_size, val_size), every one present."""
+
+    directory: Path
+    train: list[_Listed]
+    val: list[_Listed]
+
+    def files(self, listed: list[_Listed]) -> list[Path]:
+        return [self.directory / item.name for item in listed]
+
+
+def _select(data: CelebaData) -> _Selection:
     directory = Path(data.path)
     if not directory.is_dir():
         raise DataError(f"data.path: directory {directory} does not exist")
+    partition_file = directory / PARTITIONS
+    if not partition_file.is_file() and partition_file.with_suffix(".csv").is_file():
+        raise DataError(
+            f"data.path: {directory} holds {partition_file.with_suffix('.csv').name} (a CSV copy, such as Kaggle's), "
+            f"not CelebA's own {PARTITIONS} and {ATTRIBUTES}: use the text files of the official release"
+        )
     images = directory / IMAGES
+    if (images / IMAGES).is_dir():
+        images = images / IMAGES  # the Kaggle archive unpacks the folder inside one of its name
     if not images.is_dir():
         raise DataError(f"data.path: {directory} has no {IMAGES}/ (CelebA's aligned and cropped JPEGs)")
-    partitions = _read_partitions(directory / PARTITIONS)
+    partitions = _read_partitions(partition_file)
     train = partitions[PARTITION_NUMBERS["train"]][: data.train_size]
     val = partitions[PARTITION_NUMBERS[data.val_partition]][: data.val_size]
     for split, listed in (("train", train), (data.val_partition, val)):
         if not listed:
-            raise DataError(f"{directory / PARTITIONS}: no image in the {split} partition")
+            raise DataError(f"{partition_file}: no image in the {split} partition")
     present = set(os.listdir(images))  # one listing, not 200,000 stat calls
     for item in train + val:
         if item.name not in present:
-            raise DataError(f"{directory / PARTITIONS}: line {item.line}: {item.name} is not in {images}")
-    return train, val
+            raise DataError(f"{partition_file}: line {item.line}: {item.name} is not in {images}")
+    return _Selection(images, train, val)
 
 
 def _read_partitions(path: Path) -> dict[int, list[_Listed]]:
@@ -168,34 +187,34 @@ def _labels(values: dict[str, int], listed: list[_Listed], path: Path) -> np.nda
 
 
 def _check_celeba(data: CelebaData) -> None:
-    """The partition file whole, the images it names for the splits present, the header and size
+    """The partition file whole, the images it names for the splits used, the header and size
     of each split's first image (decoding names any later one that fails), and with
     label_attribute, the attribute file's header and the attribute's name."""
     settings = decode_settings(data)
-    train, val = _splits(data)
-    images = Path(data.path) / IMAGES
-    check_image_headers([images / train[0].name, images / val[0].name], "data.path", settings.crop_size)
+    selection = _select(data)
+    first_images = selection.files([selection.train[0], selection.val[0]])
+    check_image_headers(first_images, "data.path", settings.crop_size)
     if data.label_attribute is not None:
         _attribute_column(Path(data.path) / ATTRIBUTES, data.label_attribute)
 
 
 def _count_celeba(data: CelebaData) -> tuple[int, int]:
-    train, val = _splits(data)
-    return len(train), len(val)
+    selection = _select(data)
+    return len(selection.train), len(selection.val)
 
 
 def _load_celeba(data: CelebaData) -> ImageArrays:
     _check_celeba(data)
-    train, val = _splits(data)
+    selection = _select(data)
     settings = decode_settings(data)
-    images = Path(data.path) / IMAGES
-    train_images = read_images([images / item.name for item in train], settings)
-    val_images = read_images([images / item.name for item in val], settings)
+    train_images = read_images(selection.files(selection.train), settings)
+    val_images = read_images(selection.files(selection.val), settings)
     if data.label_attribute is None:
         return ImageArrays(train_images, None, val_images, None, None)
     path = Path(data.path) / ATTRIBUTES
     values = _read_attribute(path, data.label_attribute)
-    return ImageArrays(train_images, _labels(values, train, path), val_images, _labels(values, val, path), 2)
+    train_labels, val_labels = _labels(values, selection.train, path), _labels(values, selection.val, path)
+    return ImageArrays(train_images, train_labels, val_images, val_labels, 2)
 
 
 SOURCE = DataSource(CelebaData, _describe_celeba, _check_celeba, _load_celeba, _count_celeba)

@@ -156,6 +156,22 @@ def test_a_missing_image_directory_is_named(tmp_path):
     _one_line_error(_config(tmp_path / "absent"), r"data.path: directory .*absent does not exist")
 
 
+def test_the_image_folder_nested_in_one_of_its_name_is_found(tmp_path):
+    _celeba_tree(tmp_path / "unpacked")
+    nested = tmp_path / "unpacked" / "img_align_celeba" / "img_align_celeba"
+    (tmp_path / "unpacked" / "img_align_celeba").rename(tmp_path / "moved")
+    nested.parent.mkdir()
+    (tmp_path / "moved").rename(nested)
+    loaded = data_sources.load("celeba", _config(tmp_path / "unpacked"))
+    assert loaded.train_images.shape == (4, 3, 64, 64)
+
+
+def test_a_csv_copy_of_the_lists_is_pointed_at_the_official_text_files(tmp_path):
+    _celeba_tree(tmp_path)
+    (tmp_path / "list_eval_partition.txt").rename(tmp_path / "list_eval_partition.csv")
+    _one_line_error(_config(tmp_path), r"holds list_eval_partition.csv \(a CSV copy, such as Kaggle's\), not CelebA's own")
+
+
 def test_a_partition_naming_a_missing_image_is_named_with_its_line(tmp_path):
     _celeba_tree(tmp_path)
     (tmp_path / "img_align_celeba" / "000005.jpg").unlink()
