@@ -215,29 +215,29 @@ def _damage_attributes(root: Path, line_number: int, replace) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _load_error(config, match: str) -> None:
-    with pytest.raises(DataError, match=match) as caught:
-        data_sources.load("celeba", config)
-    assert "\n" not in str(caught.value)
-
-
 def test_a_truncated_attribute_row_is_named_with_its_line(tmp_path):
     _celeba_tree(tmp_path)
     _damage_attributes(tmp_path, 5, lambda line: line[:40])  # row of 000003.jpg, cut inside
-    _load_error(_config(tmp_path, label_attribute="Male"), r"list_attr_celeba.txt: line 5: 10 values for 40 attributes")
+    _one_line_error(_config(tmp_path, label_attribute="Male"), r"list_attr_celeba.txt: line 5: 10 values for 40 attributes")
 
 
 def test_an_attribute_value_other_than_plus_or_minus_one_is_named(tmp_path):
     _celeba_tree(tmp_path)
     _damage_attributes(tmp_path, 4, lambda line: " ".join(line.split()[: MALE + 1] + ["0"] + line.split()[MALE + 2 :]))
-    _load_error(_config(tmp_path, label_attribute="Male"), r"list_attr_celeba.txt: line 4: Male is '0'; values are 1 or -1")
+    _one_line_error(_config(tmp_path, label_attribute="Male"), r"list_attr_celeba.txt: line 4: Male is '0'; values are 1 or -1")
 
 
 def test_an_attribute_file_cut_short_is_named_by_its_count(tmp_path):
     _celeba_tree(tmp_path)
     path = tmp_path / "list_attr_celeba.txt"
     path.write_text("\n".join(path.read_text().splitlines()[:-3]) + "\n")
-    _load_error(_config(tmp_path, label_attribute="Male"), r"line 1 says 9 images, but 6 rows follow")
+    _one_line_error(_config(tmp_path, label_attribute="Male"), r"line 1 says 9 images, but 6 rows follow")
+
+
+def test_an_image_without_an_attribute_row_is_named(tmp_path):
+    _celeba_tree(tmp_path)
+    _damage_attributes(tmp_path, 6, lambda line: "000099.jpg" + line[len("000004.jpg"):])
+    _one_line_error(_config(tmp_path, label_attribute="Male"), r"list_attr_celeba.txt: no row for 000004.jpg \(named on line 4 of list_eval_partition.txt\)")
 
 
 def test_a_bad_count_line_is_named(tmp_path):
