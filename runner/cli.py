@@ -497,12 +497,17 @@ def validate(spec_path, overrides) -> None:
     spec = load_spec(spec_path, overrides)
     from runner.data import SOURCES
 
-    SOURCES[spec.data_name].check(spec.data)
+    source = SOURCES[spec.data_name]
+    source.check(spec.data)
     info = spec.data_info
     kind = f"{info.num_classes} classes" if info.num_classes else "unlabelled"
     kind += f", {info.pairing}" if info.pairing else ""
     shape = "x".join(map(str, info.image_shape))
-    click.echo(f"{spec_path}: ok: {spec.num_samples} trials of {spec.model_name} on {spec.data_name} ({shape}, {kind})")
+    counts = source.count(spec.data) if source.count is not None else None
+    counts = f", {counts[0]} train + {counts[1]} val images" if counts is not None else ""
+    click.echo(
+        f"{spec_path}: ok: {spec.num_samples} trials of {spec.model_name} on {spec.data_name} ({shape}, {kind}){counts}"
+    )
     for path, dim in spec.search.items():
         click.echo(f"  {path}: {dim.kind} {_span_text(dim)}")
     sampler = spec.sampler if spec.search else "-"

@@ -9,17 +9,20 @@ exports its DataSource(s): a config class (the spec's `data:` section), `describ
 
 from __future__ import annotations
 
-from runner.data import cifar, decoded, digits, folder, imagefolder, mnist, mnist_family, pairs, svhn
+from runner.data import celeba, cifar, decoded, digits, folder, imagefolder, mnist, mnist_family, pairs, svhn
 from runner.data.base import (
     DataError,
     DataSource,
+    DecodeSettings,
     ImageArrays,
     cache_dir,
     check_image_headers,
+    decode_image,
     image_files,
     read_images,
     split_indices,
 )
+from runner.data.celeba import CelebaData
 from runner.data.cifar import Cifar10Data, Cifar100Data
 from runner.data.digits import DigitsData, cached_digits, digits_cache_path
 from runner.data.folder import FolderData
@@ -40,6 +43,7 @@ SOURCES: dict[str, DataSource] = {
     "svhn": svhn.SOURCE,
     "folder": folder.SOURCE,
     "imagefolder": imagefolder.SOURCE,
+    "celeba": celeba.SOURCE,
     "paired": pairs.PAIRED,
     "unpaired": pairs.UNPAIRED,
 }
@@ -50,7 +54,7 @@ def load(name: str, data_config) -> ImageArrays:
 
 
 __all__ = [
-    "SOURCES", "Cifar10Data", "Cifar100Data", "DataError", "DataSource", "DigitsData", "EmnistData", "FolderData",
-    "IdxData", "IdxLayout", "ImageArrays", "ImageFolderData", "MnistData", "PairedData", "SvhnData", "UnpairedData", "cache_dir", "cached_digits", "check_idx_header", "check_image_headers", "decoded",
-    "digits_cache_path", "image_files", "load", "read_idx", "read_images", "split_indices",
+    "SOURCES", "CelebaData", "Cifar10Data", "Cifar100Data", "DataError", "DataSource", "DecodeSettings", "DigitsData", "EmnistData", "FolderData",
+    "IdxData", "IdxLayout", "ImageArrays", "ImageFolderData", "MnistData", "PairedData", "SvhnData", "UnpairedData", "cache_dir", "cached_digits", "check_idx_header", "check_image_headers",
+    "decode_image", "decoded", "digits_cache_path", "image_files", "load", "read_idx", "read_images", "split_indices",
 ]

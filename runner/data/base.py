@@ -60,12 +60,15 @@ class ImageArrays:
 class DataSource:
     """A source: its config class (the spec's `data:` section) and three functions: `describe`
     (shape and classes, without loading), `check` (cheap problems found before Ray starts: a
-    missing directory, a damaged file) and `load`."""
+    missing directory, a damaged file) and `load`; and, where it is cheap to know without
+    decoding, `count`: the (train, val) image counts `load` would give, called once `check`
+    passed (None, or a count that returns None: not known before loading)."""
 
     config_class: type
     describe: Callable[..., DataInfo]
     check: Callable[..., None]
     load: Callable[..., ImageArrays]
+    count: Callable[..., tuple[int, int] | None] | None = None
 
 
 # -- caches and image files ----------------------------------------------------------------------
@@ -88,7 +91,7 @@ def image_files(directory: Path) -> list[Path]:
 _PNG_END = b"IEND\xaeB`\x82"  # the last chunk of every complete PNG
 
 
-def check_image_headers(files: list[Path], key: str) -> None:
+def check_image_headers(files: list[Path], key: str, crop_size: int | None = None) -> None:
     """Each file's image header, read without decoding pixels (about 0.1 s a thousand files):
     an empty, damaged or truncated file is named here, before Ray starts, not in every trial.
 
@@ -109,6 +112,7 @@ def check_image_headers(files: list[Path], key: str) -> None:
                 with Image.open(path) as image:
                     if image.width < 1 or image.height < 1:
                         raise DataError("an image of no pixels")
+                    width, height = image.width, image.height
                     if image.format == "PNG":
                         with open(path, "rb") as stream:
                             stream.seek(-len(_PNG_END), os.SEEK_END)
@@ -124,26 +128,74 @@ def check_image_headers(files: list[Path], key: str) -> None:
             text = str(error).strip()
             reason = getattr(error, "strerror", None) or (text.splitlines()[0] if text else type(error).__name__)
             raise DataError(f"{key}: {path}: not a readable image: {reason}") from None
+        if crop_size is not None and min(width, height) < crop_size:
+            raise DataError(f"{key}: {path}: {width}x{height} pixels, smaller than data.crop_size {crop_size}")
 
 
-def read_images(files: list[Path], size: int, channels: int) -> np.ndarray:
-    """Image files as (N, C, size, size) uint8, RGB order; a file OpenCV cannot read is an error."""
-    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
-    images = np.empty((len(files), channels, size, size), np.uint8)
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How an image file becomes one (C, H, W) uint8 array: what decode_image needs, nothing else
+    (hashable, so a cache of decoded images can key on it)."""
+
+    image_size: int  # the side of the square result
+    channels: int  # 1: grayscale, 3: RGB
+    crop: str = "none"  # "none": the whole image, squeezed to a square; "center": a centred square
+    crop_size: int | None = None  # crop "center": the square's side; None: the image's shorter side
+
+
+def decode_image(path: Path, settings: DecodeSettings) -> np.ndarray:
+    """One image file as (C, size, size) uint8, RGB order: decoded, centre-cropped if asked, then
+    resized by area averaging (cv2.INTER_AREA: each output pixel the mean of the pixels it covers,
+    no aliasing when shrinking). A file OpenCV cannot read, or smaller than the crop, is an error
+    naming it. Pure: same file, same settings, same bytes."""
+    flag = cv2.IMREAD_GRAYSCALE if settings.channels == 1 else cv2.IMREAD_COLOR
+    image = cv2.imread(str(path), flag)
+    if image is None:
+        raise DataError(f"{path}: not a readable image")
+    if settings.crop == "center":
+        image = center_crop(image, settings.crop_size, path)
+    size = settings.image_size
+    image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    if settings.channels == 3:
+        return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB).transpose(2, 0, 1))
+    return image[np.newaxis]
+
+
+def center_crop(image: np.ndarray, side: int | None, path: Path) -> np.ndarray:
+    """The centred side x side square of an (H, W[, C]) image (side None: the shorter side's); an
+    odd margin leaves its extra pixel at the bottom and right."""
+    height, width = image.shape[:2]
+    side = min(height, width) if side is None else side
+    if side > height or side > width:
+        raise DataError(f"{path}: {width}x{height} pixels, smaller than data.crop_size {side}")
+    top, left = (height - side) // 2, (width - side) // 2
+    return image[top : top + side, left : left + side]
+
+
+def decode_settings(data) -> DecodeSettings:
+    """The DecodeSettings of a source config with image_size, channels, crop and crop_size keys
+    (folder, imagefolder, celeba); a crop_size without crop: center is a mistake, named."""
+    if data.crop_size is not None and data.crop != "center":
+        raise DataError(f"data.crop_size: {data.crop_size} given, but data.crop is {data.crop}; set data.crop: center")
+    return DecodeSettings(data.image_size, data.channels, data.crop, data.crop_size)
+
+
+def read_images(files: list[Path], settings: DecodeSettings) -> np.ndarray:
+    """Image files as (N, C, size, size) uint8, RGB order, each by decode_image."""
+    images = np.empty((len(files), settings.channels, settings.image_size, settings.image_size), np.uint8)
     for index, path in enumerate(files):
-        image = cv2.imread(str(path), flag)
-        if image is None:
-            raise DataError(f"{path}: not a readable image")
-        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-        if channels == 3:
-            images[index] = cv2.cvtColor(image, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)
-        else:
-            images[index, 0] = image
+        images[index] = decode_image(path, settings)
     return images
 
 
 def split_indices(count: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, val) indices: a seeded shuffle, at least one image on each side."""
     order = np.random.default_rng(seed).permutation(count)
-    val_count = min(count - 1, max(1, round(count * val_fraction)))
+    val_count = split_counts(count, val_fraction)[1]
     return order[val_count:], order[:val_count]
+
+
+def split_counts(count: int, val_fraction: float) -> tuple[int, int]:
+    """(train, val) sizes of split_indices' split of `count` images."""
+    val_count = min(count - 1, max(1, round(count * val_fraction)))
+    return count - val_count, val_count

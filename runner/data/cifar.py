@@ -113,6 +113,14 @@ def _load(data, layout: _Layout, label_byte: int, num_classes: int) -> ImageArra
     )
 
 
+def _count(data, layout: _Layout) -> tuple[int, int]:
+    """(train, val) images, from the files' sizes."""
+    train, test = _files(data, layout)
+    records = lambda paths: sum(path.stat().st_size for path in paths) // (layout.label_bytes + PIXELS)
+    cap = lambda count, size: count if size is None else min(count, size)
+    return cap(records(train), data.train_size), cap(records([test]), data.val_size)
+
+
 def _cifar100_classes(data: Cifar100Data) -> int:
     return 100 if data.label == "fine" else 20
 
@@ -141,5 +149,5 @@ def _load_100(data: Cifar100Data) -> ImageArrays:  # records: coarse label byte,
     return _load(data, CIFAR100, 1 if data.label == "fine" else 0, _cifar100_classes(data))
 
 
-SOURCE_10 = DataSource(Cifar10Data, _describe_10, _check_10, _load_10)
-SOURCE_100 = DataSource(Cifar100Data, _describe_100, _check_100, _load_100)
+SOURCE_10 = DataSource(Cifar10Data, _describe_10, _check_10, _load_10, lambda data: _count(data, CIFAR10))
+SOURCE_100 = DataSource(Cifar100Data, _describe_100, _check_100, _load_100, lambda data: _count(data, CIFAR100))

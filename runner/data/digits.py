@@ -53,4 +53,4 @@ def digits_cache_path(count: int, seed: int, split: str) -> Path:
 DIGITS_VERSION = 1  # bump when the generator changes, so stale caches are not reused
 
 
-SOURCE = DataSource(DigitsData, _describe_digits, lambda _: None, _load_digits)
+SOURCE = DataSource(DigitsData, _describe_digits, lambda _: None, _load_digits, lambda data: (data.train_size, data.val_size))

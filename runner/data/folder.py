@@ -1,4 +1,5 @@
-"""`folder`: any directory of images, searched recursively, resized to a square."""
+"""`folder`: any directory of images, searched recursively, centre-cropped if asked and resized
+to a square (runner.data.base.decode_image)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from runner.data.base import (
     DataSource,
     ImageArrays,
     check_image_headers,
+    decode_settings,
     image_files,
     read_images,
+    split_counts,
     split_indices,
 )
 
@@ -25,6 +28,12 @@ class FolderData:
     path: str = Field(description="directory of images (searched recursively)")
     image_size: int = Field(64, ge=4, description="images are resized to image_size x image_size")
     channels: Literal[1, 3] = Field(1, description="1: grayscale, 3: RGB")
+    crop: Literal["none", "center"] = Field(
+        "none", description="none: each whole image, squeezed to a square; center: a centred square of crop_size, then resized"
+    )
+    crop_size: int | None = Field(
+        None, ge=1, description="crop center: the square's side in the file's pixels; null: the image's shorter side"
+    )
     val_fraction: float = Field(0.1, gt=0, lt=1, description="share of images held out for val")
     seed: int = Field(0, description="seed of the train/val split")
 
@@ -34,20 +43,25 @@ def _describe_folder(data: FolderData) -> DataInfo:
 
 
 def _check_folder(data: FolderData) -> None:
+    settings = decode_settings(data)
     directory = Path(data.path)
     if not directory.is_dir():
         raise DataError(f"data.path: directory {directory} does not exist")
     files = image_files(directory)
     if len(files) < 2:
         raise DataError(f"data.path: {directory} holds {len(files)} images; need at least 2")
-    check_image_headers(files, "data.path")
+    check_image_headers(files, "data.path", settings.crop_size)
 
 
 def _load_folder(data: FolderData) -> ImageArrays:
     _check_folder(data)
-    images = read_images(image_files(Path(data.path)), data.image_size, data.channels)
+    images = read_images(image_files(Path(data.path)), decode_settings(data))
     train, val = split_indices(len(images), data.val_fraction, data.seed)
     return ImageArrays(images[train], None, images[val], None, None)
 
 
-SOURCE = DataSource(FolderData, _describe_folder, _check_folder, _load_folder)
+def _count_folder(data: FolderData) -> tuple[int, int]:
+    return split_counts(len(image_files(Path(data.path))), data.val_fraction)
+
+
+SOURCE = DataSource(FolderData, _describe_folder, _check_folder, _load_folder, _count_folder)

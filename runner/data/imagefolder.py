@@ -17,8 +17,10 @@ from runner.data.base import (
     DataSource,
     ImageArrays,
     check_image_headers,
+    decode_settings,
     image_files,
     read_images,
+    split_counts,
     split_indices,
 )
 from runner.data.folder import FolderData
@@ -57,17 +59,22 @@ def _describe_imagefolder(data: ImageFolderData) -> DataInfo:
 
 
 def _check_imagefolder(data: ImageFolderData) -> None:
+    settings = decode_settings(data)
     files, _ = _files_and_labels(Path(data.path))
-    check_image_headers(files, "data.path")
+    check_image_headers(files, "data.path", settings.crop_size)
 
 
 def _load_imagefolder(data: ImageFolderData) -> ImageArrays:
     _check_imagefolder(data)
     files, labels = _files_and_labels(Path(data.path))
-    images = read_images(files, data.image_size, data.channels)
+    images = read_images(files, decode_settings(data))
     train, val = split_indices(len(images), data.val_fraction, data.seed)
     classes = int(labels.max()) + 1
     return ImageArrays(images[train], labels[train], images[val], labels[val], classes)
 
 
-SOURCE = DataSource(ImageFolderData, _describe_imagefolder, _check_imagefolder, _load_imagefolder)
+def _count_imagefolder(data: ImageFolderData) -> tuple[int, int]:
+    return split_counts(len(_files_and_labels(Path(data.path))[0]), data.val_fraction)
+
+
+SOURCE = DataSource(ImageFolderData, _describe_imagefolder, _check_imagefolder, _load_imagefolder, _count_imagefolder)

@@ -75,6 +75,19 @@ def check_idx_set(data, layout: IdxLayout, hint: str = "") -> None:
             check_idx_header(path)
 
 
+def count_idx_set(data, layout: IdxLayout) -> tuple[int, int]:
+    """(train, val) images load_idx_set gives, from the image files' headers."""
+    check_idx_set(data, layout)
+    files = idx_files(Path(data.path), layout)
+    test = check_idx_header(files["test"][0])[0]
+    if "train" in files:
+        train, val = check_idx_header(files["train"][0])[0], test
+    else:
+        val = round(test * data.val_fraction)
+        train = test - val
+    return min(train, data.train_size or train), min(val, data.val_size or val)
+
+
 def load_idx_set(data, layout: IdxLayout) -> ImageArrays:
     """Train files and the test files as val; with only the test files, `val_fraction` of them
     held out (seeded); then the train_size/val_size caps."""
@@ -122,9 +135,10 @@ def _check_mnist(data: MnistData) -> None:
     check_idx_set(data, MNIST, hint=" (set data.download: true to fetch them)")
 
 
-def check_idx_header(path: Path) -> None:
+def check_idx_header(path: Path) -> tuple[int, ...]:
     """An IDX file's magic and dimensions, and for a raw file its size: what read_idx would
-    refuse, found without reading the data (a gzip file's length is known only by inflating it)."""
+    refuse, found without reading the data (a gzip file's length is known only by inflating it).
+    Returns the shape its header gives."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as stream:
@@ -138,6 +152,7 @@ def check_idx_header(path: Path) -> None:
     shape = [int.from_bytes(shape_bytes[4 * i : 4 * i + 4], "big") for i in range(dims)]
     if path.suffix != ".gz" and path.stat().st_size != 4 + 4 * dims + int(np.prod(shape)):
         raise DataError(f"{path}: header says {tuple(shape)} but the file holds {path.stat().st_size:,} bytes")
+    return tuple(shape)
 
 
 def _load_mnist(data: MnistData) -> ImageArrays:
@@ -170,4 +185,10 @@ def read_idx(path: Path) -> np.ndarray:
     return body.reshape(shape).copy()  # frombuffer is read-only; tensors want to own their memory
 
 
-SOURCE = DataSource(MnistData, _describe_mnist, _check_mnist, _load_mnist)
+def _count_mnist(data: MnistData) -> tuple[int, int] | None:
+    if data.download and "test" not in idx_files(Path(data.path), MNIST):
+        return None  # not fetched yet
+    return count_idx_set(data, MNIST)
+
+
+SOURCE = DataSource(MnistData, _describe_mnist, _check_mnist, _load_mnist, _count_mnist)

@@ -17,7 +17,7 @@ from pydantic import Field
 from models.config import config
 from models.data_info import DataInfo
 from runner.data.base import DataSource, ImageArrays
-from runner.data.mnist import MNIST, IdxLayout, check_idx_set, load_idx_set
+from runner.data.mnist import MNIST, IdxLayout, check_idx_set, count_idx_set, load_idx_set
 
 
 @config
@@ -75,7 +75,7 @@ def _idx_source(layout: IdxLayout) -> DataSource:
     def load(data: IdxData) -> ImageArrays:
         return load_idx_set(data, layout)
 
-    return DataSource(IdxData, describe, check, load)
+    return DataSource(IdxData, describe, check, load, lambda data: count_idx_set(data, layout))
 
 
 def _describe_emnist(data: EmnistData) -> DataInfo:
@@ -92,4 +92,6 @@ def _load_emnist(data: EmnistData) -> ImageArrays:
 
 FASHION_MNIST_SOURCE = _idx_source(FASHION_MNIST)
 KMNIST_SOURCE = _idx_source(KMNIST)
-EMNIST_SOURCE = DataSource(EmnistData, _describe_emnist, _check_emnist, _load_emnist)
+EMNIST_SOURCE = DataSource(
+    EmnistData, _describe_emnist, _check_emnist, _load_emnist, lambda data: count_idx_set(data, emnist_layout(data.split))
+)

@@ -26,10 +26,12 @@ from models.stamps import draw_stamps
 from runner.data.base import (
     DataError,
     DataSource,
+    DecodeSettings,
     ImageArrays,
     check_image_headers,
     image_files,
     read_images,
+    split_counts,
     split_indices,
 )
 from runner.data.digits import cached_digits
@@ -121,20 +123,29 @@ def _matching_files(data: PairedData) -> list[tuple[Path, Path]]:
     return [(inputs[name], targets[name]) for name in names]
 
 
+def _count_paired(data: PairedData) -> tuple[int, int]:
+    """(train, val) pairs, once check passed."""
+    if data.source == "digits":
+        return data.train_size, data.val_size
+    count = len(_matching_files(data)) if data.source == "folders" else len(image_files(Path(data.path)))
+    return split_counts(count, data.val_fraction)
+
+
 def _load_paired(data: PairedData) -> ImageArrays:
     _check_paired(data)
     rng = np.random.default_rng([data.seed, 2])  # the degradation's own stream
     if data.source == "folders":
         pairs = _matching_files(data)
-        inputs = read_images([i for i, _ in pairs], data.image_size, data.channels)
-        targets = read_images([t for _, t in pairs], data.image_size, data.channels)
+        settings = DecodeSettings(data.image_size, data.channels)
+        inputs = read_images([i for i, _ in pairs], settings)
+        targets = read_images([t for _, t in pairs], settings)
         train, val = split_indices(len(pairs), data.val_fraction, data.seed)
         return ImageArrays(inputs[train], None, inputs[val], None, None, targets[train], targets[val])
     if data.source == "digits":
         train_targets = cached_digits(data.train_size, data.seed, "train")[0][:, None]
         val_targets = cached_digits(data.val_size, data.seed, "val")[0][:, None]
     else:
-        images = read_images(image_files(Path(data.path)), data.image_size, data.channels)
+        images = read_images(image_files(Path(data.path)), DecodeSettings(data.image_size, data.channels))
         train, val = split_indices(len(images), data.val_fraction, data.seed)
         train_targets, val_targets = images[train], images[val]
     return ImageArrays(
@@ -202,12 +213,12 @@ def _load_unpaired(data: UnpairedData) -> ImageArrays:
         return ImageArrays(a_train, None, a_val, None, None, b_train, b_val, pairing="unpaired")
     domains = []
     for path in (data.a_path, data.b_path):
-        images = read_images(image_files(Path(path)), data.image_size, data.channels)
+        images = read_images(image_files(Path(path)), DecodeSettings(data.image_size, data.channels))
         train, val = split_indices(len(images), data.val_fraction, data.seed)
         domains.append((images[train], images[val]))
     (a_train, a_val), (b_train, b_val) = domains
     return ImageArrays(a_train, None, a_val, None, None, b_train, b_val, pairing="unpaired")
 
 
-PAIRED = DataSource(PairedData, _describe_paired, _check_paired, _load_paired)
+PAIRED = DataSource(PairedData, _describe_paired, _check_paired, _load_paired, _count_paired)
 UNPAIRED = DataSource(UnpairedData, _describe_unpaired, _check_unpaired, _load_unpaired)

@@ -98,4 +98,12 @@ def _load_svhn(data: SvhnData) -> ImageArrays:
     )
 
 
-SOURCE = DataSource(SvhnData, _describe_svhn, _check_svhn, _load_svhn)
+def _count_svhn(data: SvhnData) -> tuple[int, int]:
+    """(train, val) images, from the files' headers (X is (32, 32, 3, N))."""
+    _check_svhn(data)
+    directory = Path(data.path)
+    train, val = (_mat_header(directory / FILES[split])["X"][3] for split in ("train", "test"))
+    return min(train, data.train_size or train), min(val, data.val_size or val)
+
+
+SOURCE = DataSource(SvhnData, _describe_svhn, _check_svhn, _load_svhn, _count_svhn)

@@ -88,6 +88,10 @@ class TrainSpec:
         None, ge=1, description="cap on optimizer steps per epoch (smoke tests); null: all"
     )
     log_every: int = Field(50, ge=1, description="optimizer steps between per-step scalars")
+    flip: bool = Field(
+        False, description="mirror each training image left-right with probability 1/2, drawn on the device "
+        "from the trial's seeded generator (val images never); paired targets turn with their inputs",
+    )
     compile: bool = Field(
         False,
         description="torch.compile each network the model trains (needs a C++ compiler on the CPU, "

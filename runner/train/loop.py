@@ -23,7 +23,7 @@ from runner.results.report import SAMPLES_FILE, picture_file
 from runner.spec import Spec
 from runner.train.quality import QualityMeter
 from runner.train.tblog import TrialLogger
-from runner.train.tensors import ImageData, load_tensors
+from runner.train.tensors import ImageData, flip_horizontally, load_tensors
 
 SAMPLE_COUNT = 64  # prior samples per epoch: an 8x8 grid
 FIXED_VAL_IMAGES = 16  # the same val images reconstructed every epoch
@@ -325,6 +325,8 @@ def train_epoch(model, data, spec: Spec, generator, global_step: int, log_step) 
     sums: dict[str, torch.Tensor] = {}
     seen: dict[str, int] = {}  # per value: a GAN reports its generator's loss on some steps only
     for batch in data.batches("train", spec.train.batch_size, generator, spec.train.steps_per_epoch):
+        if spec.train.flip:  # train batches only: val and the fixed pictures stay as they are
+            batch = flip_horizontally(batch, generator, data.pairing)
         parts = model.train_step(batch)
         count = len(batch.images)
         for name, value in parts.items():

@@ -94,6 +94,31 @@ def batches(
         yield Batch(images[index].float().div_(255.0), batch_labels, batch_targets)
 
 
+def flip_horizontally(batch: Batch, generator: torch.Generator, pairing: str | None = None) -> Batch:
+    """The batch with each image mirrored left-right or not, a fair coin each drawn from
+    `generator` on its device (no host sync; same seed, same flips): train.flip's augmentation.
+    A paired target turns with its input, so the pair still matches; an unpaired target (the
+    other domain, drawn independently) tosses coins of its own. Labels stay: a mirrored face is
+    still smiling."""
+    coins = _coins(len(batch.images), generator, batch.images.device)
+    images, targets = _mirrored_where(batch.images, coins), batch.targets
+    if targets is not None:
+        if pairing == "unpaired":
+            coins = _coins(len(targets), generator, targets.device)
+        targets = _mirrored_where(targets, coins)
+    return Batch(images, batch.labels, targets)
+
+
+def _coins(count: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """(count, 1, 1, 1) booleans, each true with probability 1/2."""
+    return (torch.rand(count, generator=generator, device=generator.device) < 0.5).to(device).view(-1, 1, 1, 1)
+
+
+def _mirrored_where(images: torch.Tensor, coins: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) images, those whose coin is true mirrored along W; the layout kept."""
+    return torch.where(coins, images.flip(-1), images)
+
+
 def _order(count: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     if generator is None:
         return torch.arange(count, device=device)

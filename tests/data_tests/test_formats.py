@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import scipy.io
 
+from models.config import parse_config
 from runner import data as data_sources
 from runner.data import (
     Cifar10Data,
@@ -297,9 +298,13 @@ def _write_source(name: str, root: Path) -> dict:
 
 
 @pytest.mark.parametrize("name, described", [
-    ("fashion_mnist", "(1x28x28, 10 classes)"), ("kmnist", "(1x28x28, 10 classes)"), ("emnist", "(1x28x28, 26 classes)"),
-    ("cifar10", "(3x32x32, 10 classes)"), ("cifar100", "(3x32x32, 20 classes)"), ("svhn", "(3x32x32, 10 classes)"),
-    ("imagefolder", "(1x16x16, 2 classes)"),
+    ("fashion_mnist", "(1x28x28, 10 classes), 3 train + 2 val images"),
+    ("kmnist", "(1x28x28, 10 classes), 3 train + 2 val images"),
+    ("emnist", "(1x28x28, 26 classes), 3 train + 2 val images"),
+    ("cifar10", "(3x32x32, 10 classes), 5 train + 1 val images"),
+    ("cifar100", "(3x32x32, 20 classes), 1 train + 1 val images"),
+    ("svhn", "(3x32x32, 10 classes), 2 train + 2 val images"),
+    ("imagefolder", "(1x16x16, 2 classes), 1 train + 1 val images"),
 ])
 def test_validate_prints_the_data_it_found(tmp_path, name, described):
     import yaml
@@ -311,4 +316,40 @@ def test_validate_prints_the_data_it_found(tmp_path, name, described):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
     result = CliRunner().invoke(main, ["validate", str(tmp_path / "s.yaml")])
     assert result.exit_code == 0, result.output
-    assert f"ok: 1 trials of vae on {name} {described}" in result.output.splitlines()[0]
+    assert result.output.splitlines()[0].endswith(f"ok: 1 trials of vae on {name} {described}")
+
+
+# -- count: what load gives, known before it -----------------------------------------------------------
+def _count_case(name: str, root: Path) -> dict:
+    """A `data:` section for source `name` on tiny files under root (mnist-like: the t10k files
+    alone, so the val_fraction split is counted)."""
+    if name in ("mnist", "fashion_mnist", "kmnist"):
+        _idx_set(root, {"test": MNIST_NAMES["test"]}, {"test": 7}, range(10), gz=False)
+        return {"name": name, "path": str(root), "val_fraction": 0.3}
+    if name in ("digits", "paired"):
+        return {"name": name, "train_size": 5, "val_size": 3}
+    if name == "folder":
+        root.mkdir()
+        for index in range(7):
+            cv2.imwrite(str(root / f"{index}.png"), np.full((8, 8), index, np.uint8))
+        return {"name": name, "path": str(root), "image_size": 8, "val_fraction": 0.3}
+    if name == "celeba":
+        from test_celeba import _celeba_tree
+
+        _celeba_tree(root)
+        return {"name": name, "path": str(root), "val_size": 1}
+    return _write_source(name, root)
+
+
+@pytest.mark.parametrize("name", [name for name, source in data_sources.SOURCES.items() if source.count is not None])
+def test_count_is_what_load_gives(tmp_path, name):
+    keys = _count_case(name, tmp_path / "data")
+    source = data_sources.SOURCES[name]
+    config = parse_config(source.config_class, {k: v for k, v in keys.items() if k != "name"}, "data")
+    source.check(config)
+    loaded = source.load(config)
+    assert source.count(config) == (len(loaded.train_images), len(loaded.val_images))
+
+
+def test_every_source_but_unpaired_counts_before_loading():
+    assert [name for name, source in data_sources.SOURCES.items() if source.count is None] == ["unpaired"]
