@@ -19,7 +19,6 @@ from runner.data.base import (
     check_image_headers,
     decode_image,
     image_files,
-    read_images,
     split_indices,
 )
 from runner.data.celeba import CelebaData
@@ -56,5 +55,5 @@ def load(name: str, data_config) -> ImageArrays:
 __all__ = [
     "SOURCES", "CelebaData", "Cifar10Data", "Cifar100Data", "DataError", "DataSource", "DecodeSettings", "DigitsData", "EmnistData", "FolderData",
     "IdxData", "IdxLayout", "ImageArrays", "ImageFolderData", "MnistData", "PairedData", "SvhnData", "UnpairedData", "cache_dir", "cached_digits", "check_idx_header", "check_image_headers",
-    "decode_image", "decoded", "digits_cache_path", "image_files", "load", "read_idx", "read_images", "split_indices",
+    "decode_image", "decoded", "digits_cache_path", "image_files", "load", "read_idx", "split_indices",
 ]

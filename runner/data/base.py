@@ -180,14 +180,6 @@ def decode_settings(data) -> DecodeSettings:
     return DecodeSettings(data.image_size, data.channels, data.crop, data.crop_size)
 
 
-def read_images(files: list[Path], settings: DecodeSettings) -> np.ndarray:
-    """Image files as (N, C, size, size) uint8, RGB order, each by decode_image."""
-    images = np.empty((len(files), settings.channels, settings.image_size, settings.image_size), np.uint8)
-    for index, path in enumerate(files):
-        images[index] = decode_image(path, settings)
-    return images
-
-
 def split_indices(count: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, val) indices: a seeded shuffle, at least one image on each side."""
     order = np.random.default_rng(seed).permutation(count)

@@ -24,13 +24,13 @@ from pydantic import Field
 
 from models.config import config
 from models.data_info import DataInfo
+from runner.data import decoded
 from runner.data.base import (
     DataError,
     DataSource,
     ImageArrays,
     check_image_headers,
     decode_settings,
-    read_images,
 )
 
 IMAGES = "img_align_celeba"
@@ -60,6 +60,7 @@ class CelebaData:
     )
     train_size: int | None = Field(None, ge=1, description="use only the first N training images")
     val_size: int | None = Field(None, ge=1, description="use only the first N val images")
+    cache: bool = Field(True, description="decode once into the shared cache every trial maps (gensweep prepare); false: each trial decodes")
 
 
 class _Listed(NamedTuple):  # a tuple: 200,000 of them are made in a fraction of a dataclass's time
@@ -214,8 +215,8 @@ def _count_celeba(data: CelebaData) -> tuple[int, int]:
 def _load_celeba(data: CelebaData) -> ImageArrays:
     selection, values = _checked(data)
     settings = decode_settings(data)
-    train_images = read_images(selection.files(selection.train), settings)
-    val_images = read_images(selection.files(selection.val), settings)
+    train_images = decoded.load_files(selection.files(selection.train), settings, data.cache)
+    val_images = decoded.load_files(selection.files(selection.val), settings, data.cache)
     if values is None:
         return ImageArrays(train_images, None, val_images, None, None)
     path = Path(data.path) / ATTRIBUTES

@@ -19,7 +19,9 @@ every node shares, when the data is decoded once for the whole cluster.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runner.data.base import DataError, cache_dir
+from runner.data.base import DataError, DecodeSettings, cache_dir, decode_image
 from runner.files import is_disk_full, read_json, write_json
 
 FORMAT_VERSION = 1
@@ -56,6 +58,33 @@ def reporting(say: Say) -> Iterator[None]:
         yield
     finally:
         _reporter.reset(token)
+
+
+def load_files(files: list[Path], settings: DecodeSettings, cache: bool = True) -> np.ndarray:
+    """The files as (N, C, S, S) uint8 by decode_image, decoded in parallel: from this node's
+    shared cache (decoded into it first when it lacks them), or with cache False into memory."""
+    shape = (settings.channels, settings.image_size, settings.image_size)
+    decode = functools.partial(decode_image, settings=settings)
+    if cache:
+        return decoded_images(files, dataclasses.asdict(settings), shape, decode)
+    return decode_all(files, shape, decode)
+
+
+def load_split(
+    files: list[Path], train: np.ndarray, val: np.ndarray, settings: DecodeSettings, cache: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train images, val images) of the files at those indices: decoded in the order train
+    then val, so each split is a slice of one array (of the cache's map: no copy, shared pages)."""
+    order = [files[index] for index in (*train, *val)]
+    images = load_files(order, settings, cache)
+    return images[: len(train)], images[len(train) :]
+
+
+def holds(files: list[Path], settings: DecodeSettings) -> bool:
+    """Whether this node's cache has these files decoded with these settings (a source's check
+    skips reading every header again: the files decoded whole when the entry was made)."""
+    entry = decoded_root() / cache_key(files, dataclasses.asdict(settings))
+    return isinstance(read_json(entry / META_FILE), dict)
 
 
 def decoded_root() -> Path:

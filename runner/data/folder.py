@@ -10,6 +10,7 @@ from pydantic import Field
 
 from models.config import config
 from models.data_info import DataInfo
+from runner.data import decoded
 from runner.data.base import (
     DataError,
     DataSource,
@@ -17,7 +18,6 @@ from runner.data.base import (
     check_image_headers,
     decode_settings,
     image_files,
-    read_images,
     split_counts,
     split_indices,
 )
@@ -36,13 +36,16 @@ class FolderData:
     )
     val_fraction: float = Field(0.1, gt=0, lt=1, description="share of images held out for val")
     seed: int = Field(0, description="seed of the train/val split")
+    cache: bool = Field(True, description="decode once into the shared cache every trial maps (gensweep prepare); false: each trial decodes")
 
 
 def _describe_folder(data: FolderData) -> DataInfo:
     return DataInfo((data.channels, data.image_size, data.image_size), None)
 
 
-def _check_folder(data: FolderData) -> None:
+def _check_folder(data: FolderData) -> list[Path]:
+    """The files, in the order load decodes them (train, then val), their headers read unless
+    the cache already holds them decoded."""
     settings = decode_settings(data)
     directory = Path(data.path)
     if not directory.is_dir():
@@ -50,14 +53,18 @@ def _check_folder(data: FolderData) -> None:
     files = image_files(directory)
     if len(files) < 2:
         raise DataError(f"data.path: {directory} holds {len(files)} images; need at least 2")
-    check_image_headers(files, "data.path", settings.crop_size)
+    train, val = split_indices(len(files), data.val_fraction, data.seed)
+    ordered = [files[index] for index in (*train, *val)]
+    if not (data.cache and decoded.holds(ordered, settings)):
+        check_image_headers(files, "data.path", settings.crop_size)
+    return ordered
 
 
 def _load_folder(data: FolderData) -> ImageArrays:
-    _check_folder(data)
-    images = read_images(image_files(Path(data.path)), decode_settings(data))
-    train, val = split_indices(len(images), data.val_fraction, data.seed)
-    return ImageArrays(images[train], None, images[val], None, None)
+    ordered = _check_folder(data)
+    images = decoded.load_files(ordered, decode_settings(data), data.cache)
+    train_count = split_counts(len(ordered), data.val_fraction)[0]
+    return ImageArrays(images[:train_count], None, images[train_count:], None, None)
 
 
 def _count_folder(data: FolderData) -> tuple[int, int]:

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from models.config import config
 from models.data_info import DataInfo
+from runner.data import decoded
 from runner.data.base import (
     DataError,
     DataSource,
@@ -19,7 +20,6 @@ from runner.data.base import (
     check_image_headers,
     decode_settings,
     image_files,
-    read_images,
     split_counts,
     split_indices,
 )
@@ -58,19 +58,21 @@ def _describe_imagefolder(data: ImageFolderData) -> DataInfo:
     return DataInfo((data.channels, data.image_size, data.image_size), len(class_folders(Path(data.path))))
 
 
-def _check_imagefolder(data: ImageFolderData) -> None:
+def _check_imagefolder(data: ImageFolderData) -> tuple[list[Path], np.ndarray, np.ndarray, np.ndarray]:
+    """(files, labels, train indices, val indices); the headers read unless the cache holds them decoded."""
     settings = decode_settings(data)
-    files, _ = _files_and_labels(Path(data.path))
-    check_image_headers(files, "data.path", settings.crop_size)
+    files, labels = _files_and_labels(Path(data.path))
+    train, val = split_indices(len(files), data.val_fraction, data.seed)
+    if not (data.cache and decoded.holds([files[index] for index in (*train, *val)], settings)):
+        check_image_headers(files, "data.path", settings.crop_size)
+    return files, labels, train, val
 
 
 def _load_imagefolder(data: ImageFolderData) -> ImageArrays:
-    _check_imagefolder(data)
-    files, labels = _files_and_labels(Path(data.path))
-    images = read_images(files, decode_settings(data))
-    train, val = split_indices(len(images), data.val_fraction, data.seed)
+    files, labels, train, val = _check_imagefolder(data)
+    train_images, val_images = decoded.load_split(files, train, val, decode_settings(data), data.cache)
     classes = int(labels.max()) + 1
-    return ImageArrays(images[train], labels[train], images[val], labels[val], classes)
+    return ImageArrays(train_images, labels[train], val_images, labels[val], classes)
 
 
 def _count_imagefolder(data: ImageFolderData) -> tuple[int, int]:

@@ -23,6 +23,7 @@ from pydantic import Field
 from models.config import config
 from models.data_info import DataInfo
 from models.stamps import draw_stamps
+from runner.data import decoded
 from runner.data.base import (
     DataError,
     DataSource,
@@ -30,7 +31,6 @@ from runner.data.base import (
     ImageArrays,
     check_image_headers,
     image_files,
-    read_images,
     split_counts,
     split_indices,
 )
@@ -60,6 +60,7 @@ class PairedData:
     jpeg_quality: int | None = Field(None, ge=1, le=100, description="JPEG artefacts at this quality; null: none")
     noise: float = Field(0.0, ge=0, description="std of Gaussian noise added (pixel values in [0, 1])")
     stamp: bool = Field(False, description="print a date/time stamp over the input")
+    cache: bool = Field(True, description="folder/folders: decode once into the shared cache every trial maps; false: each trial decodes")
 
 
 def crapify(images: np.ndarray, data: PairedData, rng: np.random.Generator) -> np.ndarray:
@@ -137,17 +138,18 @@ def _load_paired(data: PairedData) -> ImageArrays:
     if data.source == "folders":
         pairs = _matching_files(data)
         settings = DecodeSettings(data.image_size, data.channels)
-        inputs = read_images([i for i, _ in pairs], settings)
-        targets = read_images([t for _, t in pairs], settings)
         train, val = split_indices(len(pairs), data.val_fraction, data.seed)
-        return ImageArrays(inputs[train], None, inputs[val], None, None, targets[train], targets[val])
+        train_inputs, val_inputs = decoded.load_split([i for i, _ in pairs], train, val, settings, data.cache)
+        train_targets, val_targets = decoded.load_split([t for _, t in pairs], train, val, settings, data.cache)
+        return ImageArrays(train_inputs, None, val_inputs, None, None, train_targets, val_targets)
     if data.source == "digits":
         train_targets = cached_digits(data.train_size, data.seed, "train")[0][:, None]
         val_targets = cached_digits(data.val_size, data.seed, "val")[0][:, None]
     else:
-        images = read_images(image_files(Path(data.path)), DecodeSettings(data.image_size, data.channels))
-        train, val = split_indices(len(images), data.val_fraction, data.seed)
-        train_targets, val_targets = images[train], images[val]
+        files = image_files(Path(data.path))
+        train, val = split_indices(len(files), data.val_fraction, data.seed)
+        settings = DecodeSettings(data.image_size, data.channels)
+        train_targets, val_targets = decoded.load_split(files, train, val, settings, data.cache)
     return ImageArrays(
         crapify(train_targets, data, rng), None, crapify(val_targets, data, rng), None, None, train_targets, val_targets
     )
@@ -167,6 +169,7 @@ class UnpairedData:
     val_size: int = Field(512, ge=1, description="digits: validation images per domain")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="folders: share of each domain held out")
     seed: int = Field(0, description="digits: which draws")
+    cache: bool = Field(True, description="folders: decode once into the shared cache every trial maps; false: each trial decodes")
 
 
 def bold_slanted(images: np.ndarray) -> np.ndarray:
@@ -213,9 +216,9 @@ def _load_unpaired(data: UnpairedData) -> ImageArrays:
         return ImageArrays(a_train, None, a_val, None, None, b_train, b_val, pairing="unpaired")
     domains = []
     for path in (data.a_path, data.b_path):
-        images = read_images(image_files(Path(path)), DecodeSettings(data.image_size, data.channels))
-        train, val = split_indices(len(images), data.val_fraction, data.seed)
-        domains.append((images[train], images[val]))
+        files = image_files(Path(path))
+        train, val = split_indices(len(files), data.val_fraction, data.seed)
+        domains.append(decoded.load_split(files, train, val, DecodeSettings(data.image_size, data.channels), data.cache))
     (a_train, a_val), (b_train, b_val) = domains
     return ImageArrays(a_train, None, a_val, None, None, b_train, b_val, pairing="unpaired")
 

@@ -22,6 +22,9 @@ def prepare_data(spec: Spec, say: Callable[[str], None] = lambda message: None) 
                 say(f"drawing {count:,} {split} digits (once: cached in {data_sources.cache_dir()})")
     with decoded.reporting(say):
         arrays = data_sources.load(spec.data_name, spec.data)
+    if decoded.is_mapped(arrays.train_images):
+        say(f"data: decoded images mapped from {decoded.decoded_root()} (a cache on each node, "
+            "unless GENSWEEP_CACHE is storage every node shares)")
     if spec.quality_metrics():
         from runner.train.quality import feature_net_accuracy, feature_net_path, load_feature_net
         from runner.train.tensors import from_arrays

@@ -14,7 +14,7 @@ from PIL import Image
 
 from models.config import parse_config
 from runner import data as data_sources
-from runner.data import DataError, DecodeSettings, FolderData, ImageFolderData, decode_image, read_images
+from runner.data import DataError, DecodeSettings, FolderData, ImageFolderData, decode_image, decoded
 
 PHOTOS = {"astronaut": skimage.data.astronaut, "chelsea": skimage.data.chelsea, "coffee": skimage.data.coffee}
 
@@ -77,7 +77,7 @@ def test_folder_and_imagefolder_crop_through_the_same_decode(tmp_path):
         _photo(tmp_path / "photos" / name, name)
     keys = {"path": str(tmp_path / "photos"), "channels": 3, "crop": "center", "crop_size": 256, "val_fraction": 0.5}
     files = sorted((tmp_path / "photos").rglob("*.jpg"))
-    expected = read_images(files, DecodeSettings(64, 3, "center", 256))
+    expected = decoded.load_files(files, DecodeSettings(64, 3, "center", 256), cache=False)
     for source, config_class in (("folder", FolderData), ("imagefolder", ImageFolderData)):
         config = parse_config(config_class, keys, "data")
         data_sources.SOURCES[source].check(config)
@@ -87,10 +87,10 @@ def test_folder_and_imagefolder_crop_through_the_same_decode(tmp_path):
         assert data_sources.SOURCES[source].count(config) == (1, 1)
 
 
-def test_read_images_is_decode_image_file_by_file(tmp_path):
+def test_load_files_is_decode_image_file_by_file(tmp_path):
     paths = [_photo(tmp_path, name) for name in sorted(PHOTOS)]
     settings = DecodeSettings(48, 3, "center", 288)
-    assert np.array_equal(read_images(paths, settings), np.stack([decode_image(path, settings) for path in paths]))
+    assert np.array_equal(decoded.load_files(paths, settings, cache=False), np.stack([decode_image(path, settings) for path in paths]))
     assert hash(settings) == hash(DecodeSettings(48, 3, "center", 288))  # a cache can key on it
 
 

@@ -188,3 +188,45 @@ def test_prepare_lists_and_clears_the_cache(photo_files):
     assert "no decoded data sets" in CliRunner().invoke(main, ["prepare", "--list"]).output
     misuse = CliRunner().invoke(main, ["prepare", "--key", "abc"])
     assert misuse.exit_code == 2 and "--key goes with --clear" in misuse.output
+
+
+def _folder_spec(tmp_path: Path, photos: Path, **data) -> Path:
+    import yaml
+
+    spec = {"name": "faces", "model": {"name": "vae"},
+            "data": {"name": "folder", "path": str(photos), "image_size": 32, "channels": 3, "crop": "center", "crop_size": 180, **data},
+            "train": {"epochs": 1}, "quality": {"every": 0}}
+    path = tmp_path / "faces.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_a_folder_source_maps_the_cache_and_matches_decoding_in_memory(photo_files):
+    from runner.data import FolderData, load
+
+    cached = load("folder", FolderData(path=str(photo_files[0].parent), image_size=32, channels=3, crop="center"))
+    again = load("folder", FolderData(path=str(photo_files[0].parent), image_size=32, channels=3, crop="center"))
+    in_memory = load("folder", FolderData(path=str(photo_files[0].parent), image_size=32, channels=3, crop="center", cache=False))
+    assert decoded.is_mapped(again.train_images) and decoded.is_mapped(again.val_images)
+    assert not decoded.is_mapped(in_memory.train_images)
+    assert len(decoded.entries()) == 1
+    for arrays in (cached, again):
+        np.testing.assert_array_equal(arrays.train_images, in_memory.train_images)
+        np.testing.assert_array_equal(arrays.val_images, in_memory.val_images)
+    assert len(in_memory.val_images) == 4 and len(in_memory.train_images) == 36
+
+
+def test_gensweep_prepare_decodes_a_spec_once(photo_files, tmp_path):
+    spec = _folder_spec(tmp_path, photo_files[0].parent)
+    first = CliRunner().invoke(main, ["prepare", str(spec)])
+    assert first.exit_code == 0, first.output
+    assert "decoding 40 images into the data cache" in first.output
+    assert "ready: 36 train + 4 val images, 3x32x32" in first.output and "(cache: " in first.output
+    second = CliRunner().invoke(main, ["prepare", str(spec)])
+    assert second.exit_code == 0 and "decoding" not in second.output  # a hit
+    assert len(decoded.entries()) == 1
+    other = CliRunner().invoke(main, ["prepare", str(spec), "--set", "data.image_size=16"])
+    assert other.exit_code == 0 and "decoding 40 images" in other.output and len(decoded.entries()) == 2
+    photo_files[3].write_bytes(b"")
+    broken = CliRunner().invoke(main, ["prepare", str(spec), "--set", "data.image_size=24"])
+    assert broken.exit_code == 2 and "003.jpg" in broken.output and "empty file" in broken.output
