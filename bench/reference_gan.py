@@ -41,7 +41,7 @@ def main() -> None:
             spec, _ = load_trial(record_path.parent)
             metrics = record["metrics"]
             name = f"{spec.model.variant} ({run_dir.name}), {record.get('epoch', spec.train.epochs)} epochs"
-            rows.append((name, {key: metrics.get(f"val/{key}") for key in SHOWN}))
+            rows.append((name, {key: metrics.get(f"val/{key}") for key in SHOWN}, measured_fd(record_path.parent, spec)))
     if spec is None:
         raise SystemExit(f"error: no trials in {', '.join(map(str, args.runs))} (run the specs first)")
 
@@ -49,17 +49,25 @@ def main() -> None:
     count = spec.quality.samples
     meter = QualityMeter(data, count, torch.device("cpu"))
     real = data.train_images[:count].float() / 255
-    rows.append((f"real: {count} training images (the floor)", meter.measure_images(real)))
+    rows.append((f"real: {count} training images (the floor)", meter.measure_images(real), "-"))
     noise = torch.rand(real.shape, generator=torch.Generator().manual_seed(0))
-    rows.append((f"uniform noise: {count} images", meter.measure_images(noise)))
+    rows.append((f"uniform noise: {count} images", meter.measure_images(noise), "-"))
 
     print(f"{spec.data_name} ({len(data.train_images)} train / {len(data.val_images)} val); each row against "
           f"the first {count} val images, in gensweep's classifier features\n")
-    print("| samples | " + " | ".join(f"val/{key}" for key in SHOWN) + " |")
-    print("|---|" + "---:|" * len(SHOWN))
-    for name, values in rows:
+    print("| samples | " + " | ".join(f"val/{key}" for key in SHOWN) + " | val/fd as it went (epoch: fd) |")
+    print("|---|" + "---:|" * len(SHOWN) + "---|")
+    for name, values, history in rows:
         cells = [("-" if values.get(key) is None else f"{values[key]:.4g}") for key in SHOWN]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        print(f"| {name} | " + " | ".join(cells) + f" | {history} |")
+
+
+def measured_fd(trial_dir: Path, spec) -> str:
+    """val/fd at each epoch it was measured (quality.every, and the last), from Ray Tune's result.json."""
+    results = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines() if line.strip()]
+    last = spec.train.epochs
+    return ", ".join(f"{r['training_iteration']}: {r['val/fd']:.4g}" for r in results
+                     if r["training_iteration"] % spec.quality.every == 0 or r["training_iteration"] == last)
 
 
 if __name__ == "__main__":
