@@ -2,6 +2,8 @@
 
     python bench/reference_gan.py [runs/reference/dcgan_mnist runs/reference/wgan_gp_mnist]
 
+(Any runs on one labelled data set will do: make results-cifar10 prints its VAEs' this way.)
+
 gensweep's val/fd and val/kid compare 2,000 samples with the 2,000 val images in the features of
 a small classifier trained on the training split (README: quality), not Inception's, so their
 scale is gensweep's own and not a paper's FID. To read them, this prints the same figures for
@@ -40,7 +42,9 @@ def main() -> None:
             record = json.loads(record_path.read_text())
             spec, _ = load_trial(record_path.parent)
             metrics = record["metrics"]
-            name = f"{spec.model.variant} ({run_dir.name}), {record.get('epoch', spec.train.epochs)} epochs"
+            model = getattr(spec.model, "variant", spec.model_name)  # a GAN by its variant
+            swept = ", ".join(f"{key.split('.')[-1]}={value}" for key, value in (record.get("swept") or {}).items())
+            name = f"{model} ({run_dir.name}{', ' + swept if swept else ''}), {record.get('epoch', spec.train.epochs)} epochs"
             rows.append((name, {key: metrics.get(f"val/{key}") for key in SHOWN}, measured_fd(record_path.parent, spec)))
     if spec is None:
         raise SystemExit(f"error: no trials in {', '.join(map(str, args.runs))} (run the specs first)")
