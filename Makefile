@@ -36,3 +36,39 @@ constraints: setup
 
 clean:
 	rm -rf runs .pytest_cache build *.egg-info
+
+# Reference results (RESULTS.md), one target a table: the real MNIST test set (the t10k IDX files,
+# read from ../shared/data/mnist unless MNIST=DIR) and a drawn data set in CIFAR-10's binary
+# format. Each target starts its run afresh (its own directory under runs/reference is replaced)
+# and prints the table RESULTS.md shows. `make results` runs all of them, one after another: about
+# 45 minutes of wall time on 2 CPU cores shared with other jobs (RESULTS.md gives each one's).
+MNIST ?= ../shared/data/mnist
+REFERENCE := runs/reference
+REFERENCE_RUN = rm -rf $(REFERENCE)/$(1) && $(BIN)/gensweep run search_spaces/reference/$(1).yaml --storage-path $(REFERENCE)
+
+.PHONY: results results-vae results-dcgan results-wgan-gp results-gan results-sr results-cifar10
+
+results: results-vae results-gan results-sr results-cifar10
+
+results-vae: setup
+	$(call REFERENCE_RUN,vae_mnist) --set data.path=$(MNIST)
+	$(BIN)/python bench/reference_vae.py --run $(REFERENCE)/vae_mnist --mnist $(MNIST)
+
+results-dcgan: setup
+	$(call REFERENCE_RUN,dcgan_mnist) --set data.path=$(MNIST)
+
+results-wgan-gp: setup
+	$(call REFERENCE_RUN,wgan_gp_mnist) --set data.path=$(MNIST)
+
+results-gan: results-dcgan results-wgan-gp
+	$(BIN)/python bench/reference_gan.py $(REFERENCE)/dcgan_mnist $(REFERENCE)/wgan_gp_mnist
+
+results-sr: setup
+	$(BIN)/python bench/reference_sr.py export --mnist $(MNIST) --out $(REFERENCE)/data/mnist_t10k_png
+	$(call REFERENCE_RUN,unet_sr_mnist)
+	$(BIN)/python bench/reference_sr.py evaluate --run $(REFERENCE)/unet_sr_mnist
+
+results-cifar10: setup
+	$(BIN)/python bench/reference_formats.py cifar10 --out $(REFERENCE)/data/cifar10
+	$(call REFERENCE_RUN,cifar10_format)
+	$(BIN)/python bench/reference_gan.py $(REFERENCE)/cifar10_format

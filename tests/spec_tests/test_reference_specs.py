@@ -1,0 +1,77 @@
+"""The reference runs (RESULTS.md) stay runnable: their specs validate, each has its make target,
+and the data they make for themselves reads back as the specs say (the runs themselves are not
+tests: they take minutes)."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from runner import data as data_sources
+from runner.data import Cifar10Data, MnistData, PairedData
+from runner.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE_SPECS = sorted((ROOT / "search_spaces" / "reference").glob("*.yaml"))
+
+
+def _bench_module(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("path", REFERENCE_SPECS, ids=lambda p: p.stem)
+def test_reference_spec_validates_and_has_its_make_target(path):
+    spec = load_spec(path)
+    assert spec.train.precision == "fp32"  # figures that do not depend on the CPU's bf16
+    assert f"$(call REFERENCE_RUN,{path.stem})" in (ROOT / "Makefile").read_text()
+    assert "make results-" in path.read_text()  # the comment names the command that reproduces it
+
+
+def test_reference_specs_are_the_ones_results_md_needs():
+    assert {p.stem for p in REFERENCE_SPECS} >= {"vae_mnist", "dcgan_mnist", "wgan_gp_mnist", "unet_sr_mnist",
+                                                  "cifar10_format"}
+
+
+def test_drawn_cifar10_batches_read_back_through_the_cifar10_source(tmp_path):
+    formats = _bench_module("reference_formats")
+    formats.write_cifar10(tmp_path, per_file=20)
+    config = Cifar10Data(path=str(tmp_path))
+    data_sources.SOURCES["cifar10"].check(config)
+    loaded = data_sources.load("cifar10", config)
+    assert loaded.train_images.shape == (100, 3, 32, 32) and loaded.val_images.shape == (20, 3, 32, 32)
+    assert set(loaded.train_labels.tolist()) <= set(range(10)) and len(set(loaded.train_labels.tolist())) > 5
+    # The same seed draws the same bytes, and the drawn shape is brighter than its background.
+    again = tmp_path / "again"
+    formats.write_cifar10(again, per_file=20)
+    first = tmp_path / "cifar-10-batches-bin" / "test_batch.bin"
+    assert first.read_bytes() == (again / "cifar-10-batches-bin" / "test_batch.bin").read_bytes()
+    image = loaded.val_images[0].astype(int)
+    assert image.max() > image[:, :4, :4].max() + 50  # a corner is background
+
+
+def test_exported_mnist_pngs_split_as_the_mnist_source_does(tmp_path):
+    """unet_sr_mnist.yaml's claim: paired over the exported PNGs holds out the very val images
+    the mnist source holds out of t10k (same rule, same seed)."""
+    images = np.random.default_rng(0).integers(0, 256, (50, 28, 28), dtype=np.uint8)
+    labels = np.zeros(50, np.uint8)
+    mnist_dir = tmp_path / "mnist"
+    mnist_dir.mkdir()
+    for name, array in (("t10k-images-idx3-ubyte.gz", images), ("t10k-labels-idx1-ubyte.gz", labels)):
+        header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+        (mnist_dir / name).write_bytes(gzip.compress(header + array.tobytes()))
+    _bench_module("reference_sr").export(mnist_dir, tmp_path / "png")
+    assert np.array_equal(cv2.imread(str(tmp_path / "png" / "00007.png"), cv2.IMREAD_GRAYSCALE), images[7])
+
+    mnist = data_sources.load("mnist", MnistData(path=str(mnist_dir), val_fraction=0.2, seed=0))
+    paired = data_sources.load("paired", PairedData(source="folder", path=str(tmp_path / "png"), image_size=28,
+                                                    channels=1, val_fraction=0.2, seed=0, scale=2))
+    assert np.array_equal(paired.val_targets, mnist.val_images)
+    assert np.array_equal(paired.train_targets, mnist.train_images)
