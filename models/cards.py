@@ -321,7 +321,7 @@ ImageLossMix = dict[ImageTerm, Annotated[float, Field(ge=0)]]
 # auto measures it when the VGG-16 weights are on this machine and says so when they are not.
 LpipsSwitch = Literal["auto", True, False]
 LPIPS_DESCRIPTION = "val LPIPS (VGG-16) of output vs target; auto: when the VGG-16 weights are found, true: required"
-LPIPS_MIN_SIDE = 16  # models.lpips.MIN_SIDE: relu5_3 follows four 2x2 poolings
+LPIPS_MIN_SIDE = 16  # relu5_3, LPIPS's last layer, follows four 2x2 poolings: 16 pixels leave it 1
 
 
 @config

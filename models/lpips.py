@@ -20,7 +20,6 @@ from torch import Tensor, nn
 from models.perceptual import vgg16_features
 
 VGG16_LAYERS = 30  # LPIPS reads relu1_2 ... relu5_3: torchvision's vgg16().features[:30]
-MIN_SIDE = 16  # relu5_3 comes after four 2x2 poolings: a 16-pixel side leaves it one pixel
 
 
 def shipped_linear_weights() -> Path:

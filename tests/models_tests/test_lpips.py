@@ -19,7 +19,8 @@ from click.testing import CliRunner
 from skimage import data as photographs
 
 import models
-from models.lpips import MIN_SIDE, lpips, lpips_network
+from models.cards import LPIPS_MIN_SIDE
+from models.lpips import lpips, lpips_network
 from models.vgg_weights import VGG16_FILE, hub_weights_path
 from runner.cli import main
 from runner.spec import SpecError, parse_document
@@ -131,9 +132,14 @@ def test_pix2pix_reports_lpips_and_keeps_vgg_out_of_its_checkpoints(torch_home):
 def test_images_too_small_for_vgg16_are_refused_in_one_line(torch_home):
     tiny = models.DataInfo(image_shape=(1, 8, 8), num_classes=None, pairing="paired")
     card = models.entry("unet_sr")
-    with pytest.raises(ValueError, match=rf"^model.lpips: VGG-16 needs image sides of at least {MIN_SIDE} pixels, got 8x8; "):
+    with pytest.raises(ValueError, match=rf"^model.lpips: VGG-16 needs image sides of at least {LPIPS_MIN_SIDE} pixels, got 8x8; "):
         card.check(models.make_config("unet_sr", {"depth": 1}), tiny)
     card.check(models.make_config("unet_sr", {"depth": 1, "lpips": False}), tiny)
+    smallest = torch.rand(2, 1, LPIPS_MIN_SIDE, LPIPS_MIN_SIDE, generator=torch.Generator().manual_seed(0))
+    network = lpips_network(hub_weights_path())
+    assert torch.isfinite(lpips(smallest, smallest.flip(0), network)).all()
+    with pytest.raises(RuntimeError):  # one pixel less: the last pooling has nothing left to pool
+        lpips(smallest[..., 1:, 1:], smallest[..., 1:, 1:], network)
 
 
 def test_without_weights_validate_says_lpips_is_not_measured_and_why(empty_torch_home, tmp_path):
