@@ -17,7 +17,7 @@ from pydantic import Field
 
 from models.config import config
 from models.data_info import DataInfo
-from models.vgg_weights import find_vgg_weights
+from models.vgg_weights import VGG16_FILE, find_vgg_weights, hub_weights_path
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ class ModelCard:
     # Packing (models/packing.py): the attributes that may differ between the members of a pack,
     # besides the learning rate, as the config fields of the same names. None: not packable.
     pack_fields: tuple[str, ...] | None = None
+    # config -> lines `gensweep validate` and `run` print about what the model will not measure
+    # and why (the metric is absent from reported_metrics then).
+    notes: Callable[[Any], tuple[str, ...]] = lambda config: ()
 
 
 # -- checks a config and a data shape allow ------------------------------------------------------
@@ -314,6 +317,11 @@ DDPM = ModelCard(
 # -- image-to-image (models/translation.py) ----------------------------------------------------------
 ImageTerm = Literal["mse", "l1", "ssim", "psnr", "hfen", "perceptual"]
 ImageLossMix = dict[ImageTerm, Annotated[float, Field(ge=0)]]
+# val LPIPS (models/lpips.py): true asks for it (no weights: the spec stops), false turns it off,
+# auto measures it when the VGG-16 weights are on this machine and says so when they are not.
+LpipsSwitch = Literal["auto", True, False]
+LPIPS_DESCRIPTION = "val LPIPS (VGG-16) of output vs target; auto: when the VGG-16 weights are found, true: required"
+LPIPS_MIN_SIDE = 16  # relu5_3, LPIPS's last layer, follows four 2x2 poolings: 16 pixels leave it 1
 
 
 @config
@@ -324,7 +332,8 @@ class UNetSRConfig:
         default_factory=lambda: {"mse": 1.0}, min_length=1,
         description="weighted terms: mse, l1 (pixel means), ssim (1-SSIM), psnr (-dB), hfen, perceptual (VGG-16)",
     )
-    vgg_path: str | None = Field(None, description="VGG-16 weights for `perceptual` (default: torch hub's cache)")
+    vgg_path: str | None = Field(None, description="VGG-16 weights for `perceptual` and LPIPS (default: torch hub's cache)")
+    lpips: LpipsSwitch = Field("auto", description=LPIPS_DESCRIPTION)
 
 
 @config
@@ -342,6 +351,8 @@ class Pix2PixConfig(PatchGANTranslatorConfig):
     variant: Literal["gan", "lsgan"] = Field("gan", description="adversarial loss: gan (BCE, the paper's) or lsgan")
     l1_weight: float = Field(100.0, ge=0, description="weight of the L1 term (100 in Isola et al. 2017)")
     lr_d: float | None = Field(None, gt=0, description="discriminator learning rate; null: train.lr")
+    lpips: LpipsSwitch = Field("auto", description=LPIPS_DESCRIPTION)
+    vgg_path: str | None = Field(None, description="VGG-16 weights for LPIPS (default: torch hub's cache)")
 
 
 @config
@@ -354,11 +365,42 @@ class CycleGANConfig(PatchGANTranslatorConfig):
     lr_d: float | None = Field(None, gt=0, description="discriminators' learning rate; null: train.lr")
 
 
+def lpips_measured(config: UNetSRConfig | Pix2PixConfig) -> bool:
+    """Whether evaluate() reports `lpips`: asked for or left auto, and the weights are there."""
+    if config.lpips is False:
+        return False
+    if config.lpips is True:
+        return True  # check_lpips stopped the spec if the weights are missing
+    try:
+        find_vgg_weights(config.vgg_path, "model.lpips")
+    except ValueError:
+        return False
+    return True
+
+
+def lpips_notes(config: UNetSRConfig | Pix2PixConfig) -> tuple[str, ...]:
+    if config.lpips != "auto" or lpips_measured(config):
+        return ()
+    why = (f"model.lpips: auto: val/lpips not measured: no VGG-16 weights ({VGG16_FILE}) at {hub_weights_path()} "
+           "nor model.vgg_path (gensweep downloads nothing; model.lpips: false silences this)")
+    return (why,)
+
+
+def check_lpips(config: UNetSRConfig | Pix2PixConfig, data: DataInfo) -> None:
+    if config.lpips is True or (config.lpips == "auto" and config.vgg_path):
+        find_vgg_weights(config.vgg_path, "model.lpips")  # asked for, or a file named: it must be there
+    _, height, width = data.image_shape
+    if lpips_measured(config) and min(height, width) < LPIPS_MIN_SIDE:
+        raise ValueError(f"model.lpips: VGG-16 needs image sides of at least {LPIPS_MIN_SIDE} pixels, "
+                         f"got {height}x{width}; set model.lpips: false")
+
+
 def _check_unet_sr(config: UNetSRConfig, data: DataInfo) -> None:
     check_pairing("paired", data)
     check_unet_shape(data.image_shape, config.depth)
     if config.loss.get("perceptual", 0) > 0:
         find_vgg_weights(config.vgg_path)
+    check_lpips(config, data)
 
 
 def _translator_check(pairing: str) -> Callable[[PatchGANTranslatorConfig, DataInfo], None]:
@@ -369,19 +411,25 @@ def _translator_check(pairing: str) -> Callable[[PatchGANTranslatorConfig, DataI
     return check
 
 
+def _check_pix2pix(config: Pix2PixConfig, data: DataInfo) -> None:
+    _translator_check("paired")(config, data)
+    check_lpips(config, data)
+
+
 # What the three share: they translate (no sampling from noise), ranked by PSNR by default.
 _TRANSLATES = {"generates": False, "default_metric": "val/psnr", "default_mode": "max"}
 UNET_SR = ModelCard(
     "unet_sr", UNetSRConfig,
     "U-Net super-resolution: the degraded image in, the clean one out, trained on a loss mix.",
-    lambda config: ("loss", *sorted(config.loss), "psnr", "ssim", "psnr_bicubic", "ssim_bicubic", "psnr_gain"),
-    _check_unet_sr, pairing="paired", **_TRANSLATES,
+    lambda config: ("loss", *sorted(config.loss), "psnr", "ssim", "psnr_bicubic", "ssim_bicubic", "psnr_gain",
+                    *(("lpips",) if lpips_measured(config) else ())),
+    _check_unet_sr, pairing="paired", **_TRANSLATES, notes=lpips_notes,
 )
 PIX2PIX = ModelCard(
     "pix2pix", Pix2PixConfig,
     "pix2pix (Isola et al. 2017): a U-Net generator judged by a PatchGAN that sees input and output.",
-    lambda config: ("loss", "g_adv", "l1", "d_loss", "psnr", "ssim"), _translator_check("paired"),
-    pairing="paired", **_TRANSLATES,
+    lambda config: ("loss", "g_adv", "l1", "d_loss", "psnr", "ssim", *(("lpips",) if lpips_measured(config) else ())),
+    _check_pix2pix, pairing="paired", **_TRANSLATES, notes=lpips_notes,
     training_signal=None,  # two players: tests/models_tests/test_translation.py checks each one's own signal
 )
 CYCLEGAN = ModelCard(

@@ -31,11 +31,16 @@ class _ImageNetInput(nn.Module):
         return (images - self.mean) / self.std
 
 
-def vgg_feature_layers(weights: Path) -> nn.ModuleList:
-    """Two frozen stages of VGG-16: input -> relu2_2, relu2_2 -> relu3_3 (for losses.perceptual)."""
+def vgg16_features(weights: Path, layers: int) -> nn.Sequential:
+    """torchvision's vgg16().features[:layers], frozen, in eval mode, its weights read from
+    `weights` (torchvision's file, or any with its "features.N.*" keys); ValueError naming the
+    file when it is unreadable or lacks a layer."""
     from torchvision.models import vgg16
 
-    features = vgg16(weights=None).features[:RELU3_3]
+    # Built on the meta device (no memory, no random init: 1.8 s for VGG-16's 138 M weights on
+    # a CPU), then given the file's tensors themselves (assign=True).
+    with torch.device("meta"):
+        features = vgg16(weights=None).features[:layers]
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     # A truncated or foreign file fails in torch.load's unpickler in many ways (IndexError among
@@ -44,10 +49,17 @@ def vgg_feature_layers(weights: Path) -> nn.ModuleList:
         raise ValueError(f"model.vgg_path: {weights} is not a readable weights file ({type(error).__name__})") from None
     wanted = {key for key in features.state_dict()}
     found = {key.removeprefix("features."): value for key, value in state.items() if key.startswith("features.")}
-    missing = sorted(wanted - found.keys())
+    missing = sorted(wanted - found.keys(), key=lambda key: int(key.split(".")[0]))
     if missing:
         raise ValueError(f"model.vgg_path: {weights} lacks VGG-16 feature weights ({', '.join(missing[:3])}, ...)")
-    features.load_state_dict({key: found[key] for key in wanted})
+    features.load_state_dict({key: found[key].float() for key in wanted}, assign=True)
+    features.requires_grad_(False)
+    return features.eval()
+
+
+def vgg_feature_layers(weights: Path) -> nn.ModuleList:
+    """Two frozen stages of VGG-16: input -> relu2_2, relu2_2 -> relu3_3 (for losses.perceptual)."""
+    features = vgg16_features(weights, RELU3_3)
     layers = nn.ModuleList([nn.Sequential(_ImageNetInput(), *features[:RELU2_2]), features[RELU2_2:RELU3_3]])
     layers.requires_grad_(False)
     return layers.eval()

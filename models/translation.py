@@ -13,8 +13,9 @@ from torch import Tensor
 
 from models import losses, nets
 from models.base import Batch, DataInfo, GenerativeModel, adam
-from models.cards import CycleGANConfig, Pix2PixConfig, UNetSRConfig
+from models.cards import CycleGANConfig, Pix2PixConfig, UNetSRConfig, lpips_measured
 from models.grids import make_grid
+from models.lpips import lpips, lpips_network
 from models.perceptual import vgg_feature_layers
 from models.registry import register
 from models.vgg_weights import find_vgg_weights
@@ -45,6 +46,24 @@ def _rows(*rows: Tensor) -> Tensor:
 class Translator(GenerativeModel):
     """What the three share: no sampling from noise, pictures of inputs against outputs."""
 
+    def __init__(self, config, data: DataInfo, lr: float):
+        super().__init__(config, data, lr)
+        # LPIPS's network when the model measures it (unet_sr, pix2pix: _measure_lpips). Held
+        # in a list, so not a registered module: frozen, never trained, and too big to copy
+        # into every checkpoint (VGG-16's features are 59 MB).
+        self._lpips_network: list[torch.nn.Module] = []
+
+    def _measure_lpips(self, config: UNetSRConfig | Pix2PixConfig) -> None:
+        if lpips_measured(config):
+            self._lpips_network = [lpips_network(find_vgg_weights(config.vgg_path, "model.lpips"))]
+
+    def perceptual_distance(self, output: Tensor, target: Tensor) -> dict[str, Tensor]:
+        """{"lpips": (B,)} when the model measures LPIPS, else nothing."""
+        if not self._lpips_network:
+            return {}
+        self._lpips_network[0] = self._lpips_network[0].to(output.device)
+        return {"lpips": lpips(output, target, self._lpips_network[0])}
+
     def sample(self, count: int, generator: torch.Generator | None = None) -> Tensor:
         raise ValueError(f"{type(self).__name__} translates images; it has nothing to sample from noise")
 
@@ -65,6 +84,7 @@ class UNetSuperResolution(Translator):
         self._feature_layers = []
         if config.loss.get("perceptual", 0) > 0:
             self._feature_layers.append(vgg_feature_layers(find_vgg_weights(config.vgg_path)))
+        self._measure_lpips(config)
         self.optimizers["unet"] = adam(self.unet.parameters(), lr)
 
     def forward(self, inputs: Tensor) -> Tensor:
@@ -94,6 +114,7 @@ class UNetSuperResolution(Translator):
         def per_image(batch: Batch) -> dict[str, Tensor]:
             output = self(batch.images)
             values = self.terms(output, batch.targets) | image_quality(output, batch.targets)
+            values |= self.perceptual_distance(output, batch.targets)
             bicubic = image_quality(batch.images, batch.targets)  # the input is the bicubic upscale
             return values | {"psnr_bicubic": bicubic["psnr"], "ssim_bicubic": bicubic["ssim"]}
 
@@ -137,6 +158,7 @@ class Pix2Pix(_TwoPlayer):
         # The paper's optimizer settings: Adam with beta1 = 0.5 for both players.
         self.optimizers["generator"] = adam(self.generator.parameters(), lr, betas=(0.5, 0.999))
         self.optimizers["discriminator"] = adam(self.discriminator.parameters(), config.lr_d or lr, betas=(0.5, 0.999))
+        self._measure_lpips(config)
 
     def forward(self, inputs: Tensor) -> Tensor:
         with self.autocast():
@@ -168,7 +190,7 @@ class Pix2Pix(_TwoPlayer):
             g_adv = losses.generator_loss(self.config.variant, fake_scores).expand(count)
             l1 = losses.mean_absolute_error(fake, targets)
             return {"loss": g_adv + self.config.l1_weight * l1, "g_adv": g_adv, "l1": l1, "d_loss": d_loss,
-                    **image_quality(fake, targets)}
+                    **image_quality(fake, targets), **self.perceptual_distance(fake, targets)}
 
         return _mean_over(batches, per_image)
 

@@ -27,8 +27,9 @@ def hub_weights_path() -> Path:
     return hub_dir() / "checkpoints" / VGG16_FILE
 
 
-def find_vgg_weights(explicit: str | None) -> Path:
-    """The weights file to use, or a ValueError that names the file to place and where."""
+def find_vgg_weights(explicit: str | None, needed_by: str = "model.loss.perceptual") -> Path:
+    """The weights file to use, or a ValueError that names the file to place and where.
+    `needed_by` is the spec key that asked for them (the perceptual loss, LPIPS)."""
     if explicit:
         path = Path(explicit)
         if not path.is_file():
@@ -37,7 +38,7 @@ def find_vgg_weights(explicit: str | None) -> Path:
         path = hub_weights_path()
     else:
         raise ValueError(
-            f"model.loss.perceptual: needs pretrained VGG-16 weights: place {VGG16_FILE} at {hub_weights_path()} "
+            f"{needed_by}: needs pretrained VGG-16 weights: place {VGG16_FILE} at {hub_weights_path()} "
             "or set model.vgg_path (gensweep downloads nothing)"
         )
     with open(path, "rb") as file:

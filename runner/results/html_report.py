@@ -5,8 +5,9 @@ same: plots are PNGs drawn by matplotlib (Optuna's own plots through
 optuna.visualization.matplotlib) and the sample grids are each trial's own samples.png bytes,
 unchanged, all as base64 data URIs. No JavaScript, no external files or fonts.
 
-Sections, in order: the summary table, the final sample grids, the loss curves, Optuna's view
-of the search, the Pareto front (several objectives), the failed trials.
+Sections, in order: the summary table, the final sample grids, every other picture each trial
+keeps (reconstruction.png, manifold.png, ...: the latest grid of each Images tag), the loss
+curves, Optuna's view of the search, the Pareto front (several objectives), the failed trials.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def render_report(run: Run) -> str:
     sections = [
         ("trials", "Trials", _summary_section(view)),
         ("samples", "Final samples", _samples_section(run)),
+        ("pictures", "Pictures", _pictures_section(run)),
         ("curves", "Curves", _curves_section(run)),
         ("search", "Search (Optuna)", _search_section(run, spec, study)),
     ]
@@ -232,6 +234,44 @@ def _samples_section(run: Run) -> str:
             listed += f"; and {len(missing) - SHOWN_TRIALS:,} more"
         parts.append(_note(f"No {SAMPLES_FILE} (yet) for: {listed}."))
     parts.append(_note(f"Each trial's {SAMPLES_FILE} from its last epoch, shown pixel for pixel."))
+    return "".join(parts)
+
+
+# ---- every other picture of a trial -------------------------------------------------------------
+
+
+def trial_pictures(trial: TrialSummary) -> list[Path]:
+    """The PNGs in a trial's directory besides samples.png, by name: the latest grid of each of
+    its Images tags (runner.results.report.picture_file), or any other picture put there."""
+    directory = Path(trial.logdir)
+    if not directory.is_dir():
+        return []
+    return sorted(path for path in directory.glob("*.png") if path.name != SAMPLES_FILE and path.is_file())
+
+
+def _pictures_section(run: Run) -> str:
+    """Per trial, its pictures pixel for pixel, each captioned with its file name: every trial's,
+    or in a larger sweep those of the best SHOWN_TRIALS (said on the page)."""
+    pictures = {trial.trial_id: trial_pictures(trial) for trial in run.trials}
+    with_pictures = [trial for trial in run.trials if pictures[trial.trial_id]]
+    if not with_pictures:
+        return _note(f"No trial keeps pictures besides {SAMPLES_FILE}.")
+    shown, which = shown_trials(with_pictures, run.objectives, run.modes)
+    parts = [_note(f"Showing {which}.")] if which else []
+    for trial in shown:
+        figures = []
+        for path in pictures[trial.trial_id]:
+            try:
+                image = _exact_image(path.read_bytes(), f"{path.name} of {trial.label}")
+            except (OSError, ReportError) as error:  # a truncated or unreadable picture: the rest go on
+                run.problems.append(f"{path}: damaged ({getattr(error, 'strerror', None) or error}); picture left out")
+                continue
+            figures.append(_figure(f"<code>{_text(path.name)}</code>", image))
+        if not figures:
+            continue
+        heading = f"{_text(trial.label)} {_mark_text(trial)} <span class=\"id\">{_text(trial.trial_id)}</span>"
+        parts.append(f'<h3>{heading}</h3><div class="row">{"".join(figures)}</div>')
+    parts.append(_note(f"Each picture is the trial's latest, as its file holds it ({SAMPLES_FILE} is above)."))
     return "".join(parts)
 
 

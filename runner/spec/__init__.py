@@ -237,6 +237,10 @@ class Spec:
         names = [f"{split}/{name}" for split in ("train", "val") for name in reported]
         return names + [f"val/{name}" for name in self.quality_metrics()]
 
+    def notes(self) -> list[str]:
+        """What the trials will not measure and why, one line each (validate and run print them)."""
+        return list(models.entry(self.model_name).notes(self.model))
+
     def with_values(self, values: Mapping[str, Any]) -> Spec:
         """This spec with swept `values` ({"model.latent_dim": 4}) set: what one trial runs.
 
@@ -513,6 +517,7 @@ def _check_tune(spec: Spec) -> None:
             why = ""
             if metric.removeprefix("val/") in (*QUALITY_METRICS, "fid"):
                 why = " (quality metrics need labelled data and quality.every > 0)"
+            why += "".join(f" ({note})" for note in spec.notes() if f"{metric} not measured" in note)
             raise ConfigError(
                 "tune.metric", f"{spec.model_name} does not report {metric!r}{why} (it reports: {', '.join(known)})"
             )

@@ -141,7 +141,8 @@ def test_perceptual_with_weights_at_a_path(tmp_path):
 
     weights = tmp_path / VGG16_FILE
     torch.save({f"features.{k}": v for k, v in vgg16(weights=None).features[:16].state_dict().items()}, weights)
-    spec = _spec({"name": "unet_sr", "width": 8, "loss": {"mse": 1.0, "perceptual": 0.1}, "vgg_path": str(weights)})
+    # lpips: false, since this file holds only the layers the loss reads (LPIPS reads to relu5_3).
+    spec = _spec({"name": "unet_sr", "width": 8, "loss": {"mse": 1.0, "perceptual": 0.1}, "vgg_path": str(weights), "lpips": False})
     data = load_tensors("paired", spec.data)
     model = models.build("unet_sr", spec.model, spec.data_info, 1e-3)
     values = model.train_step(next(data.batches("train", 8)))

@@ -12,6 +12,7 @@ import io
 import json
 import re
 import subprocess
+from html.parser import HTMLParser
 from pathlib import Path
 
 import cv2
@@ -21,8 +22,8 @@ import yaml
 from click.testing import CliRunner
 
 from runner.cli import main
-from runner.results.html_report import SAMPLES_FILE, optuna_study, write_report
-from runner.results.report import SWEEP_FILE, load_run
+from runner.results.html_report import SAMPLES_FILE, optuna_study, render_report, write_report
+from runner.results.report import SWEEP_FILE, load_run, picture_file
 from runner.results.run_view import objective_text
 from runner.spec import parse_document
 
@@ -64,6 +65,56 @@ def _fake_run(run_dir: Path, document: dict, trials: list[dict]) -> Path:
             logger.scalars("train", {"loss": 100.0 / step, "epoch": step / 10}, step)
         logger.close()
     return run_dir
+
+
+class _Pictures(HTMLParser):
+    """The page's Pictures section as parsed HTML: per trial heading (h3 text), its figures as
+    (caption text, the img's attributes)."""
+
+    def __init__(self):
+        super().__init__()
+        self.trials: dict[str, list[tuple[str, dict]]] = {}
+        self.notes: list[str] = []
+        self._section: str | None = None
+        self._open: str | None = None  # "h3", "figcaption" or "note" while inside one
+        self._text = ""
+        self._trial = ""
+        self._pending_caption = ""
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "section":
+            self._section = attributes.get("id")
+        if self._section != "pictures":
+            return
+        if tag in ("h3", "figcaption") or (tag == "p" and attributes.get("class") == "note"):
+            self._open, self._text = ("note" if tag == "p" else tag), ""
+        elif tag == "img":
+            caption = self._pending_caption
+            self.trials[self._trial].append((caption, attributes))
+
+    def handle_data(self, data):
+        if self._open:
+            self._text += data
+
+    def handle_endtag(self, tag):
+        if self._section != "pictures" or not self._open:
+            return
+        if tag == "h3":
+            self._trial = " ".join(self._text.split())
+            self.trials[self._trial] = []
+        elif tag == "figcaption":
+            self._pending_caption = self._text.strip()
+        elif tag == "p":
+            self.notes.append(self._text)
+        if tag in ("h3", "figcaption", "p"):
+            self._open = None
+
+
+def _pictures(page: str) -> _Pictures:
+    parser = _Pictures()
+    parser.feed(page)
+    return parser
 
 
 def _images(page: str) -> list[tuple[str, int, int, str, bytes]]:
@@ -116,6 +167,50 @@ def test_report_of_a_single_objective_sweep(tmp_path):
     head, body = page.split("<thead>")[1].split("</thead>")
     assert re.findall(r"<th[^>]*>([^<]*)</th>", head) == ["", *table[0].split()]
     assert re.findall(r"<tr[^>]*><td>([^<]*)</td>", body) == [row[0].strip() for row in table[1:]] == ["", "*", "", ""]
+
+
+def test_report_shows_every_picture_a_trial_keeps(tmp_path):
+    trials = [
+        {"swept": {"model.latent_dim": 2}, "metrics": {"val/recon": 30.0, "val/kl": 2.0}},
+        {"swept": {"model.latent_dim": 4}, "metrics": {"val/recon": 10.0, "val/kl": 4.0}},
+        {"swept": {"model.latent_dim": 8}, "metrics": {"val/recon": 20.0, "val/kl": 8.0}},
+    ]
+    run_dir = _fake_run(tmp_path / "run", DOCUMENT, trials)
+    page = _pictures(render_report(load_run(run_dir)))
+    assert page.trials == {} and page.notes == [f"No trial keeps pictures besides {SAMPLES_FILE}."]
+
+    rng = np.random.default_rng(7)
+    kept = {  # what the loop writes: picture_file(tag) of each Images tag, real PNGs
+        "trial_0": {"reconstruction": (48, 64, 3), "manifold": (20, 20, 1)},
+        "trial_1": {"reconstruction": (48, 64, 3), "input_output_target": (33, 90, 3)},
+    }
+    for directory, pictures in kept.items():
+        for tag, shape in pictures.items():
+            assert cv2.imwrite(str(run_dir / directory / picture_file(tag)), rng.integers(0, 256, shape, dtype=np.uint8))
+    (run_dir / "trial_1" / "cycle_a_b_a.png").write_bytes(b"\x89PNG truncated")  # a damaged one: named, left out
+    run = load_run(run_dir)
+    html_text = render_report(run)
+    _assert_self_contained(html_text)
+    page = _pictures(html_text)
+
+    # Every trial with pictures (as few as these: in run order), each with its pictures by file
+    # name, the best one marked; trial_2 keeps none.
+    assert list(page.trials) == ["latent_dim=2 t0", "latent_dim=4 (best) t1"]
+    shown = {"trial_1": page.trials["latent_dim=4 (best) t1"], "trial_0": page.trials["latent_dim=2 t0"]}
+    for directory, figures in shown.items():
+        assert [caption for caption, _ in figures] == sorted(picture_file(tag) for tag in kept[directory])
+        for caption, image in figures:
+            path = run_dir / directory / caption
+            assert image["src"].startswith("data:image/png;base64,")
+            png = base64.b64decode(image["src"].removeprefix("data:image/png;base64,"))
+            assert png == path.read_bytes()  # the file itself, embedded unchanged
+            decoded = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+            assert decoded is not None and (int(image["width"]), int(image["height"])) == (decoded.shape[1], decoded.shape[0])
+            assert image["alt"] == f"{caption} of latent_dim={'4' if directory == 'trial_1' else '2'}"
+    assert run.problems == [f"{run_dir / 'trial_1' / 'cycle_a_b_a.png'}: damaged (not a PNG file); picture left out"]
+    # The samples section is unchanged: each trial's samples.png, once.
+    samples = [png for kind, *_, alt, png in _images(html_text) if alt.startswith("samples of ")]
+    assert samples == [(run_dir / f"trial_{index}" / SAMPLES_FILE).read_bytes() for index in range(3)]
 
 
 @pytest.mark.parametrize(
@@ -212,8 +307,10 @@ def test_report_of_a_real_sweep(run_dir, report_page):
     _assert_self_contained(page)
     images = _images(page)
     trials = load_run(run_dir).trials
-    samples = [png for kind, *_, png in images if kind == "exact"]
+    samples = [png for kind, *_, alt, png in images if kind == "exact" and alt.startswith("samples of ")]
     assert samples == [(Path(t.logdir) / SAMPLES_FILE).read_bytes() for t in trials] and len(samples) == 4
+    pictures = _pictures(page).trials  # vae logs reconstruction (and, at latent_dim 2, manifold) grids
+    assert len(pictures) == 4 and all("reconstruction.png" in [caption for caption, _ in figures] for figures in pictures.values())
     alts = {alt for kind, *_, alt, _ in images if kind == "plot"}
     assert {"val/recon of every trial", "val/kl of every trial", "train/loss of every trial"} <= alts
     for metric in ("val/recon", "val/kl"):
