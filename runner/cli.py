@@ -142,6 +142,7 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
             f"gensweep: {spec.name}: {spec.num_samples} trials of {spec.model_name} on {spec.data_name}, "
             f"sampler {spec.sampler if spec.search else '-'}, optimizing {objective_text(spec.metrics, spec.modes)}"
         )
+        click.echo(f"gensweep: {spec.quality_plan().line()}")
         prepare_data(spec, say=lambda message: click.echo(f"gensweep: {message}"))
         click.echo(f"gensweep: results in {_relative(run_dir)}")
         outcome = run_sweep(spec, run_dir, address=address, verbose=verbose, keep_checkpoints=keep_checkpoints)
@@ -447,6 +448,7 @@ def validate(spec_path, overrides) -> None:
         click.echo(f"  {path}: {dim.kind} {_span_text(dim)}")
     sampler = spec.sampler if spec.search else "-"
     click.echo(f"  sampler {sampler}, scheduler {spec.tune.scheduler}, optimizing {objective_text(spec.metrics, spec.modes)}")
+    click.echo(f"  {spec.quality_plan().line()}")  # what is measured, and why anything is not: never silently off
 
 
 LISTED_VALUES = 8  # validate lists a longer grid or choice by its first few values and its length

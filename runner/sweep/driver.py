@@ -152,7 +152,13 @@ def prepare_data(spec: Spec, say=lambda message: None) -> None:
             if not data_sources.digits_cache_path(count, spec.data.seed, split).exists():
                 say(f"drawing {count:,} {split} digits (once: cached in {data_sources.cache_dir()})")
             data_sources.cached_digits(count, spec.data.seed, split)
-    if spec.quality_metrics():
+    plan = spec.quality_plan()
+    if plan.inception:  # a foreign file is refused here, not in every trial
+        from runner.spec.quality import find_inception_weights
+        from runner.train.quality import load_inception_state
+
+        load_inception_state(find_inception_weights(spec.quality.inception_path))
+    if plan.class_features:
         from runner.train.quality import feature_net_accuracy, feature_net_path, load_feature_net
         from runner.train.tensors import load_tensors
 
