@@ -17,8 +17,6 @@ INCEPTION_METRICS = ("fid", "kid_inception", "kid_inception_std")
 INCEPTION_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # the file torch-fidelity loads (its URL's name)
 # torch.save writes a zip archive; anything else is not a weights file (and is never unpickled).
 _ZIP_START = b"PK\x03\x04"
-# Inception-v3 at 299x299 runs at a few images/s on a CPU (README, `quality`): measured on request.
-INCEPTION_OPT_IN = "quality.fid: false (on request: Inception is slow on a CPU)"
 
 
 def default_inception_path() -> Path:
@@ -61,34 +59,46 @@ class QualityPlan:
 
     def line(self) -> str:
         """One line: what is measured, what is not and why."""
-        parts = []
+        measured = []
         if self.class_features:
-            parts.append(f"{', '.join(CLASS_FEATURE_METRICS)} (a classifier trained on the labels)")
+            measured.append(f"{', '.join(CLASS_FEATURE_METRICS)} (labels' classifier)")
         if self.inception:
-            parts.append(f"{', '.join(INCEPTION_METRICS)} (Inception-v3)")
-        text = "quality: " + ("; ".join(parts) if parts else "none measured")
+            measured.append(f"{', '.join(INCEPTION_METRICS)} (Inception-v3)")
+        text = "quality: " + ("; ".join(measured) if measured else "none")
         for reason, names in self.not_measured.items():
-            text += f"; not measured: {', '.join(names)}: {reason}"
+            text += f"; not measured: {', '.join(names)} ({reason})"
         return text
 
 
 def plan_quality(every: int, fid: bool, inception_path: str | None, labelled: bool, generates: bool) -> QualityPlan:
-    """The metrics measured with these settings; the Inception weights are looked for only when
-    asked for (quality.fid), and their absence then is an error, not a silent omission."""
+    """The metrics measured with these settings. Inception's are on request (quality.fid: at 299x299
+    it runs a few images/s on a CPU, README `quality`); asked for, missing weights are an error."""
+    everything = [*CLASS_FEATURE_METRICS, *INCEPTION_METRICS]
     if every == 0:
-        return QualityPlan(not_measured={"quality.every: 0": [*CLASS_FEATURE_METRICS, *INCEPTION_METRICS]})
+        return QualityPlan(not_measured={"quality.every: 0": everything})
     if not generates:
-        return QualityPlan(not_measured={"the model translates images, it does not sample them": [
-            *CLASS_FEATURE_METRICS, *INCEPTION_METRICS]})
+        return QualityPlan(not_measured={"the model translates images, it does not sample them": everything})
     not_measured = {}
     if not labelled:
-        not_measured["unlabelled data (they need a classifier of its labels)"] = list(CLASS_FEATURE_METRICS)
+        not_measured["unlabelled data"] = list(CLASS_FEATURE_METRICS)
     if fid:
         find_inception_weights(inception_path)
     else:
-        try:
-            found = f"{INCEPTION_OPT_IN} (its weights are at {find_inception_weights(inception_path)})"
-        except ConfigError as error:
-            found = f"{INCEPTION_OPT_IN}, and {error.message}"
-        not_measured[found] = list(INCEPTION_METRICS)
+        not_measured[f"quality.fid: false{_weights_status(inception_path)}"] = list(INCEPTION_METRICS)
     return QualityPlan(class_features=labelled, inception=fid, not_measured=not_measured)
+
+
+def _weights_status(inception_path: str | None) -> str:
+    """Whether quality.fid: true would find its weights, said briefly."""
+    path = Path(inception_path).expanduser() if inception_path else default_inception_path()
+    try:
+        return f"; Inception weights at {_shown(find_inception_weights(inception_path))}"
+    except ConfigError as error:
+        if path.is_file():  # there, but not a weights file
+            return f", and {error.message}"
+        return f", and no Inception weights at {_shown(path)}" + ("" if inception_path else " or quality.inception_path")
+
+
+def _shown(path: Path) -> str:
+    home = Path.home()
+    return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)
