@@ -25,14 +25,28 @@ def frechet_distance(real: Tensor, fake: Tensor) -> Tensor:
     """||mu_r - mu_f||^2 + Tr(S_r + S_f - 2 (S_r S_f)^(1/2)) between Gaussians fitted to features.
 
     Heusel et al. 2017's FID formula. The trace of the matrix square root is the sum of the
-    square roots of the eigenvalues of S_r S_f, which are real and non-negative for two
-    covariance matrices (up to round-off, clipped here).
+    square roots of the eigenvalues of S_r S_f. With centred features R (m, D) and F (n, D),
+    S_r S_f = R^T R F^T F / ((m-1)(n-1)) has the nonzero eigenvalues of (R F^T)(R F^T)^T, so the
+    trace is the sum of the singular values of R F^T / sqrt((m-1)(n-1)): exact, and a symmetric
+    eigenproblem of min(m, n) rows instead of a general (D, D) one (2048-d Inception features of 20
+    samples: milliseconds, not 40 s on two busy cores). With more samples than dimensions, the
+    same through S_r = L L^T: the eigenvalues of L^T S_f L, symmetric (D, D).
     """
     real, fake = real.double(), fake.double()
+    m, n, dimensions = len(real), len(fake), real.shape[1]
+    centred_real, centred_fake = real - real.mean(dim=0), fake - fake.mean(dim=0)
     mean_gap = (real.mean(dim=0) - fake.mean(dim=0)).square().sum()
-    cov_real, cov_fake = torch.cov(real.T), torch.cov(fake.T)
-    eigenvalues = torch.linalg.eigvals(cov_real @ cov_fake).real.clamp_min(0)
-    return mean_gap + cov_real.trace() + cov_fake.trace() - 2 * eigenvalues.sqrt().sum()
+    traces = centred_real.square().sum() / (m - 1) + centred_fake.square().sum() / (n - 1)
+    if min(m, n) <= dimensions:
+        cross = centred_real @ centred_fake.T  # (m, n): its squared singular values, from the smaller Gram matrix
+        gram = cross @ cross.T if m <= n else cross.T @ cross
+        root_trace = torch.linalg.eigvalsh(gram).clamp_min(0).sqrt().sum() / ((m - 1) * (n - 1)) ** 0.5
+    else:
+        eigenvalues, vectors = torch.linalg.eigh(torch.cov(real.T))
+        factor = vectors * eigenvalues.clamp_min(0).sqrt()  # S_r = factor @ factor.T
+        product = factor.T @ torch.cov(fake.T) @ factor
+        root_trace = torch.linalg.eigvalsh((product + product.T) / 2).clamp_min(0).sqrt().sum()
+    return mean_gap + traces - 2 * root_trace
 
 
 def _cubic_kernel(a: Tensor, b: Tensor) -> Tensor:

@@ -143,6 +143,7 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
             f"gensweep: {spec.name}: {spec.num_samples} trials of {spec.model_name} on {spec.data_name}, "
             f"sampler {spec.sampler if spec.search else '-'}, optimizing {objective_text(spec.metrics, spec.modes)}"
         )
+        click.echo(f"gensweep: {spec.quality_plan().line()}")
         for note in spec.notes():
             click.echo(f"gensweep: note: {note}")
         prepare_data(spec, say=lambda message: click.echo(f"gensweep: {message}"))
@@ -514,6 +515,7 @@ def validate(spec_path, overrides) -> None:
         click.echo(f"  {path}: {dim.kind} {_span_text(dim)}")
     sampler = spec.sampler if spec.search else "-"
     click.echo(f"  sampler {sampler}, scheduler {spec.tune.scheduler}, optimizing {objective_text(spec.metrics, spec.modes)}")
+    click.echo(f"  {spec.quality_plan().line()}")  # what is measured, and why anything is not: never silently off
     for note in spec.notes():
         click.echo(f"  note: {note}")
 

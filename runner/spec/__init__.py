@@ -27,32 +27,12 @@ from pydantic import BeforeValidator, Field
 
 import models
 from models.config import ConfigError, as_dict, config, parse_config
-from models.vgg_weights import hub_dir
 from runner import data as data_sources
 from runner.errors import GensweepError
 from runner.spec.names import MAX_NAME, is_safe_name
 from runner.spec.names import RULE as NAME_RULE
+from runner.spec.quality import QualityPlan, plan_quality
 from runner.spec.yaml_io import MAX_GRID_POINTS, MAX_SEARCH_VALUES, YamlError, load_yaml
-
-QUALITY_METRICS = ("fd", "kid", "kid_std", "precision", "recall", "class_score")  # runner/train/quality.py computes them
-INCEPTION_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"  # what torch-fidelity's FID loads
-
-
-def inception_weights_path() -> Path:
-    return hub_dir() / "checkpoints" / INCEPTION_WEIGHTS
-
-
-def check_inception_weights() -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("torch_fidelity") is None:
-        raise ConfigError("quality.fid", "needs the torch-fidelity package (pip install torch-fidelity) and local Inception weights")
-    path = inception_weights_path()
-    if not path.exists():
-        raise ConfigError(
-            "quality.fid", f"the Inception weights are not at {path}; gensweep never downloads them. "
-            f"Place {INCEPTION_WEIGHTS} there, or set quality.fid: false (fd needs no download)"
-        )
 
 
 class SpecError(GensweepError, ValueError):
@@ -144,7 +124,11 @@ class TuneSpec:
 class QualitySpec:
     every: int = Field(1, ge=0, description="epochs between sample-quality measurements; 0: never")
     samples: int = Field(2000, ge=10, description="generated images measured against as many val images")
-    fid: bool = Field(False, description="also Inception FID; needs the weights in the torch hub cache")
+    fid: bool = Field(
+        False, description="also Inception-v3 FID and KID (fid, kid_inception, kid_inception_std), labelled data or not; "
+        "needs torch-fidelity's weights file (slow on a CPU: on request)",
+    )
+    inception_path: str | None = Field(None, description="the Inception weights file; null: the torch hub cache's")
 
 
 @config
@@ -224,13 +208,16 @@ class Spec:
             return 1
         return self.grid_size if self.sampler == "grid" else DEFAULT_RANDOM_SAMPLES
 
+    def quality_plan(self) -> QualityPlan:
+        """The sample-quality metrics this spec's trials measure, and why any others are not
+        (runner.spec.quality); with quality.fid, the Inception weights must be there."""
+        return plan_quality(
+            self.quality.every, self.quality.fid, self.quality.inception_path,
+            labelled=self.data_info.num_classes is not None, generates=models.entry(self.model_name).generates,
+        )
+
     def quality_metrics(self) -> list[str]:
-        """Sample-quality metrics this spec reports: only with labels (see runner.train.quality)."""
-        if self.quality.every == 0 or self.data_info.num_classes is None:
-            return []
-        if not models.entry(self.model_name).generates:
-            return []
-        return [*QUALITY_METRICS, *(["fid"] if self.quality.fid else [])]
+        return self.quality_plan().metrics
 
     def metric_names(self) -> list[str]:
         reported = models.entry(self.model_name).reported_metrics(self.model)
@@ -515,8 +502,9 @@ def _check_tune(spec: Spec) -> None:
     for metric in spec.metrics:
         if metric not in known:
             why = ""
-            if metric.removeprefix("val/") in (*QUALITY_METRICS, "fid"):
-                why = " (quality metrics need labelled data and quality.every > 0)"
+            name = metric.removeprefix("val/")
+            for reason, names in spec.quality_plan().not_measured.items():
+                why = f" (not measured: {reason})" if name in names else why
             why += "".join(f" ({note})" for note in spec.notes() if f"{metric} not measured" in note)
             raise ConfigError(
                 "tune.metric", f"{spec.model_name} does not report {metric!r}{why} (it reports: {', '.join(known)})"
@@ -539,8 +527,7 @@ def _check_tune(spec: Spec) -> None:
             raise ConfigError("search", "pbt needs dimensions to mutate (uniform, loguniform, int or choice), no grid")
     if spec.tune.pack > 1:
         _check_pack(spec)
-    if spec.quality.fid:
-        check_inception_weights()
+    spec.quality_plan()  # quality.fid without its weights: refused here, before anything runs
 
 
 def _check_pack(spec: Spec) -> None:
@@ -607,7 +594,7 @@ def _with_absolute_paths(spec: Spec) -> Spec:
     # Trials run in their own directories, maybe on other machines: resolve paths here, once.
     document = copy.deepcopy(spec.document)
     changed = False
-    for section in ("model", "data"):
+    for section in ("model", "data", "quality"):
         for key, value in (document.get(section) or {}).items():
             if (key == "path" or key.endswith("_path")) and isinstance(value, str):
                 absolute = str(Path(value).expanduser().resolve())

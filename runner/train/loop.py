@@ -21,6 +21,7 @@ from models.grids import make_grid
 from runner.errors import GensweepError, PermanentError
 from runner.results.report import SAMPLES_FILE, picture_file
 from runner.spec import Spec
+from runner.spec.quality import find_inception_weights
 from runner.train.quality import QualityMeter
 from runner.train.tblog import TrialLogger
 from runner.train.tensors import ImageData, flip_horizontally, load_tensors
@@ -198,8 +199,10 @@ def open_session(
             compile_networks(model)
     generator = torch.Generator(device=device).manual_seed(first.train.seed)
     quality = None
-    if first.quality_metrics():
-        quality = QualityMeter(data, first.quality.samples, device, inception_fid=first.quality.fid)
+    plan = first.quality_plan()
+    if plan.metrics:
+        weights = find_inception_weights(first.quality.inception_path) if plan.inception else None
+        quality = QualityMeter(data, first.quality.samples, device, plan.class_features, weights)
     for model, state in zip(built, resume_states, strict=True):
         if state is not None:
             model.load_training_state(state)

@@ -25,7 +25,13 @@ def prepare_data(spec: Spec, say: Callable[[str], None] = lambda message: None) 
     if decoded.is_mapped(arrays.train_images):
         say(f"data: decoded images mapped from {decoded.decoded_root()} (a cache on each node, "
             "unless GENSWEEP_CACHE is storage every node shares)")
-    if spec.quality_metrics():
+    plan = spec.quality_plan()
+    if plan.inception:  # a foreign file is refused here, not in every trial
+        from runner.spec.quality import find_inception_weights
+        from runner.train.quality import load_inception_state
+
+        load_inception_state(find_inception_weights(spec.quality.inception_path))
+    if plan.class_features:
         from runner.train.quality import feature_net_accuracy, feature_net_path, load_feature_net
         from runner.train.tensors import from_arrays
 

@@ -1,30 +1,36 @@
-"""Sample quality for every generator, in one feature space: fd, kid (and kid_std), precision/recall, class score.
+"""Sample quality for every generator: measured in two feature spaces.
 
-The feature space is a small classifier (models.feature_net) trained once per data set on its
-labelled training split and cached by the data's content hash, so trials, sweeps and machines
-that see the same data judge samples with the same network. Unlabelled data has no such
-classifier: quality metrics need labels, and specs on unlabelled data do not report them.
+- A small classifier (models.feature_net) trained once per data set on its labelled training
+  split and cached by the data's content hash, so trials, sweeps and machines that see the same
+  data judge samples with the same network: fd, kid, kid_std, precision, recall, class_score.
+  Labelled data only.
+- Inception-v3's 2048-d pool features, from torch-fidelity's network and weights file (the
+  standard FID/KID network), on any data, grey or RGB: fid, kid_inception, kid_inception_std.
+  On request (quality.fid), from a file already on this machine: nothing is downloaded.
+
+runner.spec.quality decides which are measured (and says why others are not); this measures.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import pickle
 from pathlib import Path
 
 import torch
 
 from models import metrics
-from models.config import ConfigError
 from models.feature_net import RECIPE_VERSION, FeatureNet, train_feature_net
 from runner.data import cache_dir
 from runner.errors import GensweepError
 from runner.files import write_bytes
-from runner.spec import check_inception_weights
+from runner.spec.quality import INCEPTION_WEIGHTS
 from runner.train.tensors import ImageData
 
 FEATURE_TRAINING_LIMIT = 20_000  # enough for a good digit classifier; bounds the one-off cost
 CHUNK = 500  # images per forward pass when sampling and extracting features
+INCEPTION_CHUNK = 32  # Inception's first layers at 299x299 hold about 6 MB of activations per image
 KID_SUBSETS, KID_SUBSET_SIZE, KID_SEED = 100, 1000, 0  # torch-fidelity's subsets of 1,000 (fewer for few samples)
 
 
@@ -72,17 +78,29 @@ def feature_net_accuracy(network: FeatureNet, data: ImageData) -> float:
 
 
 class QualityMeter:
-    """Measures a model's samples against the val images; real features are computed once."""
+    """Measures a model's samples against the val images; real features are computed once.
 
-    def __init__(self, data: ImageData, samples: int, device: torch.device, inception_fid: bool = False):
+    class_features: the labels' classifier's metrics (the data must be labelled);
+    inception_weights: a weights file (runner.spec.quality.find_inception_weights) for the
+    Inception metrics, or None."""
+
+    def __init__(self, data: ImageData, samples: int, device: torch.device, class_features: bool = True,
+                 inception_weights: Path | None = None):
         self.samples = samples
-        self.network = load_feature_net(data).to(device)
         real = data.val_images[:samples]
-        self.real_features, _ = self._features(real[i : i + CHUNK].float() / 255 for i in range(0, len(real), CHUNK))
-        # KID's cubic kernel assumes features of about unit size (Inception's pool features
-        # are); this network's are not, and cubes of large dot products drown the estimate.
-        self.kernel_scale = self.real_features.float().square().mean().sqrt().clamp_min(1e-8)
-        self.inception = _InceptionFID(real, device) if inception_fid else None
+        self.network = None
+        if class_features:
+            self.network = load_feature_net(data).to(device)
+            self.real_features, _ = self._features(real[i : i + CHUNK].float() / 255 for i in range(0, len(real), CHUNK))
+            # KID's cubic kernel (x.y / d + 1)^3 was made for Inception's pool features (small
+            # post-ReLU averages: used as they are, as torch-fidelity does). This network's are
+            # not of that size, and cubes of large dot products drown the estimate: divided by
+            # the real features' RMS, so they are of about unit size.
+            self.kernel_scale = self.real_features.float().square().mean().sqrt().clamp_min(1e-8)
+        self.inception = None
+        if inception_weights is not None:
+            self.inception = InceptionFeatures(inception_weights, device)
+            self.real_inception = self.inception(real)
 
     @torch.inference_mode()
     def _features(self, image_chunks) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,8 +113,28 @@ class QualityMeter:
 
     def measure_images(self, images: torch.Tensor) -> dict[str, float]:
         """Quality of given images (N, C, H, W) in [0, 1]: the metrics' own sanity tests use this."""
-        fake_features, probabilities = self._features(images[i : i + CHUNK] for i in range(0, len(images), CHUNK))
-        return self._scores(fake_features, probabilities, images)
+        scores = {}
+        if self.network is not None:
+            fake_features, probabilities = self._features(images[i : i + CHUNK] for i in range(0, len(images), CHUNK))
+            precision, recall = metrics.precision_recall(self.real_features, fake_features)
+            kid, kid_std = kid_figures(self.real_features / self.kernel_scale, fake_features / self.kernel_scale)
+            scores |= {
+                "fd": float(metrics.frechet_distance(self.real_features, fake_features)),
+                "kid": kid,
+                "kid_std": kid_std,
+                "precision": float(precision),
+                "recall": float(recall),
+                "class_score": float(metrics.classifier_score(probabilities)),
+            }
+        if self.inception is not None:
+            fake_inception = self.inception(images)
+            kid, kid_std = kid_figures(self.real_inception, fake_inception)
+            scores |= {
+                "fid": float(metrics.frechet_distance(self.real_inception, fake_inception)),
+                "kid_inception": kid,
+                "kid_inception_std": kid_std,
+            }
+        return scores
 
     def measure(self, model, generator: torch.Generator | None = None) -> dict[str, float]:
         chunks = [
@@ -105,52 +143,65 @@ class QualityMeter:
         ]
         return self.measure_images(torch.cat(chunks))
 
-    def _scores(self, fake_features, probabilities, images) -> dict[str, float]:
-        precision, recall = metrics.precision_recall(self.real_features, fake_features)
-        scores = {
-            "fd": float(metrics.frechet_distance(self.real_features, fake_features)),
-            **self._kid(fake_features),
-            "precision": float(precision),
-            "recall": float(recall),
-            "class_score": float(metrics.classifier_score(probabilities)),
-        }
-        if self.inception is not None:
-            scores["fid"] = self.inception.measure(images)
-        return scores
 
-    def _kid(self, fake_features) -> dict[str, float]:
-        """kid on all features; kid_std over KID_SUBSETS subsets of min(1,000, half the samples),
-        drawn by a fixed seed so that one model's figures do not vary with the draw."""
-        real, fake = self.real_features / self.kernel_scale, fake_features / self.kernel_scale
-        subset_size = max(2, min(KID_SUBSET_SIZE, len(real) // 2, len(fake) // 2))  # samples >= 10: at least 5
-        generator = torch.Generator().manual_seed(KID_SEED)
-        estimates = metrics.kid_subset_estimates(real, fake, KID_SUBSETS, subset_size, generator)
-        return {
-            "kid": float(metrics.kernel_inception_distance(real, fake)),
-            "kid_std": float(estimates.std(correction=0)),  # population std, as torch-fidelity's
-        }
+def kid_figures(real: torch.Tensor, fake: torch.Tensor) -> tuple[float, float]:
+    """kid on all features; kid_std over KID_SUBSETS subsets of min(1,000, half the samples),
+    drawn by a fixed seed so that one model's figures do not vary with the draw."""
+    subset_size = max(2, min(KID_SUBSET_SIZE, len(real) // 2, len(fake) // 2))  # samples >= 10: at least 5
+    generator = torch.Generator().manual_seed(KID_SEED)
+    estimates = metrics.kid_subset_estimates(real, fake, KID_SUBSETS, subset_size, generator)
+    # population std, as torch-fidelity's
+    return float(metrics.kernel_inception_distance(real, fake)), float(estimates.std(correction=0))
 
 
-class _InceptionFID:
-    """FID proper, through torchmetrics/torch-fidelity, from weights already on this machine."""
-
-    def __init__(self, real_uint8: torch.Tensor, device: torch.device):
-        try:  # the spec check ran it in the driver; this node may lack what that one had
-            check_inception_weights()
-        except ConfigError as error:
-            raise QualityError(str(error)) from None
-        from torchmetrics.image.fid import FrechetInceptionDistance
-
-        self.metric = FrechetInceptionDistance(feature=2048, normalize=True, reset_real_features=False).to(device)
-        for start in range(0, len(real_uint8), CHUNK):
-            self.metric.update(_three_channels(real_uint8[start : start + CHUNK].float() / 255), real=True)
-
-    def measure(self, images: torch.Tensor) -> float:
-        self.metric.reset()
-        for start in range(0, len(images), CHUNK):
-            self.metric.update(_three_channels(images[start : start + CHUNK]), real=False)
-        return float(self.metric.compute())
+def load_inception_state(path: Path) -> dict[str, torch.Tensor]:
+    """The weights file read as a state dict of tensors, and nothing else: torch-fidelity itself
+    unpickles its file with weights_only=False, which would run any code a foreign file holds."""
+    try:
+        state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's own text offers to load it unsafely: not ours to say
+        raise QualityError(f"{path}: not a state dict of tensors (it pickles other objects): refused unread") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as error:  # not a torch.save file, cut short
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
+        raise QualityError(f"{path}: not a state dict of tensors, refused unread ({reason})") from None
+    if not isinstance(state, dict) or not all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
+    ):
+        raise QualityError(f"{path}: not a state dict of tensors ({type(state).__name__}), refused")
+    return state
 
 
-def _three_channels(images: torch.Tensor) -> torch.Tensor:
-    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+class InceptionFeatures:
+    """torch-fidelity's Inception-v3 (FID's network, its TF1-exact resizing to 299x299 included):
+    images in, 2048-d pool features out."""
+
+    def __init__(self, path: Path, device: torch.device):
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        # torch-fidelity takes a path or a file object and torch.loads it: hand it the checked
+        # tensors, saved again, never the file itself.
+        checked = io.BytesIO()
+        torch.save(load_inception_state(path), checked)
+        checked.seek(0)
+        try:
+            network = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=checked)
+        except RuntimeError as error:  # load_state_dict: missing, unexpected or misshapen tensors
+            first = str(error).splitlines()[0][:120]
+            raise QualityError(f"{path}: not torch-fidelity's Inception-v3 weights ({INCEPTION_WEIGHTS}): {first}") from None
+        self.network = network.to(device)
+        self.device = device
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 1 or 3, H, W) uint8, or float in [0, 1] (rounded to uint8 as a saved PNG would be)
+        -> (N, 2048) float32. Grey images become RGB by repeating the channel."""
+        features = []
+        for start in range(0, len(images), INCEPTION_CHUNK):
+            chunk = images[start : start + INCEPTION_CHUNK].to(self.device)
+            if chunk.dtype != torch.uint8:
+                chunk = (chunk.float() * 255).round().clamp(0, 255).to(torch.uint8)
+            if chunk.shape[1] == 1:
+                chunk = chunk.expand(-1, 3, -1, -1)
+            (chunk_features,) = self.network(chunk)
+            features.append(chunk_features.float())
+        return torch.cat(features)
