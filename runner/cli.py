@@ -140,7 +140,7 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
     run_dir = claim.path
     try:
         click.echo(
-            f"gensweep: {spec.name}: {spec.num_samples} trials of {spec.model_name} on {spec.data_name}, "
+            f"gensweep: {spec.name}: {_trials(spec.num_samples)} of {spec.model_name} on {spec.data_name}, "
             f"sampler {spec.sampler if spec.search else '-'}, optimizing {objective_text(spec.metrics, spec.modes)}"
         )
         click.echo(f"gensweep: {spec.quality_plan().line()}")
@@ -489,6 +489,10 @@ def _list_cache(decoded) -> None:
     click.echo(f"{len(entries)} in {decoded.decoded_root()}; gensweep prepare --clear frees them")
 
 
+def _trials(count: int) -> str:
+    return f"{count} trial{'s' * (count != 1)}"
+
+
 @main.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec field.")
@@ -509,7 +513,7 @@ def validate(spec_path, overrides) -> None:
     counts = source.count(spec.data) if source.count is not None else None
     counts = f", {counts[0]} train + {counts[1]} val images" if counts is not None else ""
     click.echo(
-        f"{spec_path}: ok: {spec.num_samples} trials of {spec.model_name} on {spec.data_name} ({shape}, {kind}){counts}"
+        f"{spec_path}: ok: {_trials(spec.num_samples)} of {spec.model_name} on {spec.data_name} ({shape}, {kind}){counts}"
     )
     for path, dim in spec.search.items():
         click.echo(f"  {path}: {dim.kind} {_span_text(dim)}")

@@ -72,7 +72,8 @@ class ProgressLine(Callback):
         best = self._best(trials)
         if best is not None:
             value, config = best
-            parts.append(f"best {self.metric} {value:.4g} ({_short_config(config)})")
+            swept = f" ({_short_config(config)})" if config else ""  # a spec that sweeps nothing has no config to show
+            parts.append(f"best {self.metric} {value:.4g}{swept}")
         elapsed = time.time() - self.started
         finished_epochs = sum(
             self.epochs if _completed(trial) or trial.status == "ERROR" else (trial.last_result or {}).get("training_iteration", 0)

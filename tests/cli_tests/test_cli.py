@@ -45,6 +45,15 @@ def test_run_refuses_before_starting(tmp_path, tiny_document, change, extra, exp
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("search, expected", [({}, "ok: 1 trial of vae on digits"),
+                                              ({"model.latent_dim": {"grid": [2, 4]}}, "ok: 2 trials of vae on digits")])
+def test_validate_counts_trials_in_words(tmp_path, tiny_document, search, expected):
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({**tiny_document, "search": search}))
+    result = CliRunner().invoke(main, ["validate", str(tmp_path / "s.yaml")])
+    assert result.exit_code == 0, result.output
+    assert expected in result.output.splitlines()[0]
+
+
 # -- the console script ---------------------------------------------------------------------------
 ENTRY = """
 import atexit, pathlib, sys

@@ -139,7 +139,7 @@ def test_validate_names_count_shape_and_classes(tmp_path):
     result = CliRunner().invoke(main, ["validate", str(tmp_path / "s.yaml")])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0].endswith(
-        "ok: 1 trials of gan on celeba (3x64x64, 2 classes), 4 train + 2 val images"
+        "ok: 1 trial of gan on celeba (3x64x64, 2 classes), 4 train + 2 val images"
     )
 
 

@@ -316,7 +316,7 @@ def test_validate_prints_the_data_it_found(tmp_path, name, described):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
     result = CliRunner().invoke(main, ["validate", str(tmp_path / "s.yaml")])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[0].endswith(f"ok: 1 trials of vae on {name} {described}")
+    assert result.output.splitlines()[0].endswith(f"ok: 1 trial of vae on {name} {described}")
 
 
 # -- count: what load gives, known before it -----------------------------------------------------------

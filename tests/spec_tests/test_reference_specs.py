@@ -37,7 +37,7 @@ def test_reference_spec_validates_and_has_its_make_target(path):
 
 def test_reference_specs_are_the_ones_results_md_needs():
     assert {p.stem for p in REFERENCE_SPECS} >= {"vae_mnist", "dcgan_mnist", "wgan_gp_mnist", "unet_sr_mnist",
-                                                  "cifar10_format"}
+                                                  "cifar10_format", "celeba_format"}
 
 
 def test_drawn_cifar10_batches_read_back_through_the_cifar10_source(tmp_path):
@@ -55,6 +55,34 @@ def test_drawn_cifar10_batches_read_back_through_the_cifar10_source(tmp_path):
     assert first.read_bytes() == (again / "cifar-10-batches-bin" / "test_batch.bin").read_bytes()
     image = loaded.val_images[0].astype(int)
     assert image.max() > image[:, :4, :4].max() + 50  # a corner is background
+
+
+def test_drawn_celeba_tree_reads_back_through_the_celeba_source_with_its_drawn_attribute(tmp_path):
+    formats = _bench_module("reference_formats")
+    formats.write_celeba(tmp_path, train=12, val=4, test=4)
+    lines = (tmp_path / "list_attr_celeba.txt").read_text().splitlines()
+    assert lines[0] == "20" and tuple(lines[1].split()) == formats.CELEBA_ATTRIBUTES and len(lines) == 22
+    assert cv2.imread(str(tmp_path / "img_align_celeba" / "000001.jpg")).shape == (218, 178, 3)
+    assert (tmp_path / "list_eval_partition.txt").read_text().splitlines()[12] == "000013.jpg 1"
+
+    spec = load_spec(ROOT / "search_spaces" / "reference" / "celeba_format.yaml", [f"data.path={tmp_path}", "data.cache=false"])
+    data_sources.SOURCES["celeba"].check(spec.data)
+    loaded = data_sources.load("celeba", spec.data)
+    assert loaded.train_images.shape == (12, 3, 32, 32) and loaded.val_images.shape == (4, 3, 32, 32)
+    # The labels are the Smiling column, and a smile is in the picture: the mouth (lips red, at
+    # rows about 160 of 218 in the file) curves down in its middle, so a smiling face has more
+    # red below the mouth's line than a flat one.
+    smiling = [line.split()[1 + formats.CELEBA_ATTRIBUTES.index("Smiling")] == "1" for line in lines[2:]]
+    assert loaded.train_labels.tolist() == [int(value) for value in smiling[:12]] and 0 < sum(smiling[:12]) < 12
+    for index, smiles in enumerate(smiling[:12]):
+        face = cv2.cvtColor(cv2.imread(str(tmp_path / "img_align_celeba" / f"{index + 1:06d}.jpg")), cv2.COLOR_BGR2RGB).astype(int)
+        red = (face[..., 0] - face[..., 1] > 70) & (face[..., 0] < 200)  # lips (150, 40, 50), not skin or background
+        rows = np.flatnonzero(red[100:].any(axis=1))
+        assert (rows.max() - rows.min() > 12) == smiles, index  # an arc spans rows; a flat mouth is a line
+    # The same seed writes the same files.
+    formats.write_celeba(tmp_path / "again", train=12, val=4, test=4)
+    for name in ("list_attr_celeba.txt", "img_align_celeba/000007.jpg"):
+        assert (tmp_path / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
 
 
 def test_exported_mnist_pngs_split_as_the_mnist_source_does(tmp_path):
