@@ -175,15 +175,24 @@ class Spec:
     @property
     def metrics(self) -> list[str]:
         """The optimized metrics: one, or several for a multi-objective search."""
-        metric = self.tune.metric or models.entry(self.model_name).default_metric
+        metric = self.tune.metric or self._default_metric()
         return [metric] if isinstance(metric, str) else list(metric)
+
+    def _default_metric(self) -> str:
+        """The model's own metric; on unlabelled data with quality.fid, a classifier-feature
+        distance (val/fd, which needs labels) becomes its Inception counterpart (val/fid)."""
+        metric = models.entry(self.model_name).default_metric
+        inception_counterpart = {"val/fd": "val/fid", "val/kid": "val/kid_inception"}.get(metric)
+        if inception_counterpart and self.quality.fid and self.quality.every > 0 and self.data_info.num_classes is None:
+            return inception_counterpart
+        return metric
 
     @property
     def modes(self) -> list[str]:
         mode = self.tune.mode
         if mode is None:  # the model's own metric goes its own way; any other metric: minimized
             default = models.entry(self.model_name)
-            mode = default.default_mode if self.metrics == [default.default_metric] else "min"
+            mode = default.default_mode if self.metrics == [self._default_metric()] else "min"
         return [mode] * len(self.metrics) if isinstance(mode, str) else list(mode)
 
     @property

@@ -142,3 +142,22 @@ def _spec_file(tmp_path, document):
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(document))
     return path
+
+
+def test_a_gan_on_unlabelled_data_optimizes_fid_when_inception_is_measured(tmp_path, torch_home, photos):
+    _place_weights(_hub_weights(torch_home))
+    document = {"model": {"name": "gan", "variant": "dcgan"},
+                "data": {"name": "folder", "path": str(photos), "image_size": 16, "channels": 3}}
+    path = tmp_path / "gan.yaml"
+    path.write_text(yaml.safe_dump({**document, "quality": {"fid": True}}))
+    spec = load_spec(path)
+    assert (spec.metrics, spec.modes) == (["val/fid"], ["min"])  # val/fd needs labels; Inception's counterpart
+    validated = _validate(tmp_path, {**document, "quality": {"fid": True}})
+    assert validated.exit_code == 0 and "optimizing val/fid (min)" in validated.output, validated.output
+    path.write_text(yaml.safe_dump({**document, "quality": {"fid": True}, "tune": {"metric": "val/kid_inception"}}))
+    assert load_spec(path).metrics == ["val/kid_inception"]  # a metric the spec names stays
+    refused = _validate(tmp_path, document)  # no fid: nothing measures val/fd here, and the line says why
+    assert refused.exit_code == 2 and "val/fd" in refused.output and "not measured: unlabelled data" in refused.output
+    labelled = tmp_path / "labelled.yaml"
+    labelled.write_text(yaml.safe_dump({"model": {"name": "gan"}, "data": LABELLED["data"], "quality": {"fid": True}}))
+    assert load_spec(labelled).metrics == ["val/fd"]  # labels: the classifier's distance, as before
