@@ -478,6 +478,21 @@ def _span_text(dim) -> str:
     return f"[{first}, ... ({len(dim.values):,} values)]"
 
 
+@main.command()
+def schema() -> None:
+    """Print the spec's JSON Schema (draft 2020-12) for editors.
+
+    \b
+    Every model's and data source's fields with their descriptions; the shipped specs name the
+    committed copy on their first line for the YAML language server:
+      # yaml-language-server: $schema=../gensweep.schema.json
+    Regenerate it with:  gensweep schema > gensweep.schema.json
+    """
+    from runner.spec.schema import spec_schema
+
+    click.echo(json.dumps(spec_schema(), indent=2))
+
+
 @main.command("models")
 def list_models() -> None:
     """List the registered models with their parameters and defaults."""

@@ -134,7 +134,7 @@ def _heavy_modules(*args: str) -> list[str]:
 
 
 @pytest.mark.parametrize("args", [["--help"], ["validate", "search_spaces/vae_latent.yaml"],
-                                  ["validate", "search_spaces/gan_variants.yaml"], ["run", "--help"]])
+                                  ["validate", "search_spaces/gan_variants.yaml"], ["run", "--help"], ["schema"]])
 def test_the_light_commands_import_neither_torch_nor_ray(args):
     assert _heavy_modules(*args) == []
 
