@@ -119,64 +119,17 @@ def run(spec_path, name, storage_path, address, overrides, keep_checkpoints, ver
     Exits 0 when at least one trial finished, 1 when none did (or the disk filled), 2 for a bad
     spec or argument, 130 after Ctrl-C, 143 after SIGTERM (`gensweep resume` continues it).
     """
-    from runner.results.run_view import objective_text
-    from runner.spec import load_spec
-    from runner.spec.names import check_run_name
-    from runner.sweep.driver import claim_run_dir, run_sweep
-    from runner.train.prepare import prepare_data
+    from runner.sweep.launch import start_sweep
 
-    if "://" in storage_path:
-        raise UserError(
-            f"--storage-path {storage_path}: storage URIs are not supported; mount shared storage "
-            "(NFS, EFS, ...) at the same path on every node and give that path"
+    try:  # the same implementation as gensweep.run (the Python API)
+        spec, outcome = start_sweep(
+            spec_path, overrides, storage_path=storage_path, name=name, address=address, verbose=verbose,
+            keep_checkpoints=keep_checkpoints, say=click.echo,
         )
-    if name is not None:
-        check_run_name(name, "--name")  # before the spec: a name that escapes is refused first
-    spec = load_spec(spec_path, overrides)
-    check_run_name(name or spec.name, f"{spec_path}: name")
-    # Before anything is made there, and before Ray starts: a file in the way, a read-only disk.
-    _require_writable(Path(storage_path).expanduser().resolve(), f"--storage-path {storage_path}")
-    claim = claim_run_dir(Path(storage_path).expanduser().resolve(), name or spec.name)
-    run_dir = claim.path
-    try:
-        click.echo(
-            f"gensweep: {spec.name}: {_trials(spec.num_samples)} of {spec.model_name} on {spec.data_name}, "
-            f"sampler {spec.sampler if spec.search else '-'}, optimizing {objective_text(spec.metrics, spec.modes)}"
-        )
-        click.echo(f"gensweep: {spec.quality_plan().line()}")
-        for note in spec.notes():
-            click.echo(f"gensweep: note: {note}")
-        prepare_data(spec, say=lambda message: click.echo(f"gensweep: {message}"))
-        click.echo(f"gensweep: results in {_relative(run_dir)}")
-        outcome = run_sweep(spec, run_dir, address=address, verbose=verbose, keep_checkpoints=keep_checkpoints)
-    except BaseException as error:
-        claim.release()  # a sweep that did not start leaves no empty run behind
-        if _is_user_error(error):
-            raise
-        if isinstance(error, KeyboardInterrupt):  # Ctrl-C before the sweep's own handling began
-            click.echo("gensweep: interrupted before the sweep started", err=True)
-            sys.exit(130)
-        if isinstance(error, Exception):  # an OSError, or SQLite's OperationalError through Optuna
-            _raise_if_disk_full(error, Path(storage_path))
-        raise
+    except KeyboardInterrupt:  # Ctrl-C before the sweep's own handling began
+        click.echo("gensweep: interrupted before the sweep started", err=True)
+        sys.exit(130)
     _finish(spec, outcome)
-
-
-def _require_writable(directory: Path, label: str) -> None:
-    """Before Ray starts: the results can be written under `directory` (it, or the nearest
-    directory above it that exists, takes a new file). Nothing is left behind."""
-    import tempfile
-
-    existing = directory
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"{label}: {existing} is a file, not a directory")
-    try:
-        with tempfile.TemporaryFile(dir=existing, prefix=".gensweep-write-check-"):
-            pass
-    except OSError as error:
-        raise UserError(f"{label}: cannot write in {existing} ({error.strerror or error})") from None
 
 
 @main.command()
@@ -190,6 +143,7 @@ def resume(run_dir, address) -> None:
     you made: Ray Tune's saved state is pickled.
     """
     from runner.sweep.driver import resume_sweep
+    from runner.sweep.launch import raise_if_disk_full
 
     if not Path(run_dir).is_dir():
         raise UserError(f"{run_dir}: no such run directory")
@@ -197,20 +151,12 @@ def resume(run_dir, address) -> None:
         spec, outcome = resume_sweep(Path(run_dir).resolve(), address=address)
     except Exception as error:  # an OSError, or SQLite's OperationalError through Optuna
         if not _is_user_error(error):
-            _raise_if_disk_full(error, Path(run_dir))
+            raise_if_disk_full(error, Path(run_dir))
         raise
     except KeyboardInterrupt:  # Ctrl-C while Ray started or Tune's state was read: nothing changed
         click.echo(f"gensweep: interrupted before the sweep resumed; again: gensweep resume {run_dir}", err=True)
         sys.exit(130)
     _finish(spec, outcome)
-
-
-def _raise_if_disk_full(error: Exception, where: Path) -> None:
-    """A full disk met outside the sweep's own watch (writing sweep.json, restoring): one line."""
-    from runner.files import is_disk_full, mount_point
-
-    if is_disk_full(error):
-        raise UserError(f"{where}: the disk is full (no space left on {mount_point(where)})", 1) from None
 
 
 def _finish(spec, outcome) -> None:
@@ -489,16 +435,12 @@ def _list_cache(decoded) -> None:
     click.echo(f"{len(entries)} in {decoded.decoded_root()}; gensweep prepare --clear frees them")
 
 
-def _trials(count: int) -> str:
-    return f"{count} trial{'s' * (count != 1)}"
-
-
 @main.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec field.")
 def validate(spec_path, overrides) -> None:
     """Check SPEC without running anything; print what it would run."""
-    from runner.results.run_view import objective_text
+    from runner.results.run_view import objective_text, trials_text
     from runner.spec import load_spec
 
     spec = load_spec(spec_path, overrides)
@@ -513,7 +455,7 @@ def validate(spec_path, overrides) -> None:
     counts = source.count(spec.data) if source.count is not None else None
     counts = f", {counts[0]} train + {counts[1]} val images" if counts is not None else ""
     click.echo(
-        f"{spec_path}: ok: {_trials(spec.num_samples)} of {spec.model_name} on {spec.data_name} ({shape}, {kind}){counts}"
+        f"{spec_path}: ok: {trials_text(spec.num_samples)} of {spec.model_name} on {spec.data_name} ({shape}, {kind}){counts}"
     )
     for path, dim in spec.search.items():
         click.echo(f"  {path}: {dim.kind} {_span_text(dim)}")
@@ -535,6 +477,21 @@ def _span_text(dim) -> str:
         return repr(list(dim.values))
     first = ", ".join(map(repr, dim.values[: LISTED_VALUES - 2]))
     return f"[{first}, ... ({len(dim.values):,} values)]"
+
+
+@main.command()
+def schema() -> None:
+    """Print the spec's JSON Schema (draft 2020-12) for editors.
+
+    \b
+    Every model's and data source's fields with their descriptions; the shipped specs name the
+    committed copy on their first line for the YAML language server:
+      # yaml-language-server: $schema=../gensweep.schema.json
+    Regenerate it with:  gensweep schema > gensweep.schema.json
+    """
+    from runner.spec.schema import spec_schema
+
+    click.echo(json.dumps(spec_schema(), indent=2))
 
 
 @main.command("models")
@@ -657,7 +614,6 @@ def align_eval(transforms_csv, truth_csv) -> None:
 
 
 def _relative(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
+    from runner.sweep.launch import shown_path
+
+    return shown_path(path)

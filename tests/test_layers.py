@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("runner", "models", "alignment")
+PACKAGES = ("gensweep", "runner", "models", "alignment")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
@@ -36,6 +36,7 @@ def test_the_import_contracts_hold():
     ("runner/results/report.py", "import torch", "results and spec import no torch"),
     ("models/losses.py", "from runner.errors import GensweepError", "models imports nothing of runner"),
     ("alignment/methods.py", "import runner.spec", "alignment imports nothing of runner"),
+    ("runner/results/report.py", "import gensweep", "gensweep (the Python API) sits on top"),
 ])
 def test_a_new_arrow_that_breaks_a_layer_fails(tmp_path, module, arrow, broken):
     """The contracts catch what they are for: a copy of the tree with one arrow more."""
@@ -88,7 +89,7 @@ import os, sys, traceback
 for library in ("numpy", "cv2", "pydantic", "click", "yaml", "torch", "torchvision", "ray", "ray.tune", "ray.data",
                 "optuna", "tensorboard", "matplotlib", "skimage", "torchmetrics"):
     __import__(library)
-assert not any(name.split(".")[0] in ("runner", "models", "alignment") for name in sys.modules)
+assert not any(name.split(".")[0] in ("gensweep", "runner", "models", "alignment") for name in sys.modules)
 failed = 0
 for module in sys.argv[1:]:
     pid = os.fork()
@@ -133,7 +134,7 @@ def _heavy_modules(*args: str) -> list[str]:
 
 
 @pytest.mark.parametrize("args", [["--help"], ["validate", "search_spaces/vae_latent.yaml"],
-                                  ["validate", "search_spaces/gan_variants.yaml"], ["run", "--help"]])
+                                  ["validate", "search_spaces/gan_variants.yaml"], ["run", "--help"], ["schema"]])
 def test_the_light_commands_import_neither_torch_nor_ray(args):
     assert _heavy_modules(*args) == []
 

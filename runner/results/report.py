@@ -253,13 +253,21 @@ def format_csv(trials: list[TrialSummary], objectives: list[str] | None = None) 
 
     Values are written in full (not rounded as in the table); a missing one is an empty cell.
     """
-    view = run_view(trials, objectives or [], every_metric=True)
+    header, rows = trial_table(trials, objectives)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["trial_id", "status", *view.swept, *view.metrics])
-    for trial in view.trials:
-        writer.writerow([trial.trial_id, trial.status, *("" if v is None else v for v in view.values(trial))])
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(["" if value is None else value for value in row])
     return buffer.getvalue()
+
+
+def trial_table(trials: list[TrialSummary], objectives: list[str] | None = None) -> tuple[list[str], list[list[Any]]]:
+    """The CSV's columns and rows, values unformatted (None where missing): `gensweep show
+    --csv` writes them, gensweep.load (the Python API) makes its DataFrame of them."""
+    view = run_view(trials, objectives or [], every_metric=True)
+    header = ["trial_id", "status", *view.swept, *view.metrics]
+    return header, [[trial.trial_id, trial.status, *view.values(trial)] for trial in view.trials]
 
 
 def format_table(trials: list[TrialSummary], objectives: list[str] | None = None) -> str:

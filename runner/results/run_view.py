@@ -136,3 +136,8 @@ def run_view(
     others = sorted({key for key in reported if every_metric or key.startswith("val/")} - set(objectives))
     shown_objectives = [m for m in objectives if m in reported] if every_metric else objectives
     return RunView(trials, objectives, list(modes), swept, shown_objectives + others[:most])
+
+
+def trials_text(count: int) -> str:
+    """"1 trial", "8 trials": how the start and validate lines count them."""
+    return f"{count} trial{'s' * (count != 1)}"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 import models
 from models.config import ConfigError, as_dict, config, parse_config
@@ -48,8 +48,12 @@ def _switch_word(value: Any) -> Any:
     return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
-# auto, on or off; `channels_last: on` in a spec file arrives as True and means "on".
-Switch = Annotated[Literal["auto", "on", "off"], BeforeValidator(_switch_word)]
+# auto, on or off; `channels_last: on` in a spec file arrives as True and means "on". The JSON
+# Schema says so too: an editor reading YAML 1.2 sees "on", gensweep (YAML 1.1) sees true.
+Switch = Annotated[
+    Literal["auto", "on", "off"], BeforeValidator(_switch_word),
+    WithJsonSchema({"enum": ["auto", "on", "off", True, False]}),
+]
 
 
 @config
