@@ -19,6 +19,9 @@
    (bench/logging_cost.py).
 5. Alignment frames per second per method (bench/align_throughput.py's comparison).
 6. Sample-quality metrics on 10,000 generated images.
+7. Decode once, share everywhere: 50,000 CelebA-sized JPEGs through `gensweep prepare`'s
+   parallel decode into the cache against the one-core loop, a trial's time to its first batch
+   with the cache warm, and the memory 4 trials share (bench/decode_cache.py).
 
     .venv/bin/python bench/run_all.py [--repeats 3] [--quick] [--out BENCHMARKS.md]
 """
@@ -40,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import cli_startup
+import decode_cache
 import numpy as np
 import torch
 from logging_cost import logging_table
@@ -310,7 +314,8 @@ def main() -> None:
                 ("What logging costs (one thread, CPU)", lambda: logging_table(2, scale)),
                 ("Alignment (512x512 frames)", lambda: alignment_table(max(20, int(1000 * scale)))),
                 ("Sample-quality metrics", lambda: metrics_table(max(500, int(10_000 * scale)))),
-                ("The light commands (whole process)", lambda: cli_startup.table(5))]
+                ("The light commands (whole process)", lambda: cli_startup.table(5)),
+                ("Decode once, share everywhere (the decoded cache)", lambda: decode_cache.measure(max(2000, int(50_000 * scale))))]
     body = []
     for title, make in sections:
         print(f"{title} ...", flush=True)
