@@ -7,8 +7,8 @@ landscape), each moved by known matrices made with scipy, not with alignment/syn
 and with brightness and contrast drifting +-30% across the sequence. Prints a markdown table:
 median and p95 corner error (px) per method x photograph x motion x condition, and failures;
 a cell outside its goal (median, or p95 over twice the median goal) is in bold. The methods at
-their defaults (ecc euclidean, fft translation, features SIFT partial), and features with a
-homography beside them.
+their defaults (ecc euclidean, fft translation, features SIFT partial), and beside them features
+with a homography, and with ORB (`gensweep align`'s detector unless --detector sift).
 
     .venv/bin/python bench/align_accuracy.py [--frames 9] [--size 256]
 """
@@ -33,7 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=9, help="moved frames per cell (plus the reference)")
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--methods", default=",".join((*METHODS, "features-homography")))
+    parser.add_argument("--methods", default=",".join((*METHODS, "features-homography", "features-orb")))
     args = parser.parse_args()
     cv2.setNumThreads(1)
     started = time.perf_counter()
