@@ -29,30 +29,25 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from moved_frames import CONDITIONS, GOALS, METHODS, MOTIONS, PHOTOS, cells, measure, sequence
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=9, help="moved frames per cell (plus the reference)")
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--methods", default=",".join((*METHODS, "features-homography", "features-orb")))
-    args = parser.parse_args()
+def table(frames: int = 9, size: int = 256, methods: tuple[str, ...] = (*METHODS, "features-homography", "features-orb")) -> list[str]:
+    """The accuracy table's lines (markdown, with its header and failure reasons as # lines)."""
     cv2.setNumThreads(1)
     started = time.perf_counter()
-    chosen = args.methods.split(",")
     sequences = {}
     results = {}
-    for method in chosen:
+    for method in methods:
         for photo, motion, condition in cells(method):
             key = (photo, motion, condition)
             if key not in sequences:
-                sequences[key] = sequence(photo, motion, condition, args.frames + 1, args.size, seed=7)
+                sequences[key] = sequence(photo, motion, condition, frames + 1, size, seed=7)
             results[(method, *key)] = measure(method, sequences[key])
-    print(f"# {args.frames} moved frames a cell, {args.size}x{args.size}; median / p95 corner error (px); "
-          f"goals (median; p95 within 2x): " + ", ".join(f"{m} < {GOALS[m]}" for m in chosen)
-          + f"; {time.perf_counter() - started:.0f} s")
-    print("| method | photograph (kind) | motion | " + " | ".join(CONDITIONS) + " |")
-    print("|---|---|---|" + "---:|" * len(CONDITIONS))
+    lines = [f"# {frames} moved frames a cell, {size}x{size}; median / p95 corner error (px); "
+             f"goals (median; p95 within 2x): " + ", ".join(f"{m} < {GOALS[m]}" for m in methods)
+             + f"; {time.perf_counter() - started:.0f} s",
+             "| method | photograph (kind) | motion | " + " | ".join(CONDITIONS) + " |",
+             "|---|---|---|" + "---:|" * len(CONDITIONS)]
     reasons = set()
-    for method in chosen:
+    for method in methods:
         for photo, kind in PHOTOS.items():
             for motion in MOTIONS:
                 if (method, photo, motion, CONDITIONS[0]) not in results:
@@ -67,9 +62,18 @@ def main() -> None:
                     if errors and (np.median(errors) >= GOALS[method] or np.percentile(errors, 95) >= 2 * GOALS[method]):
                         text = f"**{text}**"
                     row.append(text)
-                print(f"| {method} | {photo} ({kind}) | {motion} | " + " | ".join(row) + " |", flush=True)
-    for reason in sorted(reasons):
-        print(f"# failed: {reason}")
+                lines.append(f"| {method} | {photo} ({kind}) | {motion} | " + " | ".join(row) + " |")
+    lines += [f"# failed: {reason}" for reason in sorted(reasons)]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=9, help="moved frames per cell (plus the reference)")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--methods", default=",".join((*METHODS, "features-homography", "features-orb")))
+    args = parser.parse_args()
+    print("\n".join(table(args.frames, args.size, tuple(args.methods.split(",")))))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@
    and the wall time of a sweep of 8 trials unpacked and in packs of 4 (bench/pack_throughput.py).
 4. What logging costs: epochs with TensorBoard logging against the same without
    (bench/logging_cost.py).
-5. Alignment frames per second per method (bench/align_throughput.py's comparison).
+5. Alignment frames per second per method (bench/align_throughput.py's comparison), and each
+   method's accuracy on photographs it was never tuned on (bench/align_accuracy.py).
 6. Sample-quality metrics on 10,000 generated images.
 7. Decode once, share everywhere: 50,000 CelebA-sized JPEGs through `gensweep prepare`'s
    parallel decode into the cache against the one-core loop, a trial's time to its first batch
@@ -42,6 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+import align_accuracy
 import cli_startup
 import decode_cache
 import numpy as np
@@ -313,6 +315,7 @@ def main() -> None:
                 ("A packed sweep against an unpacked one", lambda: sweep_table(8, 4, 0.25 * scale)),
                 ("What logging costs (one thread, CPU)", lambda: logging_table(2, scale)),
                 ("Alignment (512x512 frames)", lambda: alignment_table(max(20, int(1000 * scale)))),
+                ("Alignment accuracy (256x256 frames, content never tuned on)", lambda: align_accuracy.table(max(3, int(9 * scale)))),
                 ("Sample-quality metrics", lambda: metrics_table(max(500, int(10_000 * scale)))),
                 ("The light commands (whole process)", lambda: cli_startup.table(5)),
                 ("Decode once, share everywhere (the decoded cache)", lambda: decode_cache.measure(max(2000, int(50_000 * scale))))]
