@@ -12,13 +12,13 @@ import importlib
 from typing import TYPE_CHECKING
 
 from models.data_info import DataInfo
-from models.registry import entry, make_config, names
+from models.registry import distribution, entry, make_config, names
 
 if TYPE_CHECKING:
     from models.base import Batch, GenerativeModel
     from models.zoo import build
 
-__all__ = ["Batch", "DataInfo", "GenerativeModel", "build", "entry", "make_config", "names"]
+__all__ = ["Batch", "DataInfo", "GenerativeModel", "build", "distribution", "entry", "make_config", "names"]
 
 _LAZY = {"build": "models.zoo", "Batch": "models.base", "GenerativeModel": "models.base"}
 

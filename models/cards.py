@@ -40,6 +40,9 @@ class ModelCard:
     # config -> lines `gensweep validate` and `run` print about what the model will not measure
     # and why (the metric is absent from reported_metrics then).
     notes: Callable[[Any], tuple[str, ...]] = lambda config: ()
+    # A plugin's card (models/plugins.py): the module whose import defines the model class and
+    # registers it (@models.registry.register(CARD)). Built-ins: None (models.zoo imports theirs).
+    model_module: str | None = None
 
 
 # -- checks a config and a data shape allow ------------------------------------------------------

@@ -480,30 +480,38 @@ def _span_text(dim) -> str:
 
 
 @main.command()
-def schema() -> None:
+@click.option("--built-in-only", is_flag=True,
+              help="Leave out installed packages' models (the committed gensweep.schema.json is built this way).")
+def schema(built_in_only: bool) -> None:
     """Print the spec's JSON Schema (draft 2020-12) for editors.
 
     \b
-    Every model's and data source's fields with their descriptions; the shipped specs name the
-    committed copy on their first line for the YAML language server:
+    Every model's (installed plugins' too) and data source's fields with their descriptions; the
+    shipped specs name the committed copy on their first line for the YAML language server:
       # yaml-language-server: $schema=../gensweep.schema.json
-    Regenerate it with:  gensweep schema > gensweep.schema.json
+    Regenerate it with:  gensweep schema --built-in-only > gensweep.schema.json
     """
     from runner.spec.schema import spec_schema
 
-    click.echo(json.dumps(spec_schema(), indent=2))
+    click.echo(json.dumps(spec_schema(plugins=not built_in_only), indent=2))
 
 
 @main.command("models")
 def list_models() -> None:
-    """List the registered models with their parameters and defaults."""
+    """List the registered models with their parameters and defaults.
+
+    Installed packages' models (entry-point group gensweep.models) follow the built-ins, each with
+    its package; one that does not load is one line on stderr.
+    """
     import models
+    from models import plugins
     from models.cards import paper_defaults_lines
     from models.config import describe_fields
 
     for name in models.names():
         entry = models.entry(name)
-        click.echo(f"{name}: {entry.summary}")
+        package = models.distribution(name)
+        click.echo(f"{name}{f' (from {package})' if package else ''}: {entry.summary}")
         for field_name, kind, default, description in describe_fields(entry.config_class):
             click.echo(f"    {field_name:<14} {kind:<24} {default:<10} {description}")
         if name == "gan":  # what its null optimizer fields become, variant by variant
@@ -511,6 +519,8 @@ def list_models() -> None:
             for line in paper_defaults_lines():
                 click.echo(f"      {line}")
         click.echo()
+    for line in plugins.discovered().broken.values():
+        click.echo(f"gensweep models: {line}", err=True)
 
 
 class _AlignGroup(click.Group):

@@ -2,8 +2,9 @@
 validate it, for editors: the YAML language server completes keys, shows each field's
 description and marks a misspelt key or a wrong type as it is typed.
 
-`gensweep schema` prints it; the committed gensweep.schema.json is that output (a test keeps the
-two equal), and every shipped spec names it on its first line:
+`gensweep schema` prints it, installed packages' models included (models.plugins); the committed
+gensweep.schema.json is `gensweep schema --built-in-only` (a test keeps the two equal, whatever is
+installed), and every shipped spec names it on its first line:
 
     # yaml-language-server: $schema=../gensweep.schema.json
 
@@ -18,6 +19,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+import models
 from models.cards import CARDS
 from runner import data as data_sources
 from runner.spec import (
@@ -40,11 +42,15 @@ SECTIONS = {"train": TrainSpec, "tune": TuneSpec, "quality": QualitySpec, "resou
 SEARCH_PATH = rf"^({'|'.join(SWEEPABLE_SECTIONS)})\.[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)?$"
 
 
-def spec_schema() -> dict[str, Any]:
-    """The whole spec's schema: every model's and data source's fields with their descriptions."""
+def spec_schema(plugins: bool = True) -> dict[str, Any]:
+    """The whole spec's schema: every model's and data source's fields with their descriptions.
+
+    plugins: with the models of installed packages (entry-point group gensweep.models) that load.
+    """
     definitions: dict[str, Any] = {}
+    cards = {name: models.entry(name) for name in models.names()} if plugins else CARDS
     model_refs = [_define(definitions, f"model.{name}", card.config_class, name, card.summary, required=True)
-                  for name, card in sorted(CARDS.items())]
+                  for name, card in sorted(cards.items())]
     data_refs = [_define(definitions, f"data.{name}", source.config_class, name, _data_summary(name),
                          required=name != DEFAULT_DATA)
                  for name, source in sorted(data_sources.SOURCES.items())]

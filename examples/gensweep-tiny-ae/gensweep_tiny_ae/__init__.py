@@ -1,0 +1,1 @@
+"""A tiny autoencoder registered with gensweep through the entry-point group gensweep.models."""
