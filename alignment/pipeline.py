@@ -185,10 +185,18 @@ class FrameAligner:
                 "matrix": result.matrix.flatten(), "mad_before": before, "mad_after": after}
 
     def residual(self, image: np.ndarray | None) -> float:
-        """Mean absolute grey-level difference from the reference: what shake is left."""
+        """Mean absolute grey-level difference from the reference, once the image's brightness
+        and contrast are matched to the reference's: what is left is motion (and noise), not
+        the light drifting through the day."""
         if image is None or image.shape[:2] != self.reference_gray.shape:
             return np.nan
-        return float(cv2.absdiff(methods.to_gray(image), self.reference_gray).mean())
+        gray = methods.to_gray(image)
+        mean, spread = cv2.meanStdDev(gray)
+        reference_mean, reference_spread = cv2.meanStdDev(self.reference_gray)
+        # A flat image (a blank frame) has no contrast to match: its brightness only.
+        gain = float(reference_spread[0, 0]) / float(spread[0, 0]) if spread[0, 0] >= methods.BLANK_STD else 1.0
+        matched = gray * gain + (float(reference_mean[0, 0]) - float(mean[0, 0]) * gain)
+        return float(cv2.absdiff(matched, self.reference_gray).mean())
 
     def write(self, target: Path, frame: np.ndarray | None, result: methods.Alignment, original) -> np.ndarray | None:
         """Writes the frame's output, and returns the pixels written (None: nothing written)."""

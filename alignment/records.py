@@ -20,7 +20,8 @@ import numpy as np
 MATRIX_COLUMNS = [f"h{row}{col}" for row in range(3) for col in range(3)]
 # index: the frame's index in the video, or its place in the folder's sorted listing.
 # mad_before, mad_after: mean absolute grey-level difference from the reference before and after
-# warping (the residual motion summary.png shows); empty where the frame could not be read.
+# warping, the frame's brightness and contrast matched to the reference's first (the residual
+# motion summary.png shows); empty where the frame could not be read.
 COLUMNS = ["frame", "ok", "method", "score", "reason", *MATRIX_COLUMNS, "index", "mad_before", "mad_after"]
 
 

@@ -109,7 +109,7 @@ def draw(series: Series):
     rotation_axes.set_ylabel("rotation (°)")
     residual_axes.plot(series.index, series.mad_before, label="before alignment", color="tab:gray", linewidth=0.8)
     residual_axes.plot(series.index, series.mad_after, label="after alignment", color="tab:blue", linewidth=0.8)
-    residual_axes.set_ylabel("mean |frame − reference|")
+    residual_axes.set_ylabel("mean |frame − reference|\n(grey levels, light matched)")
     residual_axes.set_xlabel("frame index")
     residual_axes.legend(loc="upper right", fontsize=8)
     figure.tight_layout()
@@ -141,7 +141,7 @@ def describe(series: Series) -> list[str]:
         before, after = series.mad_before[aligned], series.mad_after[aligned]
         if np.isfinite(before).any() and np.isfinite(after).any():
             lines.append(f"residual: mean |frame - reference| {np.nanmedian(before):.2f} before, "
-                         f"{np.nanmedian(after):.2f} after alignment (grey levels, median over aligned frames)")
+                         f"{np.nanmedian(after):.2f} after alignment (grey levels, light matched; median over aligned frames)")
     failed = series.index[~aligned]
     if len(failed):
         shown = ", ".join(str(i) for i in failed[:10]) + (", ..." if len(failed) > 10 else "")
