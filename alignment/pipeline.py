@@ -390,13 +390,23 @@ def _record(batch: dict, index: int, method: str) -> FrameRecord:
     )
 
 
-def _rows_of(transforms: Path) -> tuple[str, list[list[str]]]:
-    """transforms.csv as (header line, rows as field lists); a torn last line is dropped."""
-    text = transforms.read_text()
-    if not text.endswith("\n"):  # a write a SIGKILL cut short: its frame is redone
-        text = text[: text.rfind("\n") + 1]
-    rows = list(csv.reader(io.StringIO(text, newline="")))
-    return (rows[0] if rows else COLUMNS), rows[1:]
+def _complete_rows(transforms: Path):
+    """(header, iterator of (offset, line bytes, fields)) over transforms.csv, a line at a time:
+    memory does not grow with the rows. A last line without its newline is a write a SIGKILL cut
+    short: left out (its frame is redone), never parsed."""
+    stream = transforms.open("rb")
+
+    def rows():
+        with stream:
+            offset = stream.tell()
+            for line in stream:
+                if line.endswith(b"\n"):
+                    yield offset, line, next(csv.reader([line.decode("utf-8").rstrip("\r\n")]), [])
+                offset += len(line)
+
+    lines = rows()
+    header = next(lines, (0, b"", COLUMNS))[2]
+    return header, lines
 
 
 def _done_before(transforms: Path, method: str) -> set[str]:
@@ -404,31 +414,44 @@ def _done_before(transforms: Path, method: str) -> set[str]:
     if not transforms.exists():
         return set()
     try:
-        header, rows = _rows_of(transforms)
+        header, rows = _complete_rows(transforms)
         frame, method_column = header.index("frame"), header.index("method")
+        return {fields[frame] for _, _, fields in rows if len(fields) == len(header) and fields[method_column] == method}
     except (OSError, ValueError, UnicodeError, csv.Error) as error:
         raise AlignError(f"{transforms}: unreadable ({type(error).__name__}: {error}); "
                          "move it away, or give --overwrite to redo every frame") from None
-    return {row[frame] for row in rows if len(row) == len(header) and row[method_column] == method}
 
 
 def _keep_rows(transforms: Path, method: str, overwrite: bool) -> None:
     """Rewrite transforms.csv whole: the rows of `method` (none with overwrite), the last row of
-    each frame, sorted by name, in the current columns. Rows travel as text, not as records."""
-    header, rows = _rows_of(transforms) if transforms.exists() and not overwrite else (COLUMNS, [])
-    method_column = header.index("method") if "method" in header else None
-    latest: dict[str, list[str]] = {}
-    for row in rows:
-        if len(row) == len(header) and method_column is not None and row[method_column] == method:
-            latest[row[0]] = row
+    each frame, sorted by name, in the current columns. Only each row's place in the file is held
+    (not its text), so 90,000 rows cost a few MB; rows already in the current columns are copied
+    byte for byte."""
+    where: dict[str, tuple[int, int]] = {}
+    header = COLUMNS
+    if transforms.exists() and not overwrite:
+        header, rows = _complete_rows(transforms)
+        if "method" in header:
+            method_column = header.index("method")
+            for offset, line, fields in rows:
+                if len(fields) == len(header) and fields[method_column] == method:
+                    where[fields[0]] = (offset, len(line))
     temporary = transforms.with_name(f".{transforms.name}.tmp")
     temporary.unlink(missing_ok=True)  # a stale one, or a link planted there, is not written through
     with temporary.open("x", newline="") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(COLUMNS)
-        for name in sorted(latest):
-            values = dict(zip(header, latest[name]))
-            writer.writerow([values.get(column, "") for column in COLUMNS])
+        csv.writer(stream).writerow(COLUMNS)
+        if where:
+            with transforms.open("rb") as source:
+                for name in sorted(where):
+                    offset, length = where[name]
+                    source.seek(offset)
+                    line = source.read(length).decode("utf-8")
+                    if header != COLUMNS:  # a file from before a column was added
+                        values = dict(zip(header, next(csv.reader([line.rstrip("\r\n")]))))
+                        line = io.StringIO()
+                        csv.writer(line).writerow([values.get(column, "") for column in COLUMNS])
+                        line = line.getvalue()
+                    stream.write(line)
         stream.flush()
         os.fsync(stream.fileno())
     temporary.replace(transforms)
@@ -436,9 +459,9 @@ def _keep_rows(transforms: Path, method: str, overwrite: bool) -> None:
 
 def _usable(transforms: Path, names: set[str]) -> int:
     """Frames of this selection aligned in OUTPUT_DIR, by this run or an earlier one."""
-    header, rows = _rows_of(transforms)
+    header, rows = _complete_rows(transforms)
     frame, ok = header.index("frame"), header.index("ok")
-    return sum(1 for row in rows if len(row) == len(header) and row[frame] in names and row[ok] == "1")
+    return sum(1 for _, _, fields in rows if len(fields) == len(header) and fields[frame] in names and fields[ok] == "1")
 
 
 def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
