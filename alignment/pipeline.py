@@ -50,6 +50,7 @@ DEFAULT_MOTION = {"ecc": "euclidean", "features": "partial", "fft": "translation
 DETECTORS = ("orb", "sift", "akaze")
 ON_FAIL = ("copy", "skip", "identity")
 FAILURES_SHOWN = 10
+MAX_BLOCKS = 1000  # of the dataset of batches; see align_directory
 
 
 @dataclass(frozen=True)
@@ -339,7 +340,10 @@ def align_directory(
             # queue while the others (on other nodes, say) are still importing OpenCV.
             context.wait_for_min_actors_s = 600
             context.max_tasks_in_flight_per_actor = 2  # small queues: work goes where cores are free
-            dataset = ray.data.from_items(chunks, override_num_blocks=len(chunks))
+            # A block a batch, up to MAX_BLOCKS: Ray Data keeps some 10 KB in the driver per block
+            # (bench/align_throughput.py), so 90,000 frames in 5,625 blocks would cost ~60 MB.
+            # Beyond, a block holds a few batches, and its rows are saved when it is done.
+            dataset = ray.data.from_items(chunks, override_num_blocks=min(len(chunks), MAX_BLOCKS))
             aligned = dataset.map_batches(
                 FrameAligner,
                 fn_constructor_kwargs={"reference": reference_image, "output_dir": str(output_dir), "settings": settings,

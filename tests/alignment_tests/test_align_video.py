@@ -151,3 +151,16 @@ def test_a_sweep_report_links_the_alignment_summary_of_its_data(tmp_path):
     link = _alignment_link(spec)
     assert (data / "summary.png").resolve().as_uri() in link and "summary.png" in link
     assert _alignment_link(None) == ""
+
+
+@pytest.mark.slow
+def test_a_folder_takes_a_range_and_an_index_reference_too(ray_runtime, tmp_path):
+    from alignment.synthetic import make_sequence
+
+    make_sequence(tmp_path / "f", frames=8, size=64, motion="translation", seed=6, max_shift=2)
+    out = tmp_path / "aligned"
+    summary = align_directory(tmp_path / "f", out, AlignSettings(method="fft"), reference="5", frames="0:8:3", say=lambda _: None)
+    assert (summary.total, summary.aligned) == (3, 3)
+    rows = _rows(out)
+    assert [(row["frame"], row["index"]) for row in rows] == [("frame_0000.png", "0"), ("frame_0003.png", "3"), ("frame_0006.png", "6")]
+    assert sorted(p.name for p in out.glob("frame_*.png")) == [row["frame"] for row in rows]
