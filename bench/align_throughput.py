@@ -30,7 +30,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -44,11 +43,11 @@ GENSWEEP = str(Path(sys.executable).parent / "gensweep")
 BATCH = 16
 
 
-def write_video(path: Path, frames: int, size: int) -> None:
+def write_video(path: Path, frames: int, size: int, codec: str = "MJPG") -> None:
     rng = np.random.default_rng(0)
     view = scene(size).astype(np.float32)
     crop = np.array([[1, 0, -MARGIN], [0, 1, -MARGIN], [0, 0, 1]], float)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (size, size), True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), 25, (size, size), True)
     for index in range(frames):
         shake = np.eye(3) if index == 0 else jitter(rng, size, "euclidean", 6.0, 1.0, 0.0)
         image = cv2.warpPerspective(view, shake @ crop, (size, size), flags=cv2.INTER_LINEAR)
@@ -102,19 +101,13 @@ def gensweep_run(video: Path, out: Path, method: str) -> dict:
         command += ["--motion", "translation"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
                                start_new_session=True)
-    driver = psutil.Process(process.pid)
     peak_driver = peak_worker = 0
     while process.poll() is None:
-        try:
-            peak_driver = max(peak_driver, driver.memory_info().rss)
-            for child in driver.children(recursive=True):
-                try:
-                    if "MapWorker" in " ".join(child.cmdline()) or child.name().startswith("ray::MapWorker"):
-                        peak_worker = max(peak_worker, child.memory_info().rss)
-                except psutil.Error:
-                    pass
-        except psutil.Error:
-            pass
+        processes = _processes()
+        peak_driver = max(peak_driver, processes.get(process.pid, (0, 0, ""))[1])
+        for pid in _descendants(process.pid, processes):
+            if processes[pid][2].startswith("ray::MapWorker"):  # Ray Data's actors set this title
+                peak_worker = max(peak_worker, processes[pid][1])
         time.sleep(0.2)
     output = process.stdout.read()
     if process.returncode != 0:
@@ -125,6 +118,34 @@ def gensweep_run(video: Path, out: Path, method: str) -> dict:
     first = float(re.search(r"first aligned frame after ([\d.]+) s", output).group(1))
     return {"overall": overall, "steady": aligned / (seconds - first), "first": first, "seconds": seconds,
             "driver_mb": peak_driver / 2**20, "worker_mb": peak_worker / 2**20}
+
+
+def _processes() -> dict[int, tuple[int, int, str]]:
+    """pid -> (parent pid, RSS in bytes, command line) of every process, from /proc."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = dict(line.split(":", 1) for line in (entry / "status").read_text().splitlines() if ":" in line)
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        rss = int(status.get("VmRSS", "0 kB").split()[0]) * 1024
+        table[int(entry.name)] = (int(status["PPid"]), rss, command)
+    return table
+
+
+def _descendants(root: int, processes: dict[int, tuple[int, int, str]]) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _, _) in processes.items():
+        children.setdefault(parent, []).append(pid)
+    found, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
 
 
 def main() -> None:
@@ -146,7 +167,11 @@ def main() -> None:
         write_video(videos[n], n, args.size)
         print(f"# wrote {n} frames in {time.perf_counter() - started:.0f} s ({videos[n].stat().st_size / 2**20:.0f} MiB)")
     costs = decoding(videos[lengths[0]], lengths[0])
-    print("# decoding, ms a frame: " + ", ".join(f"{label} {ms:.2f}" for label, ms in costs.items()))
+    print("# decoding MJPG .avi, ms a frame: " + ", ".join(f"{label} {ms:.2f}" for label, ms in costs.items()))
+    mp4 = work / "shaken.mp4"  # inter-frame coded: a seek decodes from the last key frame
+    write_video(mp4, min(lengths[0], 2000), args.size, "mp4v")
+    costs = decoding(mp4, min(lengths[0], 2000))
+    print("# decoding mp4v .mp4, ms a frame: " + ", ".join(f"{label} {ms:.2f}" for label, ms in costs.items()))
     print()
     print("| method | frames | plain loop, 1 thread (frames/s) | gensweep align steady (frames/s) | ratio | goal 0.8 x cores "
           "| overall incl. start-up (frames/s) | first aligned frame (s) | peak RSS driver (MiB) | peak RSS worker (MiB) |")
