@@ -164,3 +164,17 @@ def test_a_folder_takes_a_range_and_an_index_reference_too(ray_runtime, tmp_path
     rows = _rows(out)
     assert [(row["frame"], row["index"]) for row in rows] == [("frame_0000.png", "0"), ("frame_0003.png", "3"), ("frame_0006.png", "6")]
     assert sorted(p.name for p in out.glob("frame_*.png")) == [row["frame"] for row in rows]
+
+
+@pytest.mark.slow
+def test_blocks_of_several_batches_give_one_row_a_frame(ray_runtime, tmp_path, monkeypatch):
+    """Beyond MAX_BLOCKS batches (16,000 frames) a block holds several: the same rows, once each."""
+    from alignment import pipeline
+
+    monkeypatch.setattr(pipeline, "MAX_BLOCKS", 2)
+    video = tmp_path / "v.avi"
+    write_video(video, frames=40, size=64)
+    out = tmp_path / "aligned"
+    summary = align_directory(video, out, AlignSettings(method="fft", batch_size=4), say=lambda _: None)
+    assert (summary.total, summary.aligned + summary.failed) == (40, 40)
+    assert [row["frame"] for row in _rows(out)] == [f"{i:02d}.png" for i in range(40)]
