@@ -1,15 +1,28 @@
-"""transforms.csv: one row a frame, in name order; and corner errors between two such files."""
+"""transforms.csv: one row a frame, in name order; and corner errors between two such files.
+
+During a run rows are appended a finished batch at a time and fsynced (RecordAppender), so a
+SIGKILL loses at most the batches in flight; a torn last line is dropped on reading. At the
+start and the end of a run the file is rewritten whole (sorted, one row a frame) and renamed
+over its name.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 MATRIX_COLUMNS = [f"h{row}{col}" for row in range(3) for col in range(3)]
-COLUMNS = ["frame", "ok", "method", "score", "reason", *MATRIX_COLUMNS]
+# index: the frame's index in the video, or its place in the folder's sorted listing.
+# mad_before, mad_after: mean absolute grey-level difference from the reference before and after
+# warping, the frame's brightness and contrast matched to the reference's first (the residual
+# motion summary.png shows); empty where the frame could not be read.
+COLUMNS = ["frame", "ok", "method", "score", "reason", *MATRIX_COLUMNS, "index", "mad_before", "mad_after"]
 
 
 @dataclass
@@ -20,15 +33,30 @@ class FrameRecord:
     score: float
     reason: str
     matrix: np.ndarray  # (3, 3) frame pixel -> reference pixel, h22 = 1
+    index: int = -1  # -1: not recorded (a file from before the column)
+    mad_before: float = math.nan
+    mad_after: float = math.nan
 
     def row(self) -> dict:
         matrix = self.matrix / self.matrix[2, 2]
         values = {name: f"{value:.10g}" for name, value in zip(MATRIX_COLUMNS, matrix.flatten())}
+        # One physical line a row: a torn last line is then always the last line of the file.
+        reason = " ".join(self.reason.split())
         return {"frame": self.frame, "ok": int(self.ok), "method": self.method,
-                "score": f"{self.score:.6g}", "reason": self.reason, **values}
+                "score": f"{self.score:.6g}", "reason": reason, **values, "index": self.index,
+                "mad_before": _number(self.mad_before), "mad_after": _number(self.mad_after)}
+
+
+def _number(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.6g}"
+
+
+def _float(text: str | None) -> float:
+    return float(text) if text else math.nan
 
 
 def write_records(path: Path, records: list[FrameRecord]) -> None:
+    """The whole file, sorted by frame name, renamed over `path` once it is on disk."""
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.unlink(missing_ok=True)  # a stale one, or a link planted there, is not written through
     with temporary.open("x", newline="") as stream:
@@ -36,17 +64,41 @@ def write_records(path: Path, records: list[FrameRecord]) -> None:
         writer.writeheader()
         for record in sorted(records, key=lambda r: r.frame):
             writer.writerow(record.row())
+        stream.flush()
+        os.fsync(stream.fileno())
     temporary.replace(path)
 
 
+class RecordAppender:
+    """Appends finished rows to a file write_records made; each append is on disk when it returns."""
+
+    def __init__(self, path: Path):
+        self.stream = Path(path).open("a", newline="")  # noqa: SIM115 - open for the whole run, closed by close()
+        self.writer = csv.DictWriter(self.stream, fieldnames=COLUMNS)
+
+    def append(self, records: list[FrameRecord]) -> None:
+        for record in records:
+            self.writer.writerow(record.row())
+        self.stream.flush()
+        os.fsync(self.stream.fileno())
+
+    def close(self) -> None:
+        self.stream.close()
+
+
 def read_records(path: Path) -> dict[str, FrameRecord]:
+    """Rows by frame name; a later row of a name wins. A last line without its newline is a
+    write a SIGKILL cut short: dropped (its frame is redone), never parsed."""
+    text = Path(path).read_text()
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
     records = {}
-    with Path(path).open(newline="") as stream:
-        for row in csv.DictReader(stream):
-            matrix = np.array([float(row[name]) for name in MATRIX_COLUMNS]).reshape(3, 3)
-            records[row["frame"]] = FrameRecord(
-                row["frame"], row["ok"] in ("1", "True", "true"), row["method"], float(row["score"] or 0), row["reason"], matrix
-            )
+    for row in csv.DictReader(io.StringIO(text, newline="")):
+        matrix = np.array([float(row[name]) for name in MATRIX_COLUMNS]).reshape(3, 3)
+        records[row["frame"]] = FrameRecord(
+            row["frame"], row["ok"] in ("1", "True", "true"), row["method"], float(row["score"] or 0), row["reason"], matrix,
+            int(row.get("index") or -1), _float(row.get("mad_before")), _float(row.get("mad_after")),
+        )
     return records
 
 

@@ -261,7 +261,7 @@ def alignment_table(frames: int) -> list[str]:
         [sys.executable, str(ROOT / "bench" / "align_throughput.py"), "--frames", str(frames)],
         capture_output=True, text=True, check=True,
     )
-    return [line for line in finished.stdout.splitlines() if line.startswith(("|", "# read"))]
+    return [line for line in finished.stdout.splitlines() if line.startswith(("|", "#"))]
 
 
 # -- 6. metrics --------------------------------------------------------------------------------------
@@ -314,7 +314,7 @@ def main() -> None:
                 ("Packed trials (tune.pack, one thread, CPU)", lambda: pack_table(8, 2, scale)),
                 ("A packed sweep against an unpacked one", lambda: sweep_table(8, 4, 0.25 * scale)),
                 ("What logging costs (one thread, CPU)", lambda: logging_table(2, scale)),
-                ("Alignment (512x512 frames)", lambda: alignment_table(max(20, int(1000 * scale)))),
+                ("Alignment throughput (`gensweep align VIDEO`, 512x512 frames)", lambda: alignment_table(max(200, int(5000 * scale)))),
                 ("Alignment accuracy (256x256 frames, content never tuned on)", lambda: align_accuracy.table(max(3, int(9 * scale)))),
                 ("Sample-quality metrics", lambda: metrics_table(max(500, int(10_000 * scale)))),
                 ("The light commands (whole process)", lambda: cli_startup.table(5)),

@@ -532,7 +532,7 @@ class _AlignGroup(click.Group):
         return super().resolve_command(ctx, args)
 
     def format_usage(self, ctx, formatter):
-        formatter.write_usage("gensweep align", "INPUT_DIR OUTPUT_DIR [OPTIONS]  |  synth ...  |  eval ...")
+        formatter.write_usage("gensweep align", "INPUT_DIR|VIDEO OUTPUT_DIR [OPTIONS]  |  synth ...  |  eval ...")
 
 
 @main.group(cls=_AlignGroup)
@@ -541,42 +541,51 @@ def align() -> None:
 
     \b
       gensweep align INPUT_DIR OUTPUT_DIR --method ecc|fft|features
+      gensweep align VIDEO OUTPUT_DIR     any file OpenCV's VideoCapture opens (mp4, avi, mkv, ...)
       gensweep align synth OUT_DIR        a jittered sequence with known motion (truth.csv)
       gensweep align eval TRANSFORMS_CSV TRUTH_CSV
     """
 
 
 @align.command("run")
-@click.argument("input_dir", type=click.Path(file_okay=False))
+@click.argument("input_dir", type=click.Path())
 @click.argument("output_dir", type=click.Path(file_okay=False))
 @click.option("--method", type=click.Choice(["ecc", "fft", "features"]), default="ecc", show_default=True)
 @click.option("--motion", help="ecc: translation|euclidean|affine|homography (euclidean); features: homography|affine|partial (partial); fft: translation, or similarity (log-polar).")
-@click.option("--detector", type=click.Choice(["orb", "sift", "akaze"]), default="orb", show_default=True, help="features only.")
-@click.option("--reference", default="first", show_default=True, help="first, median (of a sample of frames), or an image file.")
+@click.option("--detector", type=click.Choice(["sift", "orb", "akaze"]), default="sift", show_default=True, help="features only: sift (sub-pixel), orb (about 4x faster, whole-pixel keypoints) or akaze.")
+@click.option("--reference", default="first", show_default=True, help="first (of the selected frames), median (of a sample of them), a frame index, or an image file.")
+@click.option("--frames", "frame_range", metavar="START:STOP[:STEP]", help="Align only these frames (Python slice rules over the video's frames, or the folder's sorted files).")
 @click.option("--mask", "mask_path", type=click.Path(dir_okay=False), help="Image whose black pixels are ignored (a timestamp, moving trees).")
 @click.option("--on-fail", type=click.Choice(["copy", "skip", "identity"]), default="copy", show_default=True, help="A frame that cannot be aligned is copied as it is, left out, or written unwarped.")
 @click.option("--overwrite", is_flag=True, help="Redo frames already listed in OUTPUT_DIR/transforms.csv.")
 @click.option("--address", help="Join a running Ray cluster: 'auto' or HOST:PORT.")
-def align_run(input_dir, output_dir, method, motion, detector, reference, mask_path, on_fail, overwrite, address) -> None:
-    """Align every frame of INPUT_DIR to the reference; write OUTPUT_DIR/<same names> and transforms.csv.
+def align_run(input_dir, output_dir, method, motion, detector, reference, frame_range, mask_path, on_fail, overwrite, address) -> None:
+    """Align every frame of INPUT_DIR (or VIDEO) to the reference; write OUTPUT_DIR/<same names>
+    (a video's frames: <index>.png), transforms.csv and summary.png.
 
-    OUTPUT_DIR must not be INPUT_DIR: no file is ever written over a frame, the reference or the
-    mask. Exits 0 when frames are aligned, 1 when none is, 2 for a mistake in the command.
+    A rerun skips the frames transforms.csv has a row for, so an interrupted run (even a killed
+    one) resumes. OUTPUT_DIR must not be INPUT_DIR: no file is ever written over a frame, the
+    reference or the mask. Exits 0 when frames are aligned, 1 when none is, 2 for a mistake in the
+    command or an input that cannot be read (a corrupt video, say).
     """
     from alignment.pipeline import AlignSettings, align_directory
 
     settings = AlignSettings(method=method, motion=motion, detector=detector, on_fail=on_fail)
     summary = align_directory(
         Path(input_dir), Path(output_dir), settings, reference,
-        Path(mask_path) if mask_path else None, overwrite, address, say=click.echo,
+        Path(mask_path) if mask_path else None, overwrite, address, say=click.echo, frames=frame_range,
     )
     click.echo(
         f"aligned {summary.aligned}, failed {summary.failed}, skipped (done before) {summary.skipped} of {summary.total}; "
         f"median score {summary.median_score:.4g}; {summary.frames_per_second:.1f} frames/s"
         + (f" on {summary.nodes} nodes" if summary.nodes > 1 else "")
+        + f" (in {summary.seconds:.1f} s"
+        + (f"; first aligned frame after {summary.first_frame_seconds:.1f} s)" if summary.aligned + summary.failed else ")")
     )
     for failure in summary.failures:
         click.echo(f"  failed: {failure}")
+    for line in summary.picture:
+        click.echo(line)
     transforms = Path(output_dir) / "transforms.csv"
     click.echo(f"transforms: {transforms}")
     if not summary.usable:  # a data set of unaligned frames is not a result

@@ -135,6 +135,7 @@ def _page(run: Run, view: RunView, spec: Spec | None, sections: list[tuple[str, 
         facts.append(f"started {run.sweep['started']}")
     facts.append(f"report written {time.strftime('%Y-%m-%d %H:%M')}")
     nav = "".join(f'<a href="#{anchor}">{_text(title)}</a>' for anchor, title, _ in sections)
+    nav += _alignment_link(spec)
     body = "".join(f'<section id="{anchor}"><h2>{_text(title)}</h2>{content}</section>' for anchor, title, content in sections)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -145,6 +146,18 @@ def _page(run: Run, view: RunView, spec: Spec | None, sections: list[tuple[str, 
         f'<p class="meta">{_text(" · ".join(facts))}<br>{_text(str(run.directory.resolve()))}</p>'
         f"<nav>{nav}</nav>{body}</main></body></html>\n"
     )
+
+
+def _alignment_link(spec: Spec | None) -> str:
+    """A link to summary.png when the data directory was written by `gensweep align` (its shake
+    and residual per frame): whoever reads the sweep sees how well its frames were stabilised."""
+    path = spec.document.get("data", {}).get("path") if spec is not None else None
+    if not isinstance(path, str):
+        return ""
+    picture = Path(path) / "summary.png"
+    if not (picture.is_file() and (Path(path) / "transforms.csv").is_file()):
+        return ""
+    return f'<a href="{_text(picture.resolve().as_uri())}">Alignment of the data (summary.png)</a>'
 
 
 def _objective_text(view: RunView, short: bool = False) -> str:
