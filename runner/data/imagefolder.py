@@ -58,18 +58,19 @@ def _describe_imagefolder(data: ImageFolderData) -> DataInfo:
     return DataInfo((data.channels, data.image_size, data.image_size), len(class_folders(Path(data.path))))
 
 
-def _check_imagefolder(data: ImageFolderData) -> tuple[list[Path], np.ndarray, np.ndarray, np.ndarray]:
-    """(files, labels, train indices, val indices); the headers read unless the cache holds them decoded."""
+def _check_imagefolder(data: ImageFolderData) -> None:
+    """Before Ray starts: the headers read, unless the cache holds the files decoded."""
     settings = decode_settings(data)
-    files, labels = _files_and_labels(Path(data.path))
+    files, _ = _files_and_labels(Path(data.path))
     train, val = split_indices(len(files), data.val_fraction, data.seed)
     if not (data.cache and decoded.holds([files[index] for index in (*train, *val)], settings)):
         check_image_headers(files, "data.path", settings.crop_size)
-    return files, labels, train, val
 
 
 def _load_imagefolder(data: ImageFolderData) -> ImageArrays:
-    files, labels, train, val = _check_imagefolder(data)
+    # No header pass here: check did it before Ray started, and decoding names any file it cannot read.
+    files, labels = _files_and_labels(Path(data.path))
+    train, val = split_indices(len(files), data.val_fraction, data.seed)
     train_images, val_images = decoded.load_split(files, train, val, decode_settings(data), data.cache)
     classes = int(labels.max()) + 1
     return ImageArrays(train_images, labels[train], val_images, labels[val], classes)
