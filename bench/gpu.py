@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gc
 import math
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -49,7 +50,11 @@ class Sizes:
         self.timed_steps = 40 if on_gpu else 1
         self.batch_divisor = 1 if on_gpu else 16  # the CPU fallback's batches: 8 images or fewer
         self.sweep_epochs = 3 if on_gpu else 1
-        self.sweep_images = 8192 if on_gpu else 256
+        self.sweep_images = 8192 if on_gpu else 128
+        # The fallback's convolutional networks narrowed (the same code, a fraction of the work):
+        # a wide DDPM U-Net's step alone took seconds on a busy 2-core CPU.
+        self.narrowed = {} if on_gpu else {"ddpm": {"width": 8}, "gan": {"width": 8}, "unet_sr": {"width": 8},
+                                             "vae": {"hidden_dim": 32}}
 
 
 @contextmanager
@@ -68,8 +73,8 @@ def _synchronize(device: torch.device) -> None:
 
 
 def _reset_memory(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
+    if device.type == "cuda":  # the last row's tensors freed, so its memory is not this row's
+        gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -78,13 +83,14 @@ def _peak_memory(device: torch.device) -> str:
     return f"{torch.cuda.max_memory_allocated(device) / 2**20:,.0f}" if device.type == "cuda" else "-"
 
 
-def _spec(name: str, sizes: Sizes, count: int | None = None, **train):
-    """bench/run_all.py's spec of model `name` for this device, with `count` training images."""
+def _spec(name: str, sizes: Sizes, **train):
+    """bench/run_all.py's spec of model `name` for this device: images for the warm-up and timed steps."""
     from run_all import MODELS, _spec
 
     model_section, data_section, batch_size, lr, _ = MODELS[name]
+    model_section = {**model_section, **sizes.narrowed.get(model_section["name"], {})}
     batch_size = max(2, batch_size // sizes.batch_divisor)
-    count = count or batch_size * (sizes.warm_up_steps + sizes.timed_steps)
+    count = batch_size * (sizes.warm_up_steps + sizes.timed_steps)
     return _spec(model_section, data_section, batch_size, lr, count, device=sizes.device.type, log_every=10_000, **train)
 
 
@@ -185,14 +191,14 @@ def fractional_table(sizes: Sizes) -> list[str]:
 
     document = {
         "model": {"name": "vae", "arch": "conv", "latent_dim": 20},
-        "data": {"name": "digits", "train_size": sizes.sweep_images, "val_size": 256},
+        "data": {"name": "digits", "train_size": sizes.sweep_images, "val_size": sizes.sweep_images // 4},
         "train": {"epochs": sizes.sweep_epochs, "batch_size": max(2, 128 // sizes.batch_divisor), "log_every": 10_000,
                   "device": sizes.device.type},
         "quality": {"every": 0},
         "search": {"train.seed": {"grid": list(range(FRACTIONAL_TRIALS))}},
     }
     draw_digits_first(document)
-    cpus = 2 if sizes.device.type == "cpu" else max(FRACTIONAL_TRIALS, torch.get_num_threads())
+    cpus = os.cpu_count() or 1
     ray.init(address="local", num_cpus=cpus, num_gpus=1, include_dashboard=False, logging_level="ERROR")
     try:
         walls = {gpu: sweep_seconds_on_running_ray({**document, "name": f"gpu{str(gpu).replace('.', '')}",
@@ -236,8 +242,9 @@ def main() -> None:
                 (f"{FRACTIONAL_TRIALS} trials at 0.25 GPU against one at a time", fractional_table)]
     body = []
     for title, make in sections:
-        print(f"{title} ...", file=sys.stderr, flush=True)
+        section_start = time.perf_counter()
         body += [f"## {title}", "", *make(sizes), ""]
+        print(f"{title}: {time.perf_counter() - section_start:.1f} s", file=sys.stderr, flush=True)
     what = "CPU fallback (tiny sizes, not a benchmark)" if args.cpu_fallback else torch.cuda.get_device_name(device)
     header = (f"`bench/gpu.py`: {what}; torch {torch.__version__}; {sizes.warm_up_steps} warm-up steps, "
               f"{sizes.timed_steps} timed; {(time.perf_counter() - started) / 60:.1f} minutes, {time.strftime('%Y-%m-%d')}.")
