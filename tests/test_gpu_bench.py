@@ -43,9 +43,10 @@ def test_the_cpu_fallback_fills_every_row_with_finite_figures(tmp_path):
         assert options == {(precision, layout) for precision in gpu.PRECISIONS for layout in gpu.LAYOUTS}
     for name in ("VAE mlp", "VAE conv"):
         assert any(row.startswith(f"| {name} | ") and row.count("|") == 6 for row in rows)
-    for label in ("resources.gpu: 0.25", "resources.gpu: 1 ", "ratio"):
+    fallback = gpu.Sizes(torch.device("cpu"))
+    for label in (f"resources.gpu: {fallback.gpu_share:g} ", "resources.gpu: 1 ", "ratio"):
         assert any(row.startswith(f"| {label}") for row in rows), label
-    figures = [row for row in rows if not row.startswith("| 4 conv VAEs")]
+    figures = [row for row in rows if not row.startswith(f"| {fallback.fractional_trials} conv VAEs")]
     assert figures and all(gpu.finite_figures(row) for row in figures), [r for r in figures if not gpu.finite_figures(r)]
 
 
