@@ -82,8 +82,9 @@ def _spec(model_section: dict, data_section: dict, batch_size: int, lr: float, c
 
 
 # -- 1. training throughput (each model in a process of its own) -----------------------------------
-def _plain_generic_epoch(spec, data, seed: int) -> float:
-    """The model's own train_step, driven as pytorch/examples drives a model."""
+def _plain_generic_epoch(spec, data, seed: int, device: str | torch.device = "cpu") -> float:
+    """The model's own train_step, driven as pytorch/examples drives a model (on `device`: each
+    batch copied there, as a script's `data.to(device)` does)."""
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms
@@ -106,14 +107,14 @@ def _plain_generic_epoch(spec, data, seed: int) -> float:
             return image, label, target
 
     torch.manual_seed(seed)
-    model = models.build(spec.model_name, spec.model, spec.data_info, spec.train.lr)
+    model = models.build(spec.model_name, spec.model, spec.data_info, spec.train.lr, device)
     labels = None if data.train_labels is None else data.train_labels.numpy()
     targets = None if data.train_targets is None else data.train_targets.numpy()
     loader = DataLoader(Pairs(data.train_images.numpy(), labels, targets), batch_size=spec.train.batch_size, shuffle=True)
     total, seen = 0.0, 0
     for images, batch_labels, batch_targets in loader:
-        values = model.train_step(Batch(images, batch_labels if labels is not None else None,
-                                        batch_targets if targets is not None else None))
+        values = model.train_step(Batch(images.to(device), batch_labels.to(device) if labels is not None else None,
+                                        batch_targets.to(device) if targets is not None else None))
         logged = {name: value.item() for name, value in values.items()}  # what a script prints
         total += logged.get("loss", logged.get("d_loss", 0.0)) * len(images)
         seen += len(images)
@@ -272,7 +273,7 @@ def metrics_table(samples: int) -> list[str]:
     from runner.train.tensors import load_tensors
 
     data = load_tensors("digits", DigitsData(train_size=20_000, val_size=samples, seed=0))
-    meter = QualityMeter(data, samples=samples, device=torch.device("cpu"))  # trains or loads the feature net
+    meter = QualityMeter(data, samples=samples, device="cpu")  # trains or loads the feature net
     model = models.build("vae", {"latent_dim": 8}, data.info, 1e-3)
     start = time.perf_counter()
     scores = meter.measure(model, torch.Generator().manual_seed(0))

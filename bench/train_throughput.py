@@ -91,14 +91,15 @@ class ExamplesVAE(nn.Module):
         return torch.sigmoid(self.fc4(F.relu(self.fc3(z)))), mu, logvar
 
 
-def plain_vae_epoch(images, labels, seed) -> float:
+def plain_vae_epoch(images, labels, seed, device="cpu") -> float:
     torch.manual_seed(seed)
-    model = ExamplesVAE()
+    model = ExamplesVAE().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = DataLoader(DigitImages(images, labels, transforms.ToTensor()), batch_size=128, shuffle=True)
     model.train()
     train_loss = 0.0
     for data, _ in loader:
+        data = data.to(device)
         optimizer.zero_grad()
         recon_batch, mu, logvar = model(data)
         bce = F.binary_cross_entropy(recon_batch, data.view(-1, 784), reduction="sum")
@@ -111,9 +112,9 @@ def plain_vae_epoch(images, labels, seed) -> float:
 
 
 # -- dcgan/main.py ----------------------------------------------------------------------------
-def plain_dcgan_epoch(images, labels, seed) -> float:
+def plain_dcgan_epoch(images, labels, seed, device="cpu") -> float:
     torch.manual_seed(seed)
-    reference = models.build("gan", {"variant": "dcgan"}, models.DataInfo((1, 28, 28), 10), 2e-4)
+    reference = models.build("gan", {"variant": "dcgan"}, models.DataInfo((1, 28, 28), 10), 2e-4, device)
     net_g, net_d = reference.generator.network, reference.critic.network  # the same networks
     criterion = nn.BCEWithLogitsLoss()  # our D ends in a logit, not examples' sigmoid + BCELoss
     optimizer_d = torch.optim.Adam(net_d.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -123,14 +124,14 @@ def plain_dcgan_epoch(images, labels, seed) -> float:
     nz = reference.config.latent_dim
     for data in loader:
         net_d.zero_grad()
-        real = data[0]
+        real = data[0].to(device)
         batch_size = real.size(0)
-        label = torch.full((batch_size,), 1.0)
+        label = torch.full((batch_size,), 1.0, device=device)
         output = net_d(real).view(-1)
         err_d_real = criterion(output, label)
         err_d_real.backward()
         d_x = torch.sigmoid(output).mean().item()
-        noise = torch.randn(batch_size, nz)
+        noise = torch.randn(batch_size, nz, device=device)
         fake = net_g(noise)
         label.fill_(0.0)
         output = net_d(fake.detach()).view(-1)
@@ -316,7 +317,7 @@ def main() -> None:
         print(f"{name}: gensweep / plain = {ratio:.2f}x")
 
     model = models.build("vae", {"latent_dim": 8}, data.info, 1e-3)
-    meter = QualityMeter(data, samples=10_000, device=torch.device("cpu"))
+    meter = QualityMeter(data, samples=10_000, device="cpu")
     start = time.perf_counter()
     scores = meter.measure(model, torch.Generator().manual_seed(0))
     print(f"quality metrics on 10,000 samples (sampling included): {time.perf_counter() - start:.1f} s "
