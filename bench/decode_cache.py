@@ -107,14 +107,17 @@ def mapped_pss_bytes(pid: int, name: str) -> int:
     return total
 
 
-def baseline_pss() -> int:
-    """PSS of a process that imported what a trial imports and loaded nothing."""
-    process = subprocess.Popen([sys.executable, "-c", "import torch, runner.train.tensors, sys; print('ok', flush=True); sys.stdin.read()"],
-                               cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
-    process.stdout.readline()
-    pss = pss_bytes(process.pid)
-    process.communicate("")
+def baseline_pss(count: int) -> int:
+    """Summed PSS of `count` processes at once that imported what a trial imports and loaded
+    nothing (at once: their shared libraries' pages split between them as the trials' do)."""
+    code = "import torch, runner.train.tensors, sys; print('ok', flush=True); sys.stdin.read()"
+    processes = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}) for _ in range(count)]
+    for process in processes:
+        process.stdout.readline()
+    pss = sum(pss_bytes(process.pid) for process in processes)
+    for process in processes:
+        process.communicate("")
     return pss
 
 
@@ -157,7 +160,7 @@ def measure(count: int) -> list[str]:
             process = trial_process(keys, touch=False)
             first.append(json.loads(process.stdout.readline())["first_batch"])
             process.communicate("")
-        base = baseline_pss()
+        base = baseline_pss(4)
         trials = [trial_process(keys, touch=True) for _ in range(4)]
         for process in trials:
             process.stdout.readline()
@@ -170,7 +173,7 @@ def measure(count: int) -> list[str]:
     else:
         os.environ["GENSWEEP_CACHE"] = cache_before
 
-    data_pss = sum(pss) - 4 * base
+    data_pss = sum(pss) - base
     celeba_minutes = CELEBA_IMAGES / prepare_rate / 60
     return [
         f"{count:,} JPEGs of 178x218 (made in {made:.0f} s) to 64x64 RGB, center crop 178; {cores} cores.",
@@ -184,7 +187,7 @@ def measure(count: int) -> list[str]:
         f"| prepare / one thread of the same decode | {prepare_rate / one_thread_rate:.2f}x | |",
         f"| trial start to first batch, cache warm (best of 3; imports excluded) | {min(first):.2f} s (all: {', '.join(f'{s:.2f}' for s in first)}) | < 2 s |",
         f"| one copy of the decoded data | {copy_bytes / 1e6:,.0f} MB | |",
-        f"| summed PSS of 4 trials that each gathered every image (an epoch of batches of 64), less 4 idle processes | {data_pss / 1e6:,.0f} MB = {data_pss / copy_bytes:.2f}x one copy | < 1.5x |",
+        f"| summed PSS of 4 trials that each gathered every image (an epoch of batches of 64), less 4 processes that only imported the same, at once | {data_pss / 1e6:,.0f} MB = {data_pss / copy_bytes:.2f}x one copy | < 1.5x |",
         f"| of which the cache's map (summed PSS of images.npy in the 4) | {sum(mapped) / 1e6:,.0f} MB = {sum(mapped) / copy_bytes:.2f}x one copy | |",
         f"| CelebA's {CELEBA_IMAGES:,} images at this prepare rate | {celeba_minutes:.1f} min once per node (one thread: {CELEBA_IMAGES / one_thread_rate / 60:.1f} min) | |",
     ]
