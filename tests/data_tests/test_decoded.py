@@ -5,9 +5,10 @@ filesystem is one line, and `gensweep prepare --list/--clear` show and free it."
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -108,43 +109,52 @@ def test_a_damaged_entry_is_rebuilt_and_said(photo_files, tmp_path):
     assert any("meta.json" in line for line in heard), heard
 
 
-def _decode_in_child(files, log, results, index):
-    images = decoded.decoded_images(files, SETTINGS, SHAPE, counting_decoder(log), workers=1)
-    results[index] = int(images.astype(np.int64).sum())
+# A trial process of its own (a fresh interpreter, as Ray's are; not a fork of this one, which may
+# hold Ray's threads): decodes the files listed in argv[1] into the cache, each decode logged a
+# line in argv[2], sleeping argv[3] seconds a file; prints the sum of the pixels.
+CHILD = """
+import sys, time
+from pathlib import Path
+import cv2, numpy as np
+from runner.data import decoded
+files = [Path(line) for line in Path(sys.argv[1]).read_text().splitlines()]
+def decode(path):
+    with open(sys.argv[2], "a") as stream:
+        stream.write(path.name + "\\n")
+    time.sleep(float(sys.argv[3]))
+    image = cv2.resize(cv2.imread(str(path), cv2.IMREAD_COLOR), (32, 32), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)
+images = decoded.decoded_images(files, {"image_size": 32, "channels": 3}, (3, 32, 32), decode, workers=1)
+print(int(images.astype(np.int64).sum()), flush=True)
+"""
+
+
+def _child(files: list[Path], log: Path, tmp_path: Path, seconds_a_file: float = 0.0) -> subprocess.Popen:
+    listing = tmp_path / "files.txt"
+    listing.write_text("\n".join(map(str, files)))
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(listing), str(log), str(seconds_a_file)], cwd=root,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)})
 
 
 def test_concurrent_processes_decode_once_between_them(photo_files, tmp_path):
     log = tmp_path / "decoded.log"
-    context = multiprocessing.get_context("fork")
-    results = context.Manager().dict()
-    children = [context.Process(target=_decode_in_child, args=(photo_files, log, results, i)) for i in range(3)]
-    for child in children:
-        child.start()
-    for child in children:
-        child.join(120)
-    assert [child.exitcode for child in children] == [0, 0, 0]
+    children = [_child(photo_files, log, tmp_path, 0.01) for _ in range(3)]
+    sums = [child.communicate(timeout=120)[0].strip() for child in children]
+    assert [child.returncode for child in children] == [0, 0, 0]
     assert decoded_count(log) == len(photo_files)  # one built it; the others waited and mapped it
-    assert len(set(results.values())) == 1 and len(results) == 3
-
-
-def _slow_decoder(log: Path):
-    decode = counting_decoder(log)
-    def slow(path: Path) -> np.ndarray:
-        time.sleep(0.05)
-        return decode(path)
-    return slow
+    assert len(set(sums)) == 1 and int(sums[0]) > 0
+    assert len(decoded.entries()) == 1
 
 
 def test_a_build_killed_midway_leaves_no_entry(photo_files, tmp_path):
     log = tmp_path / "decoded.log"
-    context = multiprocessing.get_context("fork")
-    child = context.Process(target=lambda: decoded.decoded_images(photo_files, SETTINGS, SHAPE, _slow_decoder(log), workers=1))
-    child.start()
+    child = _child(photo_files, log, tmp_path, 0.05)
     deadline = time.monotonic() + 60
     while decoded_count(log) < 5 and time.monotonic() < deadline:
         time.sleep(0.02)
-    os.kill(child.pid, signal.SIGKILL)
-    child.join()
+    child.send_signal(signal.SIGKILL)
+    child.wait()
     assert 0 < decoded_count(log) < len(photo_files)
     assert decoded.entries() == []  # nothing half-made is an entry
     leftovers = [p.name for p in decoded.decoded_root().iterdir() if p.name.endswith(".building")]
