@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from runner import __version__
+from runner.timeline import mark
 
 USAGE_ERROR = 2  # a user's mistake: bad spec, override, path or address
 
@@ -66,6 +67,7 @@ class _Ending:
         interpreter. Torch's and Ray's modules take ~0.9 s to dismantle and write nothing: every
         file gensweep writes is closed, Ray shut down and threads joined before exit handlers run."""
         logging.shutdown()
+        mark("exiting")
         status = self.status
         for stream in {id(s): s for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__) if s is not None}.values():
             try:

@@ -29,6 +29,7 @@ from runner.results.report import (
     read_sweep,
 )
 from runner.spec import SearchDim, Spec
+from runner.timeline import mark
 
 # Tune's own CSV/JSON files stay (they are the standard format); its TensorBoard logger goes:
 # every trial writes its own, richer event files, and two writers in one run clutter the tab.
@@ -176,6 +177,7 @@ def _run_sweep(spec: Spec, run_dir: Path, address: str | None, verbose: int, kee
 
     started = time.time()
     started_ray = _start_on_shared_storage(spec, run_dir, address, quiet=verbose == 0)
+    mark("ray ready")
     # run_name: the name the run was made under; a packed run's hub keeps it when the run
     # directory is moved or copied (Tune's saved callbacks carry it).
     write_json(
@@ -399,8 +401,10 @@ def _fit(tuner, run_dir: Path, started: float, started_ray: bool, verbose: int =
     # Held until the records are final: a signal in between still ends in an orderly stop.
     with StopSignals() as signals, DiskFullWatch() as disk:
         try:
+            mark("tune starting")
             with quiet:
                 results = tuner.fit()
+            mark("tune finished")
             # one_line: Tune's error is the worker's RayTaskError, a page of traceback in colour.
             errors = {Path(r.path).name: one_line(r.error) for r in results if r.error is not None}
             # "done": Tune completed the trial, whether at its last epoch or stopped early by ASHA.
@@ -415,6 +419,7 @@ def _fit(tuner, run_dir: Path, started: float, started_ray: bool, verbose: int =
             signals.settle()
             if started_ray:
                 ray.shutdown()
+                mark("ray shut down")
             _restore_output_choice()
         disk_full = disk.seen or any(is_disk_full(message) for message in errors.values())
         try:
@@ -432,6 +437,7 @@ def _fit(tuner, run_dir: Path, started: float, started_ray: bool, verbose: int =
             f"{run_dir}: the disk is full (no space left on {mount_point(run_dir)}); finished trials and "
             f"their checkpoints are kept: free some space, then: gensweep resume {run_dir}"
         )
+    mark("records written")
     return SweepOutcome(run_dir, trials, time.time() - started, stopped_by=signals.received)
 
 

@@ -18,6 +18,7 @@ from runner.results.run_view import objective_text, trials_text
 from runner.spec import Spec, load_spec
 from runner.spec.names import check_run_name
 from runner.sweep.driver import CHECKPOINTS_KEPT, SweepOutcome, claim_run_dir, run_sweep
+from runner.timeline import mark
 from runner.train.prepare import prepare_data
 
 
@@ -46,7 +47,9 @@ def start_sweep(
         )
     if name is not None:
         check_run_name(name, "--name")  # before the spec: a name that escapes is refused first
+    mark("command started")
     spec = load_spec(spec_path, list(overrides))
+    mark("spec checked")
     check_run_name(name or spec.name, f"{spec_path}: name")
     storage = Path(storage_path).expanduser().resolve()
     # Before anything is made there, and before Ray starts: a file in the way, a read-only disk.
@@ -61,6 +64,7 @@ def start_sweep(
         for note in spec.notes():
             say(f"gensweep: note: {note}")
         prepare_data(spec, say=lambda message: say(f"gensweep: {message}"))
+        mark("data ready")
         say(f"gensweep: results in {shown_path(claim.path)}")
         outcome = run_sweep(spec, claim.path, address=address, verbose=verbose, keep_checkpoints=keep_checkpoints)
     except BaseException as error:

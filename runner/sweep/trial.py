@@ -27,12 +27,16 @@ from runner.files import read_json, write_json
 from runner.ray_internals import trial_storage_path
 from runner.results.report import RECORD_FILE, STATE_FILE
 from runner.spec import Spec, trial_spec
+from runner.timeline import mark
 from runner.train import loop
 from runner.train.tblog import TrialLogger
+
+mark("trial modules imported")
 
 
 def run_trial(sampled: dict[str, Any], *, document: dict, source: str, grid: dict[str, list]) -> None:
     """The Tune function trainable. `sampled` holds the swept values by dotted path."""
+    mark("trial started")
     spec = trial_spec(document, source, sampled)  # checked whole by the driver: not again per trial
     trial = start_trial(spec, sampled, grid)
 
@@ -133,6 +137,7 @@ class TrialSession:
             self._finish_tensorboard(succeeded=True)
         with tempfile.TemporaryDirectory() as directory:
             write_state(Path(directory) / STATE_FILE)
+            mark(f"epoch {epoch} reported")
             tune.report(metrics | {"epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(directory))
 
     def fail(self, message: str, permanent: bool = False) -> None:

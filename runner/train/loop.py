@@ -22,6 +22,7 @@ from runner.errors import GensweepError, PermanentError
 from runner.results.report import SAMPLES_FILE, picture_file
 from runner.spec import Spec
 from runner.spec.quality import find_inception_weights
+from runner.timeline import mark
 from runner.train.quality import QualityMeter
 from runner.train.tblog import TrialLogger
 from runner.train.tensors import ImageData, flip_horizontally, load_tensors
@@ -336,6 +337,8 @@ def train_epoch(model, data, spec: Spec, generator, global_step: int, log_step) 
             sums[name] = sums[name] + value * count if name in sums else value * count
             seen[name] = seen.get(name, 0) + count
         global_step += 1
+        if global_step == 1:
+            mark("first batch trained")
         if global_step % spec.train.log_every == 0:
             log_step(parts, global_step)
     return {name: total / seen[name] for name, total in sums.items()}, global_step
