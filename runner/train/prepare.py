@@ -26,18 +26,21 @@ def prepare_data(spec: Spec, say: Callable[[str], None] = lambda message: None) 
         say(f"data: decoded images mapped from {decoded.decoded_root()} (a cache on each node, "
             "unless GENSWEEP_CACHE is storage every node shares)")
     plan = spec.quality_plan()
-    if plan.inception:  # a foreign file is refused here, not in every trial
-        from runner.spec.quality import find_inception_weights
-        from runner.train.quality import load_inception_state
+    if plan.metrics:
+        import torch
 
-        load_inception_state(find_inception_weights(spec.quality.inception_path))
-    if plan.class_features:
-        from runner.train.quality import feature_net_accuracy, feature_net_path, load_feature_net
+        from runner.spec.quality import find_inception_weights
+        from runner.train import quality
         from runner.train.tensors import from_arrays
 
         data = from_arrays(arrays)
-        fresh = not feature_net_path(data).exists()
-        network = load_feature_net(data, say)
-        if fresh:
-            say(f"feature network: {feature_net_accuracy(network, data):.1%} accuracy on the val images")
+        if plan.class_features:
+            fresh = not quality.feature_net_path(data).exists()
+            network = quality.load_feature_net(data, say)
+            if fresh:
+                say(f"feature network: {quality.feature_net_accuracy(network, data):.1%} accuracy on the val images")
+        # A foreign Inception file is refused here, not in every trial; and the val images'
+        # features are computed (and cached) once here, not by every trial as it starts.
+        weights = find_inception_weights(spec.quality.inception_path) if plan.inception else None
+        quality.QualityMeter(data, spec.quality.samples, torch.device("cpu"), plan.class_features, weights)
     return arrays

@@ -91,7 +91,10 @@ class QualityMeter:
         self.network = None
         if class_features:
             self.network = load_feature_net(data).to(device)
-            self.real_features, _ = self._features(real[i : i + CHUNK].float() / 255 for i in range(0, len(real), CHUNK))
+            self.real_features = real_features(
+                f"feature-net-{data_fingerprint(data)}", real, device,
+                lambda: self._features(real[i : i + CHUNK].float() / 255 for i in range(0, len(real), CHUNK))[0],
+            )
             # KID's cubic kernel (x.y / d + 1)^3 was made for Inception's pool features (small
             # post-ReLU averages: used as they are, as torch-fidelity does). This network's are
             # not of that size, and cubes of large dot products drown the estimate: divided by
@@ -100,7 +103,10 @@ class QualityMeter:
         self.inception = None
         if inception_weights is not None:
             self.inception = InceptionFeatures(inception_weights, device)
-            self.real_inception = self.inception(real)
+            weights = inception_weights.stat()
+            self.real_inception = real_features(
+                f"inception-{weights.st_size}-{weights.st_mtime_ns}", real, device, lambda: self.inception(real)
+            )
 
     @torch.inference_mode()
     def _features(self, image_chunks) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,6 +148,34 @@ class QualityMeter:
             for start in range(0, self.samples, CHUNK)
         ]
         return self.measure_images(torch.cat(chunks))
+
+
+def real_features(network_key: str, real: torch.Tensor, device: torch.device, compute) -> torch.Tensor:
+    """The val images' features (compute() gives them), computed once per network and images and
+    kept in the cache: every trial of every sweep on the same data compares its samples with the
+    same real features, without each spending seconds (Inception: minutes on a CPU) on them.
+
+    network_key names the network's weights; the images are hashed, so another split, size or
+    sample count is another entry. Whole files only: trials starting together may each write it.
+    """
+    digest = hashlib.sha256(f"v{REAL_FEATURES_VERSION}:{network_key}:{tuple(real.shape)}".encode())
+    digest.update(real.cpu().numpy().tobytes())
+    path = cache_dir() / f"real-features-{digest.hexdigest()[:20]}.pt"
+    if path.exists():
+        try:
+            stored = torch.load(path, map_location=device, weights_only=True)
+            if isinstance(stored, torch.Tensor) and stored.shape[0] == len(real):
+                return stored
+        except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
+            pass  # damaged (a disk that filled mid-write elsewhere): computed and written again
+    features = compute()
+    buffer = io.BytesIO()
+    torch.save(features.detach().cpu().contiguous(), buffer)
+    write_bytes(path, buffer.getvalue())
+    return features
+
+
+REAL_FEATURES_VERSION = 1  # bump when the features computed for the same network and images change
 
 
 def kid_figures(real: torch.Tensor, fake: torch.Tensor) -> tuple[float, float]:

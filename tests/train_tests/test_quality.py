@@ -14,7 +14,7 @@ from models.metrics import (
     precision_recall,
 )
 from runner.data import DigitsData, MnistData
-from runner.train.quality import QualityError, QualityMeter, load_feature_net
+from runner.train.quality import QualityError, QualityMeter, load_feature_net, real_features
 from runner.train.tensors import load_tensors
 
 
@@ -157,3 +157,41 @@ def test_unlabelled_data_has_no_quality_metrics(tmp_path):
     unlabelled = ImageData(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), None, torch.zeros(2, 1, 8, 8, dtype=torch.uint8), None, None)
     with pytest.raises(QualityError, match="quality metrics need labelled data"):
         load_feature_net(unlabelled)
+
+
+def test_the_val_images_features_are_computed_once_and_kept_per_network_and_images(digits, tmp_path, monkeypatch):
+    """Every trial on the same data compares with the same real features, read from the cache
+    rather than computed again; other images or another network are another entry; a damaged
+    entry is computed and written again."""
+    monkeypatch.setenv("GENSWEEP_CACHE", str(tmp_path))
+    real = digits.val_images[:300]
+    calls = []
+
+    def compute(scale: float = 1.0):
+        calls.append(scale)
+        return torch.arange(len(real) * 4, dtype=torch.float32).reshape(len(real), 4) * scale
+
+    first = real_features("net-a", real, torch.device("cpu"), compute)
+    again = real_features("net-a", real, torch.device("cpu"), lambda: compute(2.0))
+    assert calls == [1.0] and torch.equal(first, again)
+    entries = sorted(tmp_path.glob("real-features-*.pt"))
+    assert len(entries) == 1
+    real_features("net-b", real, torch.device("cpu"), lambda: compute(3.0))  # another network
+    real_features("net-a", digits.val_images[:200], torch.device("cpu"), lambda: compute(4.0))  # other images
+    assert calls == [1.0, 3.0, 4.0] and len(list(tmp_path.glob("real-features-*.pt"))) == 3
+    entries[0].write_bytes(entries[0].read_bytes()[:100])  # cut short
+    assert torch.equal(real_features("net-a", real, torch.device("cpu"), lambda: compute(5.0)), compute(5.0))
+    assert calls[-2:] == [5.0, 5.0]
+    assert torch.equal(real_features("net-a", real, torch.device("cpu"), lambda: compute(6.0)), compute(5.0))
+
+
+def test_a_meter_reads_the_real_features_a_first_meter_computed(digits, tmp_path, monkeypatch):
+    """The cached features are the ones the feature network gives: a second meter (a second
+    trial) measures the same scores without computing them."""
+    first = QualityMeter(digits, samples=500, device=torch.device("cpu"))
+    second = QualityMeter(digits, samples=500, device=torch.device("cpu"))
+    assert torch.equal(first.real_features, second.real_features)
+    fake = digits.val_images[500:1000].float() / 255
+    assert first.measure_images(fake) == second.measure_images(fake)
+    direct, _ = first._features([digits.val_images[:500].float() / 255])
+    assert torch.allclose(first.real_features, direct, atol=1e-5)
