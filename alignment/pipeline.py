@@ -36,7 +36,7 @@ from alignment.records import COLUMNS, FrameRecord, RecordAppender
 from alignment.sources import IMAGE_SUFFIXES, FolderSource, VideoSource, list_frames, open_source, read_image
 from alignment.sources import choose_reference as _choose_from_source
 from alignment.summary import SUMMARY_CSV, SUMMARY_PNG, summarise
-from runner.cluster import require_shared, start_or_join
+from runner.cluster import end_ray_started_here, require_shared, start_or_join
 
 __all__ = ["IMAGE_SUFFIXES", "AlignSettings", "FrameAligner", "align_directory", "list_frames"]
 TRANSFORMS_FILE = "transforms.csv"
@@ -368,7 +368,7 @@ def align_directory(
             appender.close()
             _keep_rows(transforms, settings.method, overwrite=False)  # sorted, one row a frame
             if started_ray:
-                ray.shutdown()
+                end_ray_started_here()
     usable = _usable(transforms, {source.name(position) for position in source.selection})
     picture = summarise(transforms, output_dir, reference_image.shape[1], reference_image.shape[0])
     return AlignSummary(

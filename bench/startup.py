@@ -56,20 +56,32 @@ def default_spec() -> dict:
     return document
 
 
-def gensweep_run(tree: Path, spec: Path, work: Path, extra: list[str]) -> tuple[float, dict[str, float]]:
-    """Wall seconds of `gensweep run`, and each mark's seconds since the process was started."""
+LAUNCH = "import sys, runner.cli; sys.argv[0] = 'gensweep'; runner.cli.entry()"
+
+
+def gensweep_run(tree: Path, spec: Path, work: Path, environment: dict[str, str],
+                 shared_timeline: Path | None = None) -> tuple[float, dict[str, float]]:
+    """Wall seconds of `gensweep run`, and each mark's seconds since the process was started
+    (shared_timeline: where the trials of a Ray kept up by `gensweep up` write theirs)."""
     timeline = work / f"timeline-{time.monotonic_ns()}.tsv"
-    environment = {**os.environ, "PYTHONPATH": str(tree), TIMELINE_VARIABLE: str(timeline)}
-    launch = "import sys, runner.cli; sys.argv[0] = 'gensweep'; runner.cli.entry()"
+    environment = {**os.environ, "PYTHONPATH": str(tree), TIMELINE_VARIABLE: str(timeline), **environment}
     start_wall, start = time.time(), time.perf_counter()
-    subprocess.run([sys.executable, "-c", launch, "run", str(spec), "--storage-path", str(work / "runs"), *extra],
+    subprocess.run([sys.executable, "-c", LAUNCH, "run", str(spec), "--storage-path", str(work / "runs")],
                    cwd=tree, env=environment, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
     marks: dict[str, float] = {}
-    if timeline.exists():  # a tree from before the marks has none
-        for when, _, phase in read(str(timeline)):
-            marks.setdefault(phase, when - start_wall)  # the first of each (epoch 1 of the first trial)
+    for path in (timeline, shared_timeline):
+        if path is None or not path.exists():  # a tree from before the marks has none
+            continue
+        for when, _, phase in read(str(path)):
+            if when >= start_wall:
+                marks.setdefault(phase, when - start_wall)  # the first of each (epoch 1 of the first trial)
     return seconds, marks
+
+
+def gensweep_command(*arguments: str, environment: dict[str, str]) -> None:
+    subprocess.run([sys.executable, "-c", LAUNCH, *arguments], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "PYTHONPATH": str(ROOT), **environment})
 
 
 def plain_run(work: Path, threads: int) -> float:
@@ -83,31 +95,33 @@ def plain_run(work: Path, threads: int) -> float:
 def table(repeats: int = 5, against: Path | None = None, up: bool = False) -> list[str]:
     document = default_spec()
     draw_digits_first(document)
-    sides = {"this tree": (ROOT, [])}
+    # RAY_ADDRESS=local: a Ray of its own, even while `gensweep up` keeps one.
+    sides = {"this tree": (ROOT, {"RAY_ADDRESS": "local"})}
     if against is not None:
-        sides = {f"{against.name}": (against, [])} | sides
+        sides = {f"{against.name}": (against, {"RAY_ADDRESS": "local"})} | sides
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as scratch:
         work = Path(scratch)
         spec = work / "spec.yaml"
         spec.write_text(yaml.safe_dump(document))
+        kept_timeline = work / "kept-ray-timeline.tsv"
+        kept = {"GENSWEEP_CACHE": str(work / "kept-ray")}  # its state: this benchmark's own
         if up:
-            subprocess.run([sys.executable, "-m", "runner.cli", "up"], cwd=ROOT, check=True,
-                           env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL)
+            sides["after `gensweep up`"] = (ROOT, kept)
+            gensweep_command("up", environment={**kept, TIMELINE_VARIABLE: str(kept_timeline)})
         try:
             plain: list[float] = []
             walls: dict[str, list[float]] = {name: [] for name in sides}
             marks: dict[str, dict[str, list[float]]] = {name: {} for name in sides}
             for _ in range(repeats):
                 plain.append(plain_run(work, threads=1))
-                for name, (tree, extra) in sides.items():
-                    seconds, seen = gensweep_run(tree, spec, work, extra)
+                for name, (tree, environment) in sides.items():
+                    seconds, seen = gensweep_run(tree, spec, work, environment, kept_timeline if environment is kept else None)
                     walls[name].append(seconds)
                     for phase, when in seen.items():
                         marks[name].setdefault(phase, []).append(when)
         finally:
             if up:
-                subprocess.run([sys.executable, "-m", "runner.cli", "down"], cwd=ROOT, check=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL)
+                gensweep_command("down", environment=kept)
     plain_median = statistics.median(plain)
     names = list(sides)
     lines = [

@@ -379,6 +379,25 @@ def _tensorboard_address(host: str, port: int) -> tuple[int, str, str | None]:
 
 
 @main.command()
+@click.option("--cpus", type=click.IntRange(min=1), help="CPUs it offers trials (default: this machine's cores).")
+def up(cpus) -> None:
+    """Start a local Ray and keep it up between sweeps: `gensweep run` (and `align`) join it
+    instead of starting Ray each time, until `gensweep down`. On 127.0.0.1, with token
+    authentication; trials run in the environment this command was started in."""
+    from runner import local_ray
+
+    local_ray.up(cpus, say=click.echo)
+
+
+@main.command()
+def down() -> None:
+    """Stop the Ray `gensweep up` started (and any sweep still running on it), and nothing else."""
+    from runner import local_ray
+
+    local_ray.down(say=click.echo)
+
+
+@main.command()
 @click.argument("spec_path", metavar="[SPEC]", required=False, type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec field.")
 @click.option("--list", "list_entries", is_flag=True, help="List the decoded data sets in this node's cache.")

@@ -10,7 +10,7 @@ import socket
 import uuid
 from pathlib import Path
 
-from runner import ray_internals
+from runner import local_ray, ray_internals
 from runner.errors import GensweepError, one_line
 
 NODE_ANSWER_SECONDS = 120
@@ -34,13 +34,19 @@ def check_reachable(address: str, timeout: float = 5.0, what: str = "--address")
 
 def cluster_address(address: str | None) -> tuple[str | None, str]:
     """The cluster to join and where that came from: --address, else the RAY_ADDRESS environment
-    variable (`ray job submit` sets it for the job it starts), else (None, "") to start Ray here.
-    RAY_ADDRESS=local asks for a Ray of one's own, as it does of ray.init."""
+    variable (`ray job submit` sets it for the job it starts), else the Ray `gensweep up` keeps,
+    else (None, "") to start Ray here. RAY_ADDRESS=local asks for a Ray of one's own, as it does
+    of ray.init (passing over `gensweep up`'s)."""
     if address:
         return address, "--address"
     from_environment = os.environ.get("RAY_ADDRESS", "").strip()
-    if from_environment and from_environment != "local":
+    if from_environment == "local":
+        return None, ""
+    if from_environment:
         return from_environment, "RAY_ADDRESS"
+    kept = local_ray.running()
+    if kept is not None:
+        return kept.address, "gensweep up"
     return None, ""
 
 
@@ -58,6 +64,11 @@ def start_or_join(address: str | None, quiet: bool = False) -> bool:
     address, source = cluster_address(address)
     if address:
         check_reachable(address, what=source)
+    if source == "gensweep up":  # its own token, which this process needs to join
+        kept = local_ray.running()
+        if kept is not None:
+            os.environ.update(kept.environment())
+            ray_internals.reread_authentication_settings()
     # Ray's notice that a local cluster turned token authentication on: the safe default,
     # nothing to act on, printed at every start.
     logging.getLogger(ray_internals.AUTH_TOKEN_NOTICE_LOGGER).setLevel(logging.ERROR)
@@ -80,6 +91,15 @@ def start_or_join(address: str | None, quiet: bool = False) -> bool:
         where = f"at {address} ({source})" if address else "on this machine"
         raise ClusterError(f"cannot start or reach Ray {where}: {one_line(error)}") from None
     return True
+
+
+def end_ray_started_here() -> None:
+    """End the Ray that start_or_join started here, once no work runs on it (or none is wanted):
+    disconnected, then its processes killed at once, without Ray's second-a-process grace
+    (runner.ray_internals.shutdown_at_once)."""
+    import ray
+
+    ray_internals.shutdown_at_once(ray)
 
 
 def _describe(resources: dict) -> str:

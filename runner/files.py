@@ -58,3 +58,14 @@ def mount_point(path: Path) -> Path:
     while not os.path.ismount(path) and path != path.parent:
         path = path.parent
     return path
+
+
+def cache_dir() -> Path:
+    """Where gensweep keeps what it makes once for many runs (drawn digits, decoded images,
+    feature networks, the Ray `gensweep up` keeps): GENSWEEP_CACHE, else the XDG cache."""
+    root = os.environ.get("GENSWEEP_CACHE") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    ) / "gensweep"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

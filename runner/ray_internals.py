@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runner.processes import kill_and_wait
+
 # Ray's notice that a new local cluster turned token authentication on (2.52+): the safe
 # default, nothing to act on, and printed at every start. Ray has no setting to silence it but
 # its module's logger, named after the private module.
@@ -31,3 +33,60 @@ def trial_storage_path(context) -> tuple[str, Path]:
     """
     storage = context.get_storage()  # the session's, replaced by Ray at every reset: this trial's
     return storage.storage_filesystem.type_name, Path(storage.trial_fs_path)
+
+
+
+def shutdown_at_once(ray) -> None:
+    """ray.shutdown() for a Ray this process started, once nothing runs on it: the driver
+    disconnects (while Ray's processes still answer), then every process Ray started here, and
+    every process they started (workers, agents), is killed at once and waited for.
+
+    Ray's own shutdown ends its processes one kind at a time, raylet first, each given a second
+    to leave: ~1.1 s at the end of every sweep, for processes that hold nothing of ours (a
+    trial's files are complete before its last report; Tune has ended every trial by now). Told
+    to stop all at once, they wait on one another instead (seconds each). A Ray this process
+    joined (no node of its own) is only disconnected, as by ray.shutdown().
+
+    Private: ray._private.worker._global_node (the node ray.init started here), its
+    all_processes (process type -> [ProcessInfo(process=Popen)]) and destroy_external_storage().
+    """
+    import psutil
+
+    worker = ray._private.worker
+    node = worker._global_node
+    if node is None:
+        ray.shutdown()
+        return
+    started = [info.process for infos in node.all_processes.values() for info in infos]
+    family = []
+    for process in started:
+        try:
+            parent = psutil.Process(process.pid)
+            family += [parent, *parent.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
+    if node.is_head():
+        node.destroy_external_storage()  # spilled objects, as ray.shutdown() removes them
+    worker._global_node = None  # ray.shutdown() now disconnects and leaves the processes to us
+    try:
+        ray.shutdown()
+    finally:
+        kill_and_wait(family)
+        for process in started:
+            process.wait(timeout=10)  # this process's own children: reaped here
+
+
+def reread_authentication_settings() -> None:
+    """Make a process that has imported Ray read RAY_AUTH_MODE and RAY_AUTH_TOKEN_PATH (or
+    RAY_AUTH_TOKEN) again: Ray reads them once, into a cached config and a cached token, so a
+    change to os.environ after `import ray` would otherwise go unseen and the cluster refuse
+    the connection. Ray does the same when ray.init turns token authentication on itself.
+
+    Private: ray._raylet.Config.initialize("") and
+    ray._raylet.AuthenticationTokenLoader.instance().reset_cache(), as
+    ray._private.authentication.authentication_token_setup calls them.
+    """
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()

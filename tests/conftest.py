@@ -42,7 +42,8 @@ def _ray_here():
     """Ray on this machine's cores, no dashboard, shut down after."""
     import ray
 
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
+    # address="local": a Ray of its own, whatever cluster the last `ray start` here left its address for
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
     try:
         yield ray
     finally:

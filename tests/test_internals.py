@@ -25,6 +25,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from models import torch_internals
 from runner import ray_internals
+from runner.processes import is_alive
 from runner.train import tensorboard_internals
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,3 +148,35 @@ def test_add_summary_writes_a_summary_made_elsewhere_even_after_close(tmp_path):
     assert [(image.step, image.encoded_image_string) for image in events.Images("grid")] == [(3, b"\x89PNG")]
     assert hparams_of(events)["_hparams_/session_start_info"].session_start_info.hparams["latent_dim"].number_value == 2
     assert [(scalar.step, scalar.value) for scalar in events.Scalars("late")] == [(4, 1.5)]
+
+
+# -- Ray -------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_shutdown_at_once_ends_every_process_the_ray_started_here_started():
+    """Ray's private node and process table as runner.ray_internals.shutdown_at_once reads
+    them: after it, no process Ray started here (raylet, GCS, agents, workers) is left running,
+    and a new Ray starts in the same process."""
+    import os
+
+    import psutil
+    import ray
+
+    def process_id() -> int:  # defined here: pickled by value, as a worker cannot import tests
+        return os.getpid()
+
+    ray.init(address="local", num_cpus=1, include_dashboard=False)
+    try:
+        worker_pid = ray.get(ray.remote(process_id).remote())
+        family = psutil.Process().children(recursive=True)
+        assert worker_pid in {process.pid for process in family}
+        assert len(family) >= 4  # GCS, raylet, its agents and the worker at least
+    finally:
+        ray_internals.shutdown_at_once(ray)
+    assert not ray.is_initialized()
+    running = [process for process in family if is_alive(process)]
+    assert running == []
+    ray.init(address="local", num_cpus=1, include_dashboard=False)
+    try:
+        assert ray.get(ray.remote(process_id).remote()) != worker_pid  # a new worker
+    finally:
+        ray_internals.shutdown_at_once(ray)

@@ -15,6 +15,7 @@ import numpy as np
 
 from models.data_info import DataInfo
 from runner.errors import PermanentError
+from runner.files import cache_dir  # noqa: F401  (here since the sources came to use it; runner.data re-exports it)
 
 
 class DataError(PermanentError, ValueError):
@@ -72,15 +73,6 @@ class DataSource:
 
 
 # -- caches and image files ----------------------------------------------------------------------
-def cache_dir() -> Path:
-    root = os.environ.get("GENSWEEP_CACHE") or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    ) / "gensweep"
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 

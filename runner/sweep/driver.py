@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.config import as_dict
-from runner.cluster import require_shared, start_or_join
+from runner.cluster import end_ray_started_here, require_shared, start_or_join
 from runner.errors import GensweepError, one_line
 from runner.files import DiskFullError, is_disk_full, mount_point, read_json, write_bytes, write_json
 from runner.results.report import (
@@ -385,8 +385,6 @@ MEMBER_CPU = 0.01  # what a pack's member holds of the pack's CPUs (runner/sweep
 
 
 def _fit(tuner, run_dir: Path, started: float, started_ray: bool, verbose: int = 0) -> SweepOutcome:
-    import ray
-
     from runner.sweep.disk_full import DiskFullWatch
     from runner.sweep.interrupts import StopSignals
 
@@ -418,7 +416,7 @@ def _fit(tuner, run_dir: Path, started: float, started_ray: bool, verbose: int =
         finally:
             signals.settle()
             if started_ray:
-                ray.shutdown()
+                end_ray_started_here()
                 mark("ray shut down")
             _restore_output_choice()
         disk_full = disk.seen or any(is_disk_full(message) for message in errors.values())

@@ -51,7 +51,7 @@ def test_every_top_level_key_and_model_is_mentioned():
         assert f"**`{name}`**" in README
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["show"], ["report"], ["sample"], ["validate"], ["prepare"], ["models"], ["resume"], ["tensorboard"], ["align"], ["align", "run"], ["align", "synth"], ["align", "eval"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["show"], ["report"], ["sample"], ["validate"], ["prepare"], ["up"], ["down"], ["models"], ["resume"], ["tensorboard"], ["align"], ["align", "run"], ["align", "synth"], ["align", "eval"]])
 def test_help_of_every_command(command):
     result = CliRunner().invoke(main, [*command, "--help"])
     assert result.exit_code == 0 and "Usage: " in result.output
