@@ -70,6 +70,9 @@ def test_experiment_analysis_reads_the_trials_and_their_metrics(sweep):
         assert trial.last_result["epoch"] == 2
         for metric in ("val/loss", "val/recon", "val/kl", "train/loss"):
             assert trial.last_result[metric] == record["metrics"][metric], (trial_id, metric)
+    frame = analysis.dataframe().set_index("trial_id")  # one row a trial, as the README shows it
+    assert frame[OBJECTIVE].to_dict() == {t: r["metrics"][OBJECTIVE] for t, r in records.items()}
+    assert frame["config/model.latent_dim"].to_dict() == {t: r["swept"]["model.latent_dim"] for t, r in records.items()}
     best = analysis.get_best_trial(OBJECTIVE, "min")
     assert best.trial_id == min(records, key=lambda t: records[t]["metrics"][OBJECTIVE])
 
