@@ -236,6 +236,11 @@ def optuna_url(run_dir: Path) -> str:
     return f"sqlite:///{run_dir / OPTUNA_FILE}"
 
 
+def _sqlite_file(url: str) -> Path:
+    """The database file of an optuna_url (sqlite:///ABSOLUTE/PATH)."""
+    return Path(url.removeprefix("sqlite:///"))
+
+
 class RunDirStorage(optuna.storages.RDBStorage):
     """Optuna's SQLite storage in a run directory's optuna.db: the same as RDBStorage, but
     unpickled while Tune restores a run directory it opens that directory's optuna.db, wherever
@@ -247,7 +252,21 @@ class RunDirStorage(optuna.storages.RDBStorage):
     def __setstate__(self, state: dict) -> None:
         if _restoring_into is not None:
             state = {**state, "url": optuna_url(_restoring_into)}
+        elif not _sqlite_file(state.get("url", "")).is_file():
+            # Unpickled outside a resume (a user's Tuner.restore(run_dir, ...).get_results(), to
+            # read the results) from a directory moved since it was saved: Optuna would connect
+            # at once to the old path and fail ("unable to open database file"), or make an empty
+            # optuna.db there. Reading results never uses the study: left unconnected.
+            self.__dict__.update(state)
+            return
         super().__setstate__(state)
+
+    def __getattr__(self, name: str):
+        # Only for attributes not set: those an unconnected storage (above) lacks.
+        if name in ("engine", "scoped_session", "_version_manager"):
+            raise StudyError(f"{self.__dict__.get('url')}: not there (the run directory moved since Ray Tune "
+                             "saved it); continue a moved sweep with: gensweep resume RUN_DIR")
+        raise AttributeError(name)
 
 
 @contextlib.contextmanager
