@@ -7,8 +7,10 @@ cluster's token in each host's ~/.ray/auth_token); the third host has no token.
 Shown here: a sweep joined with --address runs trials on both hosts; the worker host's every
 process SIGKILLed mid-sweep costs nothing that had finished, and its running trial goes on from
 its checkpoint on the head; the host without the token reaches the head's port but can neither
-join the cluster nor run a sweep on it. Nothing listens outside the namespaces: this machine's
-own network cannot reach the cluster, and its ~/.ray and /tmp/ray are left as they were.
+join the cluster nor run a sweep on it. The hosts have no address or route but loopback and the
+private link, so a Ray port bound to 0.0.0.0 in one is open on those two only, and every
+connection their processes hold is between the test's own addresses; this machine's ~/.ray and
+/tmp/ray are left as they were.
 
 The hosts share this machine's filesystem, as nodes sharing an NFS mount do: the results path
 is the same files on every host (gensweep checks), and each host has its own HOME and Ray
@@ -202,8 +204,9 @@ def test_a_host_without_the_token_cannot_join(cluster):
 
 
 def test_a_host_without_the_token_cannot_run_a_sweep_on_the_cluster(cluster, tmp_path):
-    """Refused by the head, in one line that says why; and, token mode on but no token here at
-    all, refused by Ray on this side before it asks (a traceback before gensweep caught it)."""
+    """Refused by the head, in one line that says why; and, with token mode on but no token here
+    at all, by Ray on this side before it asks (Ray's AuthenticationError, which gensweep once
+    let out as a traceback)."""
     spec = _write_spec(tmp_path, "outsider", [2])
     attempts = _outsider_attempts(cluster) | {"token mode, no token": {"auth_mode": "token"}}
     def submit(what, environment):
