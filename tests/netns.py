@@ -42,7 +42,8 @@ def skip_unless_namespaces_can_be_made() -> None:
 
 @dataclass(frozen=True)
 class Host:
-    name: str  # the namespace
+    label: str  # "head", "worker": what the test calls it
+    name: str  # its namespace
     address: str
 
 
@@ -71,7 +72,7 @@ class Network:
 
     def add_host(self, label: str) -> Host:
         """A namespace with loopback and one interface, eth0, at the next address on the switch."""
-        host = Host(f"gs-{self.tag}-{label}", f"{self.subnet}.{len(self.hosts) + 1}")
+        host = Host(label, f"gs-{self.tag}-{label}", f"{self.subnet}.{len(self.hosts) + 1}")
         self.hosts.append(host)
         port = f"p{len(self.hosts)}"
         _ip("netns", "add", host.name)

@@ -58,13 +58,14 @@ class TokenCluster:
     worker: Host
     outsider: Host
     scratch: Path  # short paths: Ray's socket paths under its temporary directory must stay short
+    untouched: dict  # what this machine's ~/.ray and Ray's address file were before
 
     @property
     def address(self) -> str:
         return f"{self.head.address}:{PORT}"
 
     def home(self, host: Host) -> Path:
-        return self.scratch / f"home-{host.name.rsplit('-', 1)[1]}"
+        return self.scratch / f"home-{host.label}"
 
     def environment(self, host: Host, auth_mode: str | None = "token", **extra: str) -> dict[str, str]:
         """The environment of a login on `host`: its own HOME (so its own ~/.ray/auth_token),
@@ -86,7 +87,7 @@ class TokenCluster:
                                     stdout=output, stderr=subprocess.STDOUT, cwd=log.parent)
 
     def ray_start(self, host: Host, *arguments: str, temp_name: str = "", **environment) -> subprocess.CompletedProcess:
-        temp_dir = self.scratch / f"ray-{host.name.rsplit('-', 1)[1]}{temp_name}"
+        temp_dir = self.scratch / f"ray-{host.label}{temp_name}"
         return self.run(host, [RAY, "start", "--node-ip-address", host.address, "--num-cpus", "1",
                                "--disable-usage-stats", "--temp-dir", str(temp_dir), *arguments], **environment)
 
@@ -124,7 +125,7 @@ def cluster():
     try:
         with Network(subnet="10.213.0") as network:
             head, worker, outsider = network.add_host("head"), network.add_host("worker"), network.add_host("outsider")
-            cluster = TokenCluster(network, head, worker, outsider, scratch)
+            cluster = TokenCluster(network, head, worker, outsider, scratch, untouched)
             for host in (head, worker, outsider):
                 cluster.home(host).mkdir()
             token = _generate_token(cluster, head)
@@ -136,7 +137,6 @@ def cluster():
             assert started.returncode == 0, started.stderr[-3000:]
             joined = cluster.ray_start(worker, "--address", cluster.address)
             assert joined.returncode == 0, joined.stderr[-3000:]
-            cluster.untouched = untouched
             yield cluster
     finally:  # the network's exit has killed every process in every namespace and deleted them
         shutil.rmtree(scratch, ignore_errors=True)
