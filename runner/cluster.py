@@ -87,9 +87,9 @@ def start_or_join(address: str | None, quiet: bool = False) -> bool:
             # address the last `ray start` on this machine left in Ray's temp directory.
             ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
                      logging_level=logging.WARNING, log_to_driver=not quiet)
-    except (ConnectionError, RuntimeError, ValueError) as error:
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.AuthenticationError) as error:
         where = f"at {address} ({source})" if address else "on this machine"
-        raise ClusterError(f"cannot start or reach Ray {where}: {one_line(error)}") from None
+        raise ClusterError(f"cannot start or reach Ray {where}: {_why_not(error)}") from None
     return True
 
 
@@ -100,6 +100,20 @@ def end_ray_started_here() -> None:
     import ray
 
     ray_internals.shutdown_at_once(ray)
+
+
+def _why_not(error: Exception) -> str:
+    """Why ray.init failed, in one line. A head that refused this machine's token (none, or not
+    the cluster's) reaches ray.init only as the text of a traceback inside the cause of its
+    ConnectionError ("Failed to connect to Ray cluster"), which alone would not say why
+    (tests/cluster_tests/test_netns_cluster.py fails should Ray stop showing it there)."""
+    from ray.exceptions import AuthenticationError
+
+    refused = f"{AuthenticationError.__module__}.{AuthenticationError.__qualname__}:"
+    if isinstance(error, ConnectionError) and refused in str(error.__cause__):
+        return ("the cluster refused this machine's authentication token (none, or not the cluster's): run with "
+                "RAY_AUTH_MODE=token and the cluster's token in ~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN")
+    return one_line(error)
 
 
 def _describe(resources: dict) -> str:
