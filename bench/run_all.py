@@ -47,6 +47,8 @@ import align_accuracy
 import cli_startup
 import decode_cache
 import numpy as np
+import short_trials
+import startup
 import torch
 from logging_cost import logging_table
 from pack_throughput import pack_table, sweep_table
@@ -312,6 +314,8 @@ def main() -> None:
     sections = [("Training throughput (one epoch, CPU)", lambda: throughput_table(args.repeats, scale)),
                 ("train.compile and train.channels_last (a quarter of an epoch, CPU)", lambda: options_table(2, 0.25 * scale)),
                 ("Ray Tune's overhead", lambda: overhead_table(4, scale)),
+                ("Start-up: where a one-trial run's seconds go", lambda: startup.table(5 if scale == 1 else 2, up=True)),
+                ("Many short trials", lambda: short_trials.table(3 if scale == 1 else 1)),
                 ("Packed trials (tune.pack, one thread, CPU)", lambda: pack_table(8, 2, scale)),
                 ("A packed sweep against an unpacked one", lambda: sweep_table(8, 4, 0.25 * scale)),
                 ("What logging costs (one thread, CPU)", lambda: logging_table(2, scale)),

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.sweep_timing import draw_digits_first
 from runner.data.digits import digits_cache_path
+from runner.files import cache_dir
 from runner.timeline import TIMELINE_VARIABLE, read
 
 # What each mark ends, in the order a run without overlap reaches them.
@@ -104,8 +105,14 @@ def table(repeats: int = 5, against: Path | None = None, up: bool = False) -> li
         spec = work / "spec.yaml"
         spec.write_text(yaml.safe_dump(document))
         kept_timeline = work / "kept-ray-timeline.tsv"
-        kept = {"GENSWEEP_CACHE": str(work / "kept-ray")}  # its state: this benchmark's own
+        # The kept Ray's state in a cache of this benchmark's own (never a Ray a user keeps up),
+        # holding the drawn digits, feature network and real features the other runs use.
+        kept = {"GENSWEEP_CACHE": str(work / "kept-ray")}
         if up:
+            (work / "kept-ray").mkdir()
+            for entry in cache_dir().iterdir():
+                if entry.is_file():
+                    (work / "kept-ray" / entry.name).symlink_to(entry)
             sides["after `gensweep up`"] = (ROOT, kept)
             gensweep_command("up", environment={**kept, TIMELINE_VARIABLE: str(kept_timeline)})
         try:
