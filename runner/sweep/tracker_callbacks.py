@@ -82,7 +82,7 @@ class MlflowTrialRuns(LoggerCallback):
             from mlflow.entities import Param
 
             tags = {RUN_TAG: self.opened.name, TRIAL_ID_TAG: trial.trial_id}
-            run_id = self.client.create_run(self.experiment_id, run_name=str(trial), tags=tags).info.run_id
+            run_id = self.client.create_run(self.experiment_id, run_name=Path(trial.path).name, tags=tags).info.run_id
             # The values each epoch trained with, under PBT's changes, are metrics (config/<path>).
             params = [Param(path, str(value)) for path, value in sorted(trial.config.items())]
             self.client.log_batch(run_id, params=params)
@@ -155,7 +155,8 @@ class WandbTrialRuns(WandbLoggerCallback):
     def log_trial_start(self, trial):
         run_dir = _run_dir(trial)
         self.group = run_dir.name
-        self.kwargs["dir"] = str(run_dir)  # W&B writes into dir/wandb/
+        # Named as the trial's directory (TensorBoard's run, `gensweep show`); files in dir/wandb/
+        self.kwargs.update(name=Path(trial.path).name, dir=str(run_dir))
         super().log_trial_start(trial)
 
     def on_experiment_end(self, trials, **info):

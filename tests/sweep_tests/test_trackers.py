@@ -48,8 +48,16 @@ def _mlflow_runs(run_dir: Path):
     import mlflow
 
     uri = f"sqlite:///{run_dir / 'mlflow.db'}"
+    # set_tracking_uri also sets MLFLOW_TRACKING_URI, which a sweep this process starts later
+    # would honour (and log into this run's store): put back as it was.
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
-    return mlflow.search_runs(experiment_names=[run_dir.name]), mlflow.MlflowClient(uri)
+    try:
+        return mlflow.search_runs(experiment_names=[run_dir.name]), mlflow.MlflowClient(uri)
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        if before is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 def _metric_steps(client, run_id: str, metric: str) -> list[int]:
@@ -91,6 +99,7 @@ def test_each_trial_is_one_mlflow_run_and_one_wandb_run(tmp_path):
     assert set(runs["tags.gensweep.run"]) == {"tracked"}
     for _, run in runs.iterrows():
         record = records[run["tags.gensweep.trial_id"]]
+        assert run["tags.mlflow.runName"] == trial_dirs[run["tags.gensweep.trial_id"]].name  # latent_dim=2_<id>
         assert run["params.model.latent_dim"] == str(record["swept"]["model.latent_dim"])
         for metric in EPOCH_METRICS:
             assert _metric_steps(client, run.run_id, metric) == [1, 2], metric
@@ -107,7 +116,7 @@ def test_each_trial_is_one_mlflow_run_and_one_wandb_run(tmp_path):
     assert sorted(wandb_runs) == sorted(records)
     for trial_id, (file,) in wandb_runs.items():
         info = run_info(file)
-        assert (info.run_group, info.project) == ("tracked", "gensweep")
+        assert (info.run_group, info.project, info.display_name) == ("tracked", "gensweep", trial_dirs[trial_id].name)
         assert config_of(info)["model.latent_dim"] == records[trial_id]["swept"]["model.latent_dim"]
         logged = history(file)
         assert [entry["epoch"] for entry in logged] == [1, 2]
