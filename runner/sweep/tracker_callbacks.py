@@ -125,10 +125,13 @@ def _numbers(result: dict, prefix: str = ""):
 
 
 class WandbTrialActor(ray_internals.wandb_logging_actor_class(WandbLoggerCallback)):
-    """Tune's W&B logging actor, which lets W&B write a run's last records before it returns
-    (Tune kills it then: runner/ray_internals.py says why that lost them)."""
+    """Tune's W&B logging actor, in the sweep's W&B mode, which lets W&B write a run's last
+    records before it returns (Tune kills it then: runner/ray_internals.py says why that lost them)."""
 
     def run(self):
+        # The mode in this process's environment too (trackers.prepare says why): a worker of a
+        # cluster joined with --address was started with another environment.
+        os.environ["WANDB_MODE"] = self.kwargs["mode"]
         super().run()
         import wandb
 

@@ -15,6 +15,11 @@ from pathlib import Path
 
 from runner.errors import GensweepError
 
+# MLflow 3 reports its use to its makers over the network (config.mlflow-telemetry.io) from the
+# process that imports it: a sweep asks nothing of the network that the user did not set up.
+# MLFLOW_DISABLE_TELEMETRY=false in the environment turns it back on.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 # tune.loggers value -> the module it needs, and the extra that installs it (pyproject.toml).
 PACKAGES = {"mlflow": ("mlflow", "gensweep[mlflow]"), "wandb": ("wandb", "gensweep[wandb]")}
 
@@ -56,6 +61,10 @@ def prepare(loggers: Iterable[str], run_dir: Path, say: Callable[[str], None] = 
         say(f"gensweep: mlflow: experiment {run_dir.name} at {mlflow_tracking_uri(run_dir)}")
     if "wandb" in loggers:
         mode, why = wandb_mode()
+        # In the environment, not only passed to wandb.init: W&B's own usage metrics ask its
+        # server from any process whose W&B settings are not offline (this one, and the logging
+        # actors, which Ray's workers start with this environment). Before Ray starts, so they see it.
+        os.environ["WANDB_MODE"] = mode
         say(f"gensweep: wandb: {mode} ({why}), group {run_dir.name}, files in {run_dir / 'wandb'}")
 
 

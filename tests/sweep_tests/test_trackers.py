@@ -234,3 +234,18 @@ def test_loggers_is_a_closed_list_empty_by_default(tmp_path):
     del document["tune"]
     path.write_text(yaml.safe_dump(document))
     assert load_spec(path, []).tune.loggers == []
+
+
+@pytest.mark.parametrize("environment, mode", [
+    # No key anywhere (HOME without a netrc): nothing goes online unasked. (With a key W&B goes
+    # online, and its usage metrics ask its server at exit: not a test for a machine offline.)
+    ({}, "offline"),
+    ({"WANDB_API_KEY": "k" * 40, "WANDB_MODE": "offline"}, "offline"),
+    ({"WANDB_MODE": "disabled"}, "disabled"),
+])
+def test_wandb_is_offline_unless_a_key_is_configured_or_wandb_mode_says(tmp_path, environment, mode):
+    probe = "from runner.sweep.trackers import wandb_mode; print(wandb_mode()[0])"
+    clean = {key: value for key, value in _environment().items() if not key.startswith("WANDB_")}
+    result = subprocess.run([sys.executable, "-c", probe], env=clean | {"HOME": str(tmp_path), **environment},
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.split() == [mode]
