@@ -242,12 +242,12 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
     with holding_run_dir(run_dir):  # before the repair: it renames files a live run writes
         _repair_state(run_dir)
         spec = parse_document(sweep["document"], sweep.get("source", str(run_dir / SWEEP_FILE)))
+        trackers.prepare(spec.tune.loggers, run_dir)  # Tune's saved callbacks log on: their packages, their stores
         # a grid sweep of one trial per point: the points its restored state lost are asked again
         grid = _grid(spec) if spec.sampler == "grid" and spec.num_samples == spec.grid_size else None
         lost = offer_again_what_tune_lost(run_dir, spec.name, list(spec.search), grid)
         if lost:
             print(f"gensweep: {lost} trial(s) Optuna handed out were not in Ray Tune's saved state: they run now")
-        trackers.prepare(spec.tune.loggers, run_dir)  # Tune's saved callbacks log on: their packages, their stores
         started = time.time()
         started_ray = _start_on_shared_storage(spec, run_dir, address, quiet=True)
         try:

@@ -15,11 +15,6 @@ from pathlib import Path
 
 from runner.errors import GensweepError
 
-# MLflow 3 reports its use to its makers over the network (config.mlflow-telemetry.io) from the
-# process that imports it: a sweep asks nothing of the network that the user did not set up.
-# MLFLOW_DISABLE_TELEMETRY=false in the environment turns it back on.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
 # tune.loggers value -> the module it needs, and the extra that installs it (pyproject.toml).
 PACKAGES = {"mlflow": ("mlflow", "gensweep[mlflow]"), "wandb": ("wandb", "gensweep[wandb]")}
 
@@ -38,6 +33,11 @@ def require_packages(loggers: Iterable[str]) -> None:
     is there but broken fails here too, not after Ray started). MLflow takes ~2 s to import."""
     for logger in dict.fromkeys(loggers):
         module, extra = PACKAGES[logger]
+        if logger == "mlflow":
+            # MLflow 3 reports its use to its makers over the network (config.mlflow-telemetry.io)
+            # from the process that imports it: a sweep asks nothing of the network the user did
+            # not set up. MLFLOW_DISABLE_TELEMETRY=false in the environment turns it back on.
+            os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         try:
             __import__(module)
         except Exception as error:  # noqa: BLE001 - ImportError, or a dependency's version clash
