@@ -463,8 +463,10 @@ def validate(spec_path, overrides) -> None:
     """Check SPEC without running anything; print what it would run."""
     from runner.results.run_view import objective_text, trials_text
     from runner.spec import load_spec
+    from runner.sweep.trackers import require_packages
 
     spec = load_spec(spec_path, overrides)
+    require_packages(spec.tune.loggers)  # the real imports: a second for MLflow, only when asked for
     from runner.data import SOURCES
 
     source = SOURCES[spec.data_name]

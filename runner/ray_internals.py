@@ -90,3 +90,33 @@ def reread_authentication_settings() -> None:
 
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()
+
+
+def wandb_logging_actor_class(callback_class) -> type:
+    """The actor class a WandbLoggerCallback (ray.air.integrations.wandb) starts for each trial:
+    its run() calls wandb.init, logs what the queue brings, then wandb.finish.
+
+    Private: WandbLoggerCallback._logger_actor_cls (the class attribute subclasses set to their
+    own actor; the class itself is _WandbLoggingActor). Subclassed because Tune kills the actor
+    (ray.kill) as soon as run() returns, and wandb 0.31's finish() returns before its service
+    has written the run's last records: a run's last epochs were lost. The subclass tears W&B
+    down (wandb.teardown waits for the service) before run() returns.
+    """
+    return callback_class._logger_actor_cls
+
+
+def use_wandb_logging_actor(callback_class, actor_class) -> None:
+    """Make `callback_class` (a WandbLoggerCallback subclass) start `actor_class` for each trial."""
+    callback_class._logger_actor_cls = actor_class
+
+
+def stop_wandb_logging_actors(callback) -> None:
+    """Send every trial's W&B logging actor its end. Tune sends it when a trial ends; a trial an
+    interrupt stopped never ends for Tune (it is resumable), so its actor waits on, and Tune's
+    on_experiment_end waits for it upload_timeout (30 minutes). An end sent twice is never read.
+
+    Private: WandbLoggerCallback._trial_queues (trial -> its actor's queue) and
+    _signal_logging_actor_stop(trial).
+    """
+    for trial in list(callback._trial_queues):
+        callback._signal_logging_actor_stop(trial)

@@ -133,6 +133,27 @@ def test_trial_storage_path_reads_the_trials_directory_from_tunes_storage_contex
     assert ray_internals.trial_storage_path(Context()) == ("local", tmp_path / "run" / "latent_dim=2_ab12")
 
 
+def test_the_wandb_callback_starts_its_actor_class_and_stops_each_trials_actor():
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    actor = ray_internals.wandb_logging_actor_class(WandbLoggerCallback)
+    assert callable(getattr(actor, "run", None)) and actor.__name__ == "_WandbLoggingActor"
+
+    class Callback(WandbLoggerCallback):
+        pass
+
+    class Actor(actor):
+        pass
+
+    ray_internals.use_wandb_logging_actor(Callback, Actor)
+    assert Callback._logger_actor_cls is Actor and WandbLoggerCallback._logger_actor_cls is actor
+    # No Ray started: the queues and the stop are the callback's own; a stand-in records what is put.
+    callback, stops = Callback(project="p"), []
+    callback._trial_queues = {"trial": type("Queue", (), {"put": lambda self, item: stops.append(item)})()}
+    ray_internals.stop_wandb_logging_actors(callback)
+    assert len(stops) == 1 and stops[0][0].name == "END"
+
+
 # -- TensorBoard ----------------------------------------------------------------------------------
 def test_add_summary_writes_a_summary_made_elsewhere_even_after_close(tmp_path):
     writer = SummaryWriter(str(tmp_path))

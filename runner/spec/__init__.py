@@ -122,6 +122,12 @@ class TuneSpec:
         "each is still its own trial. Members differ only in train.lr and the model's pack fields (vae: beta)",
     )
     pack_wait: float = Field(10.0, gt=0, description="pack: seconds a pack waits for members before it starts")
+    loggers: list[Literal["mlflow", "wandb"]] = Field(
+        default_factory=list, description="trackers each trial also logs to, one run per trial grouped by the "
+        "run's name: its swept values, every metric per epoch, its sample grids. mlflow: MLFLOW_TRACKING_URI, "
+        "else <run_dir>/mlflow.db; wandb: offline into <run_dir>/wandb without an API key (WANDB_MODE honoured). "
+        "Each needs its extra: pip install 'gensweep[mlflow]' / 'gensweep[wandb]'",
+    )
 
 
 @config

@@ -173,6 +173,7 @@ def _run_sweep(spec: Spec, run_dir: Path, address: str | None, verbose: int, kee
 
     from runner.sweep.progress import ProgressLine  # imports Ray Tune: only when a sweep really runs
     from runner.sweep.records import CompletedRecords
+    from runner.sweep.trackers import tracker_callbacks
     from runner.sweep.tune_state import StateBackup
 
     started = time.time()
@@ -210,7 +211,7 @@ def _run_sweep(spec: Spec, run_dir: Path, address: str | None, verbose: int, kee
             storage_path=str(run_dir.parent),
             callbacks=[JsonLoggerCallback(), CSVLoggerCallback()] + (
                 [ProgressLine(spec.num_samples, spec.train.epochs, spec.metrics, spec.modes)] if verbose == 0 else []
-            ) + _packing_callbacks(hub_name) + [StateBackup(), CompletedRecords()],
+            ) + _packing_callbacks(hub_name) + [StateBackup(), CompletedRecords()] + tracker_callbacks(spec.tune.loggers),
             # A failed trial restarts from its last checkpoint, up to max_failures times.
             failure_config=tune.FailureConfig(max_failures=spec.tune.max_failures),
             # PBT's weaker trials restore a stronger one's recent checkpoint: keep a few more.
@@ -232,6 +233,7 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
     from ray import tune
 
     from runner.spec import parse_document
+    from runner.sweep import trackers
     from runner.sweep.tune_state import offer_again_what_tune_lost, restoring
 
     sweep, problem = read_sweep(run_dir)
@@ -242,6 +244,7 @@ def resume_sweep(run_dir: Path, address: str | None = None) -> tuple[Spec, Sweep
     with holding_run_dir(run_dir):  # before the repair: it renames files a live run writes
         _repair_state(run_dir)
         spec = parse_document(sweep["document"], sweep.get("source", str(run_dir / SWEEP_FILE)))
+        trackers.prepare(spec.tune.loggers, run_dir)  # Tune's saved callbacks log on: their packages, their stores
         # a grid sweep of one trial per point: the points its restored state lost are asked again
         grid = _grid(spec) if spec.sampler == "grid" and spec.num_samples == spec.grid_size else None
         lost = offer_again_what_tune_lost(run_dir, spec.name, list(spec.search), grid)

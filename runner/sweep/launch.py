@@ -17,6 +17,7 @@ from runner.files import DiskFullError, is_disk_full, mount_point
 from runner.results.run_view import objective_text, trials_text
 from runner.spec import Spec, load_spec
 from runner.spec.names import check_run_name
+from runner.sweep import trackers
 from runner.sweep.driver import CHECKPOINTS_KEPT, SweepOutcome, claim_run_dir, run_sweep
 from runner.timeline import mark
 from runner.train.prepare import prepare_data
@@ -49,6 +50,7 @@ def start_sweep(
         check_run_name(name, "--name")  # before the spec: a name that escapes is refused first
     mark("command started")
     spec = load_spec(spec_path, list(overrides))
+    trackers.require_packages(spec.tune.loggers)
     mark("spec checked")
     check_run_name(name or spec.name, f"{spec_path}: name")
     storage = Path(storage_path).expanduser().resolve()
@@ -66,6 +68,7 @@ def start_sweep(
         prepare_data(spec, say=lambda message: say(f"gensweep: {message}"))
         mark("data ready")
         say(f"gensweep: results in {shown_path(claim.path)}")
+        trackers.prepare(spec.tune.loggers, claim.path, say)
         outcome = run_sweep(spec, claim.path, address=address, verbose=verbose, keep_checkpoints=keep_checkpoints)
     except BaseException as error:
         claim.release()  # a sweep that did not start leaves no empty run behind
