@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml constraints.txt
 sweep: setup
 	$(BIN)/gensweep run search_spaces/vae_latent.yaml
 
+# Two test processes, a file each at a time (its module fixtures stay in one process): a sweep
+# spends much of its fixed start waiting on processes that start, which the other can use.
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"

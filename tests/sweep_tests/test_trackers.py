@@ -131,9 +131,9 @@ def test_each_trial_is_one_mlflow_run_and_one_wandb_run(tmp_path):
 
 @pytest.mark.slow
 def test_a_resumed_sweep_logs_on_into_the_same_runs(tmp_path):
-    # One trial of 1 epoch, one of 30: interrupted once the short one is done and the long one has
+    # One trial of 1 epoch, one of 16: interrupted once the short one is done and the long one has
     # a checkpoint (as tests/sweep_tests/test_interrupts.py does), then resumed to its end.
-    _write_spec(tmp_path, "again", {"train.epochs": {"grid": [1, 30]}}, epochs=30, loggers=["mlflow", "wandb"])
+    _write_spec(tmp_path, "again", {"train.epochs": {"grid": [1, 16]}}, epochs=16, loggers=["mlflow", "wandb"])
     run_dir = tmp_path / "out" / "again"
     os.environ.update(OFFLINE)  # start_run's process inherits it; restored below
     try:
@@ -141,7 +141,7 @@ def test_a_resumed_sweep_logs_on_into_the_same_runs(tmp_path):
         try:
             wait_for(lambda: "1/2 done" in (tmp_path / "run.log").read_text(), "the 1-epoch trial to finish", process)
             # Tune keeps the latest two checkpoints: the fourth epoch's or a later one
-            wait_for(lambda: list(run_dir.glob("epochs=30_*/checkpoint_00000[3-9]")), "4 epochs of the long trial", process)
+            wait_for(lambda: list(run_dir.glob("epochs=16_*/checkpoint_00000[3-9]")), "4 epochs of the long trial", process)
             process.send_signal(signal.SIGINT)
             assert process.wait(timeout=300) == 130, (tmp_path / "run.log").read_text()[-3000:]
         finally:
@@ -150,9 +150,9 @@ def test_a_resumed_sweep_logs_on_into_the_same_runs(tmp_path):
         for key in OFFLINE:
             os.environ.pop(key, None)
     runs, client = _mlflow_runs(run_dir)
-    long_run = runs[runs["params.train.epochs"] == "30"].iloc[0]
+    long_run = runs[runs["params.train.epochs"] == "16"].iloc[0]
     interrupted_at = _metric_steps(client, long_run.run_id, "val/loss")
-    assert 3 <= len(interrupted_at) < 30
+    assert 3 <= len(interrupted_at) < 16
 
     resumed = subprocess.run([GENSWEEP, "resume", str(run_dir)], env=_environment(), capture_output=True, text=True,
                              timeout=600, check=False)
@@ -161,21 +161,21 @@ def test_a_resumed_sweep_logs_on_into_the_same_runs(tmp_path):
 
     runs, client = _mlflow_runs(run_dir)
     assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}  # the same two runs, not a third
-    long_run = runs[runs["params.train.epochs"] == "30"].iloc[0]
+    long_run = runs[runs["params.train.epochs"] == "16"].iloc[0]
     # Every epoch logged, the resume's after the run's (an epoch the interrupt cut short, after
     # its result reached the tracker, is trained and logged again: at most one such).
     steps = _metric_steps(client, long_run.run_id, "val/loss")
-    assert sorted(set(steps)) == list(range(1, 31)) and len(steps) - 30 <= 1
+    assert sorted(set(steps)) == list(range(1, 17)) and len(steps) - 16 <= 1
     artifacts = [a.path for a in client.list_artifacts(long_run.run_id, "samples")]
-    assert artifacts == [f"samples/epoch_{epoch:03d}.png" for epoch in range(1, 31)]
-    assert _artifact_image(client, long_run.run_id, "samples/epoch_030.png", tmp_path) is not None
+    assert artifacts == [f"samples/epoch_{epoch:03d}.png" for epoch in range(1, 17)]
+    assert _artifact_image(client, long_run.run_id, "samples/epoch_016.png", tmp_path) is not None
 
     # W&B: the resumed trial logs on under its id, in a second offline run of the same group.
     long_id = long_run["tags.gensweep.trial_id"]
     files = _wandb_runs(run_dir)[long_id]
     assert len(files) == 2 and {run_info(file).run_group for file in files} == {"again"}
     epochs = [entry["epoch"] for file in files for entry in history(file)]
-    assert sorted(set(epochs)) == list(range(1, 31)) and epochs[-1] == 30
+    assert sorted(set(epochs)) == list(range(1, 17)) and epochs[-1] == 16
 
 
 PROBE = """
