@@ -86,3 +86,18 @@ def fixed_batches() -> dict:
 def fixed_batch(fixed_batches):
     """64 labelled digits, the same in every test."""
     return fixed_batches[None]
+
+
+# The files that start Ray or train for long, first: `make test` hands files to two test
+# processes in this order, so the long ones overlap and the short ones fill the gaps at the end,
+# rather than one long file running alone at the end while the other process idles.
+LONG_FIRST = ("tests/sweep_tests/", "tests/cluster_tests/", "tests/alignment_tests/", "tests/models_tests/test_ddpm.py",
+              "tests/test_gpu_bench.py", "tests/cli_tests/test_bad_input.py", "tests/results_tests/",
+              "tests/models_tests/", "tests/train_tests/")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        return next((index for index, prefix in enumerate(LONG_FIRST) if item.nodeid.startswith(prefix)), len(LONG_FIRST))
+
+    items.sort(key=rank)  # stable: a file's tests keep their order

@@ -16,7 +16,19 @@ from pathlib import Path
 from runner.errors import GensweepError
 
 # tune.loggers value -> the module it needs, and the extra that installs it (pyproject.toml).
-PACKAGES = {"mlflow": ("mlflow", "gensweep[mlflow]"), "wandb": ("wandb", "gensweep[wandb]")}
+
+
+def _import_mlflow() -> None:
+    import mlflow  # noqa: F401
+
+
+def _import_wandb() -> None:
+    import wandb  # noqa: F401
+
+
+# Each tracker: its package, the extra that installs it, and its import (spelt out: nothing is
+# imported by a name a spec gives, even from a closed list).
+PACKAGES = {"mlflow": ("mlflow", "gensweep[mlflow]", _import_mlflow), "wandb": ("wandb", "gensweep[wandb]", _import_wandb)}
 
 MLFLOW_DATABASE = "mlflow.db"  # in the run directory, when MLFLOW_TRACKING_URI is not set
 MLFLOW_ARTIFACTS = "mlartifacts"  # beside it: the sample grids MLflow's local store keeps
@@ -32,14 +44,14 @@ def require_packages(loggers: Iterable[str]) -> None:
     """Each tracker's package imports: the real import, as the sweep will do it (a package that
     is there but broken fails here too, not after Ray started). MLflow takes ~2 s to import."""
     for logger in dict.fromkeys(loggers):
-        module, extra = PACKAGES[logger]
+        module, extra, import_package = PACKAGES[logger]
         if logger == "mlflow":
             # MLflow 3 reports its use to its makers over the network (config.mlflow-telemetry.io)
             # from the process that imports it: a sweep asks nothing of the network the user did
             # not set up. MLFLOW_DISABLE_TELEMETRY=false in the environment turns it back on.
             os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         try:
-            __import__(module)
+            import_package()
         except Exception as error:  # noqa: BLE001 - ImportError, or a dependency's version clash
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise TrackerError(
