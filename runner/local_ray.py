@@ -14,6 +14,8 @@ Ray's workers are its children.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -33,6 +35,7 @@ from runner.processes import kill_and_wait
 STATE_FILE = "up.json"
 TOKEN_FILE = "auth_token"
 LOG_FILE = "ray-start.log"
+LOCK_FILE = ".lock"
 READY_SECONDS = 120
 
 
@@ -74,8 +77,24 @@ def running() -> LocalRay | None:
     return kept
 
 
+@contextlib.contextmanager
+def _alone():
+    """This user's `up` and `down` one at a time (an flock on the state directory): two `up`
+    started together would otherwise each start a Ray, and the state file keep only one."""
+    directory = state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / LOCK_FILE, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        yield
+
+
 def up(cpus: int | None = None, say=print) -> LocalRay:
     """Start Ray here and keep it up; the one running already when there is one."""
+    with _alone():
+        return _up(cpus, say)
+
+
+def _up(cpus: int | None, say) -> LocalRay:
     existing = running()
     if existing is not None:
         say(f"gensweep: Ray is already up at {existing.address} ({existing.cpus} CPUs, pid {existing.pid})")
@@ -120,6 +139,11 @@ def up(cpus: int | None = None, say=print) -> LocalRay:
 
 def down(say=print) -> bool:
     """Stop the Ray `gensweep up` started (and whatever still runs on it). False: none was up."""
+    with _alone():
+        return _down(say)
+
+
+def _down(say) -> bool:
     kept = running()
     if kept is None:
         say("gensweep: no Ray started by `gensweep up` is running")

@@ -43,6 +43,22 @@ def _answers(address: str) -> bool:
         return False
 
 
+def _ray_heads_started_for(cache: Path) -> list[int]:
+    """The `ray start --head --block` processes running with this GENSWEEP_CACHE."""
+    import psutil
+
+    heads = []
+    for process in psutil.process_iter(["cmdline"]):
+        command = process.info["cmdline"] or []
+        if "start" in command and "--head" in command and "--block" in command:
+            try:
+                if process.environ().get("GENSWEEP_CACHE") == str(cache):
+                    heads.append(process.pid)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+    return heads
+
+
 @pytest.mark.slow
 def test_sweeps_join_the_ray_up_keeps_and_down_stops_only_that(tmp_path):
     import psutil
@@ -54,11 +70,17 @@ def test_sweeps_join_the_ray_up_keeps_and_down_stops_only_that(tmp_path):
     # `ray stop` or a pkill would: down must leave it alone.
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "ray", "start", "--head"])
     try:
-        started = _gensweep("up", "--cpus", "2", cwd=tmp_path, environment=environment)
-        assert started.returncode == 0, started.stdout + started.stderr
+        # Two `up` at once (two terminals): one Ray, which both then name.
+        racing = [subprocess.Popen([GENSWEEP, "up", "--cpus", "2"], cwd=tmp_path, env=environment, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+        outputs = [process.communicate(timeout=300)[0] for process in racing]
+        assert [process.returncode for process in racing] == [0, 0], outputs
         state = json.loads((tmp_path / "cache" / "ray-up" / local_ray.STATE_FILE).read_text())
         address, pid = state["address"], state["pid"]
-        assert address.startswith("127.0.0.1:") and f"Ray is up at {address}" in started.stdout
+        assert address.startswith("127.0.0.1:")
+        assert sorted("Ray is up at" in output for output in outputs) == [False, True], outputs
+        assert all(address in output for output in outputs), outputs
+        assert _ray_heads_started_for(tmp_path / "cache") == [pid]  # no second Ray left running, unrecorded
         assert (Path(state["token_path"]).stat().st_mode & 0o777) == 0o600  # the token: this user's alone
         again = _gensweep("up", cwd=tmp_path, environment=environment)
         assert f"already up at {address}" in again.stdout and json.loads(
