@@ -120,3 +120,45 @@ def stop_wandb_logging_actors(callback) -> None:
     """
     for trial in list(callback._trial_queues):
         callback._signal_logging_actor_stop(trial)
+
+
+def keep_the_drivers_newer_trial_files(logger_class) -> None:
+    """Make `logger_class` (a subclass of Tune's JsonLoggerCallback or CSVLoggerCallback) keep
+    the driver's copy of a restarted trial's file (result.json, progress.csv) when that copy
+    already holds everything the run's storage has.
+
+    Tune's loggers write those files in the driver's staging directory, which Tune copies into
+    the run directory every 10 s or more and after every num_to_keep checkpoints of a trial.
+    When a trial restarts from its checkpoint (a retry after its process or host was lost),
+    Ray 2.60's loggers copy the run directory's copy over the driver's, unconditionally: the
+    results reported since Tune's last copy were lost, though their checkpoint was kept (the
+    restarted trial went on from epoch 3 and its files had no epoch 2). Where the driver's copy
+    is not the stored one and more (a `gensweep resume`: a new driver with no copy yet; a file
+    changed in storage), Ray's copy goes ahead as before.
+
+    Private: the loggers' _restore_from_remote(file_name, trial), called by their
+    log_trial_start (JSON) and _setup_trial (CSV); the trial's storage context (trial.storage:
+    trial_fs_path, storage_filesystem).
+    """
+    restore = logger_class._restore_from_remote
+
+    def restore_unless_the_driver_has_more(self, file_name: str, trial) -> None:
+        if not _driver_copy_holds_the_stored_one(trial, file_name):
+            restore(self, file_name, trial)
+
+    logger_class._restore_from_remote = restore_unless_the_driver_has_more
+
+
+def _driver_copy_holds_the_stored_one(trial, file_name: str) -> bool:
+    local = Path(trial.local_path, file_name)
+    if not local.is_file():
+        return False
+    storage = trial.storage
+    try:
+        with storage.storage_filesystem.open_input_stream(f"{storage.trial_fs_path}/{file_name}") as stream:
+            stored = stream.read()
+    except FileNotFoundError:
+        return True  # nothing stored yet: Ray would warn and keep the driver's copy too
+    except OSError:
+        return False  # let Ray's copy say what is wrong, as it would have
+    return local.read_bytes().startswith(stored)

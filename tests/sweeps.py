@@ -23,11 +23,13 @@ GENSWEEP = str(Path(sys.executable).parent / "gensweep")
 LOG_FILE = "run.log"
 
 
-def start_run(cwd: Path, *arguments: str) -> subprocess.Popen:
-    """`gensweep run ARGUMENTS` in cwd. Its output goes to cwd/run.log, not a pipe nobody reads
-    while the test waits: a full pipe would block the driver at its next line, and the sweep."""
+def start_run(cwd: Path, *arguments: str, environment: dict[str, str] | None = None) -> subprocess.Popen:
+    """`gensweep run ARGUMENTS` in cwd (environment: variables set on top of this one's). Its
+    output goes to cwd/run.log, not a pipe nobody reads while the test waits: a full pipe would
+    block the driver at its next line, and the sweep."""
     with open(cwd / LOG_FILE, "w") as log:
-        return subprocess.Popen([GENSWEEP, "run", *arguments], cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen([GENSWEEP, "run", *arguments], cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(environment or {})})
 
 
 def wait_for(
@@ -55,11 +57,13 @@ def end_if_running(process: subprocess.Popen) -> None:
         process.wait(timeout=60)
 
 
-def run_killing_one_trial(cwd: Path, spec_file: str, run_name: str, *, epoch: int) -> tuple[Path, str, subprocess.Popen]:
+def run_killing_one_trial(
+    cwd: Path, spec_file: str, run_name: str, *, epoch: int, environment: dict[str, str] | None = None
+) -> tuple[Path, str, subprocess.Popen]:
     """`gensweep run SPEC_FILE --storage-path out` in `cwd`, with one trial's process SIGKILLed
     from outside at `epoch`, before that epoch's checkpoint (kill_trial): the killed trial's
     directory, the run's output, the ended process."""
-    process = start_run(cwd, spec_file, "--storage-path", "out")
+    process = start_run(cwd, spec_file, "--storage-path", "out", environment=environment)
     try:
         killed = kill_trial(cwd / "out" / run_name, process, epoch=epoch)
         output = output_at_exit(process, cwd, seconds=600)

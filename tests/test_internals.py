@@ -154,6 +154,39 @@ def test_the_wandb_callback_starts_its_actor_class_and_stops_each_trials_actor()
     assert len(stops) == 1 and stops[0][0].name == "END"
 
 
+def test_restarted_trials_keep_the_drivers_files_when_they_hold_the_stored_ones(tmp_path):
+    """The hook Ray's loggers call when a trial starts again, and what the guard reads: the
+    behaviour itself is test_faults.py::test_a_killed_trial_is_retried_from_its_checkpoint."""
+    import inspect
+
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from runner.sweep.result_files import CsvResults, JsonResults
+
+    assert "self._restore_from_remote(EXPR_RESULT_FILE, trial)" in inspect.getsource(JsonLoggerCallback.log_trial_start)
+    assert "self._restore_from_remote(EXPR_PROGRESS_FILE, trial)" in inspect.getsource(CSVLoggerCallback._setup_trial)
+    for guarded, original in ((JsonResults, JsonLoggerCallback), (CsvResults, CSVLoggerCallback)):
+        assert guarded._restore_from_remote is not original._restore_from_remote
+
+    storage = StorageContext(storage_path=str(tmp_path / "storage"), experiment_dir_name="run", trial_dir_name="t")
+    stored = Path(storage.trial_fs_path) / "result.json"
+    stored.parent.mkdir(parents=True)
+    trial = type("Trial", (), {"local_path": str(tmp_path / "driver"), "storage": storage})()
+    driver_copy = Path(trial.local_path) / "result.json"
+    holds = ray_internals._driver_copy_holds_the_stored_one
+    assert not holds(trial, "result.json")  # no driver copy (a resume's new driver): Ray copies
+    driver_copy.parent.mkdir()
+    driver_copy.write_text('{"epoch": 1}\n{"epoch": 2}\n')
+    assert holds(trial, "result.json")  # nothing stored yet
+    stored.write_text('{"epoch": 1}\n')
+    assert holds(trial, "result.json")  # the driver's has more: kept
+    stored.write_text('{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3}\n')
+    assert not holds(trial, "result.json")  # the stored one has more
+    stored.write_text('{"epoch": 7}\n')
+    assert not holds(trial, "result.json")  # another file altogether
+
+
 # -- TensorBoard ----------------------------------------------------------------------------------
 def test_add_summary_writes_a_summary_made_elsewhere_even_after_close(tmp_path):
     writer = SummaryWriter(str(tmp_path))

@@ -169,10 +169,10 @@ def run_sweep(
 
 def _run_sweep(spec: Spec, run_dir: Path, address: str | None, verbose: int, keep_checkpoints: int) -> SweepOutcome:
     from ray import tune
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from runner.sweep.progress import ProgressLine  # imports Ray Tune: only when a sweep really runs
     from runner.sweep.records import CompletedRecords
+    from runner.sweep.result_files import CsvResults, JsonResults
     from runner.sweep.trackers import tracker_callbacks
     from runner.sweep.tune_state import StateBackup
 
@@ -209,7 +209,7 @@ def _run_sweep(spec: Spec, run_dir: Path, address: str | None, verbose: int, kee
         run_config=tune.RunConfig(
             name=run_dir.name,
             storage_path=str(run_dir.parent),
-            callbacks=[JsonLoggerCallback(), CSVLoggerCallback()] + (
+            callbacks=[JsonResults(), CsvResults()] + (
                 [ProgressLine(spec.num_samples, spec.train.epochs, spec.metrics, spec.modes)] if verbose == 0 else []
             ) + _packing_callbacks(hub_name) + [StateBackup(), CompletedRecords()] + tracker_callbacks(spec.tune.loggers),
             # A failed trial restarts from its last checkpoint, up to max_failures times.

@@ -3,6 +3,7 @@ interrupted with SIGINT resumes with `gensweep resume`, keeping its finished wor
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import subprocess
@@ -38,18 +39,25 @@ def _assert_clean_history(trial: dict, epochs: int) -> None:
 
 
 def test_a_killed_trial_is_retried_from_its_checkpoint(tmp_path):
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(SPEC))
-    killed, output, process = run_killing_one_trial(tmp_path, "s.yaml", "faults", epoch=2)
+    # One trial, so that nothing but its own checkpoints makes the driver copy its result.json
+    # and progress.csv into the run directory: Tune does that every 10 s or more (never here),
+    # and after every CheckpointConfig.num_to_keep (2) checkpoints of a trial. Killed at epoch 4,
+    # the trial's epoch 3 result is in the driver's copies alone: Ray's loggers, restarting the
+    # trial, copied the run directory's older ones over them (the lost worker host in
+    # test_netns_cluster lost a result that way).
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({**SPEC, "search": {"model.latent_dim": {"grid": [2]}}}))
+    killed, output, process = run_killing_one_trial(tmp_path, "s.yaml", "faults", epoch=4,
+                                                    environment={"TUNE_GLOBAL_CHECKPOINT_S": "3600"})
     assert process.returncode == 0, output[-3000:]
-    trials = _show(tmp_path / "out" / "faults")
-    assert [t["status"] for t in trials] == ["finished"] * 3
-    for trial in trials:
-        assert trial["epoch"] == 4
-        _assert_clean_history(trial, 4)
+    (trial,) = _show(tmp_path / "out" / "faults")
+    assert trial["status"] == "finished" and trial["epoch"] == 4
+    _assert_clean_history(trial, 4)
     # Its process really was killed and the trial started again, from its checkpoint: Tune had
-    # epoch 1 from the killed process, and no epoch twice.
+    # epochs 1 to 3 from the killed process, and no epoch twice, in both of its files.
     assert json.loads((killed / "gensweep.json").read_text())["attempts"] == 2
     assert [json.loads(line)["epoch"] for line in (killed / "result.json").read_text().splitlines()] == [1, 2, 3, 4]
+    with open(killed / "progress.csv", newline="") as progress:
+        assert [int(row["epoch"]) for row in csv.DictReader(progress)] == [1, 2, 3, 4]
 
 
 def test_a_trial_killed_before_its_first_checkpoint_starts_over_with_one_curve(tmp_path):
