@@ -83,6 +83,7 @@ def start_or_join(address: str | None, quiet: bool = False) -> bool:
             # fails the next trial if that takes over 2 s: a stopped trial closing its event files
             # on slow storage can. The workers started here inherit this environment.
             os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "30")
+            os.environ.setdefault(*ray_internals.NO_IDLE_WORKERS_AT_START)  # a trial never uses one
             # address="local": a Ray of its own. Without it, ray.init() joins the cluster whose
             # address the last `ray start` on this machine left in Ray's temp directory.
             ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,

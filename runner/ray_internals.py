@@ -20,6 +20,15 @@ from runner.processes import kill_and_wait
 AUTH_TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
+# Ray's setting that starts a worker process a CPU, idle, when the first driver connects. Tune
+# gives every trial's actor a runtime_env, and Ray never hands such an actor an idle worker
+# (BENCHMARKS.md, "Start-up"): a sweep's idle workers only took CPU from its start (two
+# processes importing Ray beside the driver and the first trial's process on a 2-core machine,
+# about 1 s of a 1-trial run's wall time). Private: a RAY_CONFIG entry of the raylet, read
+# from the environment of the process that starts Ray.
+NO_IDLE_WORKERS_AT_START = ("RAY_prestart_worker_first_driver", "0")
+
+
 def trial_storage_path(context) -> tuple[str, Path]:
     """The trial's directory on the run's storage, and that storage's kind ("local", "s3", ...).
     `context`: ray.tune.get_context() in the trial (not imported here: only runner/sweep imports

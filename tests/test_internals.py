@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import re
 import shutil
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -206,10 +207,11 @@ def test_add_summary_writes_a_summary_made_elsewhere_even_after_close(tmp_path):
 
 # -- Ray -------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_shutdown_at_once_ends_every_process_the_ray_started_here_started():
+def test_shutdown_at_once_ends_every_process_the_ray_started_here_started(monkeypatch):
     """Ray's private node and process table as runner.ray_internals.shutdown_at_once reads
     them: after it, no process Ray started here (raylet, GCS, agents, workers) is left running,
-    and a new Ray starts in the same process."""
+    and a new Ray starts in the same process. And the setting that keeps Ray from starting idle
+    workers (NO_IDLE_WORKERS_AT_START): Ray's default starts one here, the setting none."""
     import os
 
     import psutil
@@ -218,8 +220,22 @@ def test_shutdown_at_once_ends_every_process_the_ray_started_here_started():
     def process_id() -> int:  # defined here: pickled by value, as a worker cannot import tests
         return os.getpid()
 
+    def workers() -> list:
+        """Ray's worker processes here: default_worker.py until they name themselves ray::IDLE
+        (or ray::<task>); not its agents (ray::DashboardAgent), nor the raylet, whose
+        arguments name default_worker.py."""
+        def is_worker(argv: list[str]) -> bool:
+            named = argv[:1] and argv[0].startswith("ray::") and not argv[0].split()[0].endswith("Agent")
+            return bool(named) or any(argument.endswith("workers/default_worker.py") for argument in argv[1:2])
+        return [p for p in psutil.Process().children(recursive=True) if is_worker(p.cmdline())]
+
     ray.init(address="local", num_cpus=1, include_dashboard=False)
     try:
+        started = time.monotonic()
+        while not workers():  # Ray's default: an idle worker a CPU, with nothing asked of it
+            assert time.monotonic() - started < 60, "Ray started no idle worker"
+            time.sleep(0.05)
+        idle_after = time.monotonic() - started
         worker_pid = ray.get(ray.remote(process_id).remote())
         family = psutil.Process().children(recursive=True)
         assert worker_pid in {process.pid for process in family}
@@ -229,8 +245,11 @@ def test_shutdown_at_once_ends_every_process_the_ray_started_here_started():
     assert not ray.is_initialized()
     running = [process for process in family if is_alive(process)]
     assert running == []
+    monkeypatch.setenv(*ray_internals.NO_IDLE_WORKERS_AT_START)
     ray.init(address="local", num_cpus=1, include_dashboard=False)
     try:
-        assert ray.get(ray.remote(process_id).remote()) != worker_pid  # a new worker
+        time.sleep(2 * idle_after + 1)  # twice as long as the idle worker took to come above
+        assert workers() == []
+        assert ray.get(ray.remote(process_id).remote()) != worker_pid  # a worker started when asked for
     finally:
         ray_internals.shutdown_at_once(ray)
