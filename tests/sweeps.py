@@ -87,8 +87,8 @@ def kill_trial(run_dir: Path, process: subprocess.Popen, *, epoch: int, seconds:
     into the trial directory opens the pipe and waits for a reader that never comes: the trial
     stays inside tune.report, its epoch recorded and logged but not reported, so Tune never
     learns of that checkpoint. It got there past its report of epoch - 1, which Tune lets a
-    trial leave only once it holds that epoch's checkpoint. TensorBoard's writer thread runs on
-    and flushes the epoch's events (within its flush_secs, 10 s). Then the trial is stopped
+    trial leave only once it holds that epoch's checkpoint. The trial flushed the epoch's
+    TensorBoard events before it began the report (runner.sweep.trial). Then the trial is stopped
     (SIGSTOP), its state checked and the pipe taken away while nothing of it runs, and it is
     SIGKILLed: no retry can start before that, so none finds the pipe.
 

@@ -135,6 +135,11 @@ class TrialSession:
         self.record.update(epoch=epoch, metrics=metrics)
         if epoch == self.spec.train.epochs:
             self._finish_tensorboard(succeeded=True)
+        else:
+            # The epoch's curves on disk as Tune hears of it (the writer's own flush comes
+            # within 10 s): TensorBoard shows each epoch at once, and a trial lost after its
+            # report keeps the curves of what it reported.
+            self.logger.flush()
         with tempfile.TemporaryDirectory() as directory:
             write_state(Path(directory) / STATE_FILE)
             mark(f"epoch {epoch} reported")

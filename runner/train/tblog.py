@@ -88,6 +88,10 @@ class TrialLogger:
         add_summary(self.writer, _session_end_pb(status))
         self.close()
 
+    def flush(self) -> None:
+        """Everything logged so far written to the event file."""
+        self.writer.flush()
+
     def close(self) -> None:
         self.writer.flush()
         self.writer.close()
