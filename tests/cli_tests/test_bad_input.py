@@ -152,7 +152,9 @@ def test_a_nan_loss_fails_its_trial_once_without_retries(tmp_path, pack):
     record = json.loads(record_path.read_text())
     assert record["status"] == "error" and record["attempts"] == 1, record
     assert "became nan" in record["error"] and "\n" not in record["error"], record["error"]
+    assert "try a lower train.lr" in record["error"], record["error"]
     assert record["error"] in result.stdout  # the table's reason is the record's one line
+    assert "0 of 1 trials finished" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
 
 

@@ -5,13 +5,14 @@ naming the file. No record, table or report carries terminal escape codes.
 Deterministic without a hook in the trainer: the first run's trial process is SIGKILLed from
 outside at epoch 3, before that epoch's checkpoint (sweeps.kill_trial), with no retries, so it
 ends with checkpoints of epochs 1 and 2 and nothing running; the test damages them while nothing
-is running, then `gensweep resume` restores the errored trial from its newest checkpoint, the
-damaged one.
+is running (each test in its own copy of that run), then `gensweep resume` restores the errored
+trial from its newest checkpoint, the damaged one.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -37,16 +38,26 @@ def _gensweep(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([GENSWEEP, *args], cwd=cwd, capture_output=True, text=True, timeout=600, check=False)
 
 
-def _killed_at_epoch_3(tmp_path: Path) -> Path:
-    """A run whose only trial was killed at epoch 3: checkpoints of epochs 1 and 2, status error."""
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(SPEC))
-    killed, output, process = run_killing_one_trial(tmp_path, "s.yaml", "ckpt", epoch=3)
+@pytest.fixture(scope="module")
+def killed_at_epoch_3(tmp_path_factory) -> Path:
+    """A run whose only trial was killed at epoch 3: checkpoints of epochs 1 and 2, status error.
+    Made once; each test damages and resumes its own copy (tests/sweep_tests/test_run_dirs.py:
+    a copied run directory resumes into its own files)."""
+    where = tmp_path_factory.mktemp("killed")
+    (where / "s.yaml").write_text(yaml.safe_dump(SPEC))
+    killed, output, process = run_killing_one_trial(where, "s.yaml", "ckpt", epoch=3)
     assert process.returncode == 1, output[-3000:]
-    (trial_dir,) = [p.parent for p in (tmp_path / "out" / "ckpt").glob("*/gensweep.json")]
+    (trial_dir,) = [p.parent for p in (where / "out" / "ckpt").glob("*/gensweep.json")]
     assert trial_dir == killed
     assert json.loads((trial_dir / "gensweep.json").read_text())["status"] == "error"
     assert sorted(p.name for p in trial_dir.glob("checkpoint_*")) == ["checkpoint_000000", "checkpoint_000001"]
     return trial_dir
+
+
+def _copy_of(killed_trial_dir: Path, tmp_path: Path) -> Path:
+    """The killed run copied into tmp_path/out/ckpt; its trial's directory there."""
+    shutil.copytree(killed_trial_dir.parent, tmp_path / "out" / "ckpt")
+    return tmp_path / "out" / "ckpt" / killed_trial_dir.name
 
 
 def _truncate(path: Path) -> None:
@@ -65,8 +76,8 @@ def _escape_free(run_dir: Path, *outputs: str) -> None:
     assert "\x1b[" not in (run_dir / "report.html").read_text()
 
 
-def test_a_truncated_latest_checkpoint_falls_back_to_the_newest_one_that_loads(tmp_path):
-    trial_dir = _killed_at_epoch_3(tmp_path)
+def test_a_truncated_latest_checkpoint_falls_back_to_the_newest_one_that_loads(killed_at_epoch_3, tmp_path):
+    trial_dir = _copy_of(killed_at_epoch_3, tmp_path)
     _truncate(trial_dir / "checkpoint_000001" / "state.pt")
 
     resumed = _gensweep("resume", "out/ckpt", cwd=tmp_path)
@@ -81,8 +92,8 @@ def test_a_truncated_latest_checkpoint_falls_back_to_the_newest_one_that_loads(t
     _escape_free(tmp_path / "out" / "ckpt", resumed.stdout, resumed.stderr)
 
 
-def test_a_trial_none_of_whose_checkpoints_loads_fails_once_naming_the_file(tmp_path):
-    trial_dir = _killed_at_epoch_3(tmp_path)
+def test_a_trial_none_of_whose_checkpoints_loads_fails_once_naming_the_file(killed_at_epoch_3, tmp_path):
+    trial_dir = _copy_of(killed_at_epoch_3, tmp_path)
     _truncate(trial_dir / "checkpoint_000001" / "state.pt")
     (trial_dir / "checkpoint_000000" / "state.pt").write_bytes(b"not a checkpoint at all")
 

@@ -214,7 +214,7 @@ def _checksums(directory: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_a_copied_run_directory_resumes_into_its_own_files_and_never_touches_the_original(tmp_path):
+def test_a_copied_run_directory_resumes_into_its_own_files_and_a_moved_one_where_it_is_now(tmp_path):
     import optuna
 
     # One trial at a time, interrupted during the first: Tune has not made the other two yet,
@@ -245,19 +245,14 @@ def test_a_copied_run_directory_resumes_into_its_own_files_and_never_touches_the
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert sorted(t.params["model.latent_dim"] for t in complete) == [2, 4, 8]
 
-
-@pytest.mark.slow
-def test_a_moved_run_directory_resumes_where_it_is_now(tmp_path):
-    spec = _write_spec(tmp_path, name="moved")
-    result = subprocess.run([GENSWEEP, "run", str(spec), "--storage-path", str(tmp_path / "out")],
-                            capture_output=True, text=True, timeout=900, check=False)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    (tmp_path / "out" / "moved").rename(tmp_path / "here")
-    resumed = subprocess.run([GENSWEEP, "resume", str(tmp_path / "here")], capture_output=True, text=True,
-                             timeout=900, check=False)
+    # And the finished copy, moved, resumes where it is now: nothing made again where it was.
+    moved = tmp_path / "here"
+    copy.rename(moved)
+    resumed = subprocess.run([GENSWEEP, "resume", str(moved)], capture_output=True, text=True, timeout=900, check=False)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert list((tmp_path / "out").iterdir()) == []  # nothing made again where it was
+    assert list(copy.parent.iterdir()) == []
     assert "3 of 3 trials finished" in resumed.stdout
+    assert _checksums(original) == before
 
 
 @pytest.mark.slow
