@@ -4,8 +4,9 @@ Each is here because Ray 2.60 has no public API that does the same job; each has
 tests/test_internals.py that checks it against the installed Ray, so an upgrade that moves or
 renames one fails that test by name rather than a sweep at run time.
 
-Imports no Ray itself (the callers hand Ray's objects in): runner.cluster imports this module,
-and the light commands must stay light (tests/test_layers.py).
+Imports no Ray at its top (the callers hand Ray's objects in, or a function imports what it
+patches): runner.cluster imports this module, and the light commands must stay light
+(tests/test_layers.py).
 """
 
 from __future__ import annotations
@@ -171,3 +172,38 @@ def _driver_copy_holds_the_stored_one(trial, file_name: str) -> bool:
     except OSError:
         return False  # let Ray's copy say what is wrong, as it would have
     return local.read_bytes().startswith(stored)
+
+
+# The class names Ray's usage tag counts as built-in callbacks besides Tune's default loggers
+# (ray.air._internal.usage._count_callbacks): Ray compares names, never classes.
+INTEGRATION_CALLBACK_NAMES = ("WandbLoggerCallback", "MLflowLoggerCallback", "CometLoggerCallback", "AimLoggerCallback")
+
+
+def count_callbacks_without_importing_integrations(callback_class, logger_callback_class, default_callback_classes) -> None:
+    """Make Ray's usage tag of a sweep's callbacks count them as before, by class name, without
+    importing MLflow, W&B, Comet and Aim. The caller hands in Tune's Callback, LoggerCallback and
+    DEFAULT_CALLBACK_CLASSES (ray.tune is the sweep's to import: tests/test_layers.py).
+
+    Tune's run() tags the callbacks it is given on every sweep, usage stats on or off, and
+    Ray 2.60's count imports each integration's module to read its class's name: with MLflow
+    and W&B installed, 1.2-1.4 s of the driver's start-up before the first trial is asked for
+    (BENCHMARKS.md, "Start-up"), for packages the sweep may never use.
+
+    Private: ray.air._internal.usage._count_callbacks(callbacks), called by its tag_callbacks.
+    """
+    from ray.air._internal import usage
+
+    built_in = set(INTEGRATION_CALLBACK_NAMES) | {default.__name__ for default in default_callback_classes}
+
+    def count_callbacks(callbacks) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for callback in callbacks or []:
+            if not isinstance(callback, callback_class):
+                continue  # Ray counts only Tune's callbacks (others fail later)
+            name = type(callback).__name__
+            if name not in built_in:
+                name = "CustomLoggerCallback" if isinstance(callback, logger_callback_class) else "CustomCallback"
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    usage._count_callbacks = count_callbacks

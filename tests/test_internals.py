@@ -188,6 +188,47 @@ def test_restarted_trials_keep_the_drivers_files_when_they_hold_the_stored_ones(
     assert not holds(trial, "result.json")  # another file altogether
 
 
+
+COUNT_CALLBACKS = """
+import json, sys
+from ray.air._internal import usage
+from ray.tune import Callback
+from ray.tune.logger import JsonLoggerCallback, LoggerCallback
+from runner import ray_internals
+from runner.sweep.result_files import CsvResults, JsonResults
+from ray.tune.utils.callback import DEFAULT_CALLBACK_CLASSES
+if sys.argv[1] == "patched":
+    ray_internals.count_callbacks_without_importing_integrations(Callback, LoggerCallback, DEFAULT_CALLBACK_CLASSES)
+named_like_mlflows = type("MLflowLoggerCallback", (LoggerCallback,), {})
+callbacks = [JsonLoggerCallback(), JsonResults(), CsvResults(), Callback(), named_like_mlflows(), object()]
+print(json.dumps({"counts": usage._count_callbacks(callbacks),
+                  "imported": [name for name in ("mlflow", "wandb") if name in sys.modules]}))
+"""
+
+
+def test_rays_usage_tag_counts_a_sweeps_callbacks_as_before_without_importing_mlflow_or_wandb():
+    import inspect
+    import json
+    import subprocess
+    import sys
+
+    from ray.air._internal import usage
+
+    assert "_count_callbacks(callbacks)" in inspect.getsource(usage.tag_callbacks)
+    installed = [name for name in ("mlflow", "wandb") if importlib.util.find_spec(name)]
+
+    def counted(how: str) -> dict:
+        done = subprocess.run([sys.executable, "-c", COUNT_CALLBACKS, how], check=False, cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.splitlines()[-1])
+
+    rays, ours = counted("as Ray counts"), counted("patched")
+    assert ours["counts"] == rays["counts"]
+    assert rays["counts"] == {"JsonLoggerCallback": 1, "CustomLoggerCallback": 2, "CustomCallback": 1,
+                              "MLflowLoggerCallback": 1}
+    assert rays["imported"] == installed  # Ray's own count imports every installed one
+    assert ours["imported"] == []
+
 # -- TensorBoard ----------------------------------------------------------------------------------
 def test_add_summary_writes_a_summary_made_elsewhere_even_after_close(tmp_path):
     writer = SummaryWriter(str(tmp_path))

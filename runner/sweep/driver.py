@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.config import as_dict
+from runner import ray_internals
 from runner.cluster import end_ray_started_here, require_shared, start_or_join
 from runner.errors import GensweepError, one_line
 from runner.files import DiskFullError, is_disk_full, mount_point, read_json, write_bytes, write_json
@@ -396,6 +397,12 @@ def _fit(tuner, run_dir: Path, started: float, started_ray: bool, verbose: int =
     logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
     # A trial an interrupt stopped before its first report has no metrics; Ray warns about each.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    from ray.tune import Callback
+    from ray.tune.logger import LoggerCallback
+    from ray.tune.utils.callback import DEFAULT_CALLBACK_CLASSES
+
+    # Ray's usage tag of the callbacks imported MLflow and W&B (1.2-1.4 s) to read two names
+    ray_internals.count_callbacks_without_importing_integrations(Callback, LoggerCallback, DEFAULT_CALLBACK_CLASSES)
     _choose_output(verbose)
     errors, completed = {}, set()
     quiet = _quiet_trial_errors() if verbose == 0 else contextlib.nullcontext()
