@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 FEATURE_DIM = 128
-RECIPE_VERSION = 1  # bump when the network or its training changes: cached weights are keyed by it
+# Cached weights are keyed by models.feature_net_recipe.RECIPE_VERSION: bump it when the network
+# or its training changes.
 
 
 class FeatureNet(nn.Module):

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("gensweep", "runner", "models", "alignment")
@@ -152,3 +153,26 @@ def test_show_and_report_on_a_run_import_neither_torch_nor_ray(tmp_path):
     # The page draws with matplotlib and asks Optuna for importances; torch and Ray it never needs.
     assert not {"torch", "torchvision", "ray"} & set(_heavy_modules("report", str(run)))
     assert (run / "report.html").exists()
+
+
+SWEEP_DRIVER = """
+import sys
+import runner.cli, runner.sweep.driver, runner.sweep.launch, runner.sweep.trainable, runner.sweep.progress
+import runner.sweep.records, runner.sweep.result_files, runner.sweep.tune_state, runner.train.tb_image_run
+print(sorted({name.split(".")[0] for name in sys.modules} & {"torch", "torchvision"}))
+"""
+
+
+def test_a_sweeps_driver_imports_no_torch_once_the_quality_files_are_cached(tmp_path, monkeypatch):
+    """torch is the trials' (1.4-1.9 s of a run's start-up): the driver checks the spec's data,
+    finds the feature network and the val images' features cached, hands Tune the trainable by
+    name and writes the comparison picture, all without it."""
+    monkeypatch.setenv("GENSWEEP_CACHE", str(tmp_path / "cache"))
+    document = yaml.safe_load((ROOT / "search_spaces" / "vae_latent.yaml").read_text())
+    document["data"] |= {"train_size": 600, "val_size": 200}
+    document["quality"] = {"samples": 200}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(document))
+    assert "torch" in _heavy_modules("prepare", str(tmp_path / "spec.yaml"))  # trains and caches them
+    assert "torch" not in _heavy_modules("prepare", str(tmp_path / "spec.yaml"))
+    imported = subprocess.run([sys.executable, "-c", SWEEP_DRIVER], check=True, cwd=ROOT, capture_output=True, text=True)
+    assert imported.stdout.split("\n")[-2] == "[]"

@@ -338,7 +338,7 @@ def _trainable(spec: Spec, hub_name: str | None):
 
     grid = {path: list(dim.values) for path, dim in spec.search.items() if dim.kind == "grid"}
     if hub_name is None:
-        from runner.sweep.trial import run_trial  # imports Ray Tune: only when a sweep really runs
+        from runner.sweep.trainable import run_trial  # torch: imported in the trial's process only
 
         trainable = tune.with_parameters(run_trial, document=spec.document, source=spec.source, grid=grid)
         return tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
@@ -514,7 +514,7 @@ def write_comparison(run_dir: Path, trials: list[TrialSummary]) -> Path | None:
     """The sweep-level picture: trials' samples side by side (the best SHOWN_TRIALS of a larger
     sweep, said on the picture), as PNG and in TensorBoard."""
     from runner.results.report import SAMPLES_FILE
-    from runner.train.tblog import write_image_event
+    from runner.train.tb_image_run import write_image_event
 
     sweep = read_json(run_dir / SWEEP_FILE)
     sweep = sweep if isinstance(sweep, dict) else {}
@@ -534,7 +534,7 @@ def write_comparison(run_dir: Path, trials: list[TrialSummary]) -> Path | None:
     if not encoded:
         raise OSError(f"OpenCV could not encode the {image.shape} comparison image as PNG")
     write_bytes(path, png.tobytes())
-    write_image_event(run_dir / COMPARISON_RUN, "comparison/samples", image)
+    write_image_event(run_dir / COMPARISON_RUN, "comparison/samples", png.tobytes(), *image.shape)
     return path
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from runner import data as data_sources
 from runner.data import decoded
 from runner.spec import Spec
+from runner.train.quality_keys import class_features_cached
 
 
 def prepare_data(spec: Spec, say: Callable[[str], None] = lambda message: None) -> data_sources.ImageArrays:
@@ -26,6 +27,8 @@ def prepare_data(spec: Spec, say: Callable[[str], None] = lambda message: None) 
         say(f"data: decoded images mapped from {decoded.decoded_root()} (a cache on each node, "
             "unless GENSWEEP_CACHE is storage every node shares)")
     plan = spec.quality_plan()
+    if plan.class_features and not plan.inception and class_features_cached(arrays, spec.quality.samples):
+        return arrays  # checked and computed before: the trials load them (and torch stays out of the driver)
     if plan.metrics:
         import torch
 

@@ -13,7 +13,6 @@ runner.spec.quality decides which are measured (and says why others are not); th
 
 from __future__ import annotations
 
-import hashlib
 import io
 import pickle
 from pathlib import Path
@@ -21,14 +20,14 @@ from pathlib import Path
 import torch
 
 from models import metrics
-from models.feature_net import RECIPE_VERSION, FeatureNet, train_feature_net
-from runner.data import cache_dir
+from models.feature_net import FeatureNet, train_feature_net
 from runner.errors import GensweepError
 from runner.files import write_bytes
 from runner.spec.quality import INCEPTION_WEIGHTS
+from runner.train import quality_keys
+from runner.train.quality_keys import FEATURE_TRAINING_LIMIT
 from runner.train.tensors import ImageData
 
-FEATURE_TRAINING_LIMIT = 20_000  # enough for a good digit classifier; bounds the one-off cost
 CHUNK = 500  # images per forward pass when sampling and extracting features
 INCEPTION_CHUNK = 32  # Inception's first layers at 299x299 hold about 6 MB of activations per image
 KID_SUBSETS, KID_SUBSET_SIZE, KID_SEED = 100, 1000, 0  # torch-fidelity's subsets of 1,000 (fewer for few samples)
@@ -38,16 +37,14 @@ class QualityError(GensweepError):
     """Quality metrics asked for that cannot be computed here; one-line message."""
 
 
-def data_fingerprint(data: ImageData) -> str:
-    """A content hash of the labelled training split: the feature network's cache key."""
-    digest = hashlib.sha256(f"v{RECIPE_VERSION}:{tuple(data.train_images.shape)}".encode())
-    digest.update(data.train_images[:FEATURE_TRAINING_LIMIT].cpu().numpy().tobytes())
-    digest.update(data.train_labels[:FEATURE_TRAINING_LIMIT].cpu().numpy().tobytes())
-    return digest.hexdigest()[:20]
+def feature_net_key(data: ImageData) -> str:
+    """The feature network's name for this data (runner.train.quality_keys): a content hash of
+    its labelled training split."""
+    return quality_keys.feature_net_key(data.train_images.cpu().numpy(), data.train_labels.cpu().numpy())
 
 
 def feature_net_path(data: ImageData) -> Path:
-    return cache_dir() / f"feature-net-{data_fingerprint(data)}.pt"
+    return quality_keys.feature_net_path(data.train_images.cpu().numpy(), data.train_labels.cpu().numpy())
 
 
 def load_feature_net(data: ImageData, say=lambda message: None) -> FeatureNet:
@@ -92,7 +89,7 @@ class QualityMeter:
         if class_features:
             self.network = load_feature_net(data).to(device)
             self.real_features = real_features(
-                f"feature-net-{data_fingerprint(data)}", real, device,
+                feature_net_key(data), real, device,
                 lambda: self._features(real[i : i + CHUNK].float() / 255 for i in range(0, len(real), CHUNK))[0],
             )
             # KID's cubic kernel (x.y / d + 1)^3 was made for Inception's pool features (small
@@ -156,11 +153,10 @@ def real_features(network_key: str, real: torch.Tensor, device: torch.device, co
     same real features, without each spending seconds (Inception: minutes on a CPU) on them.
 
     network_key names the network's weights; the images are hashed, so another split, size or
-    sample count is another entry. Whole files only: trials starting together may each write it.
+    sample count is another entry (runner.train.quality_keys names it). Whole files only: trials
+    starting together may each write it.
     """
-    digest = hashlib.sha256(f"v{REAL_FEATURES_VERSION}:{network_key}:{tuple(real.shape)}".encode())
-    digest.update(real.cpu().numpy().tobytes())
-    path = cache_dir() / f"real-features-{digest.hexdigest()[:20]}.pt"
+    path = quality_keys.real_features_path(network_key, real.cpu().numpy())
     if path.exists():
         try:
             stored = torch.load(path, map_location=device, weights_only=True)
@@ -174,8 +170,6 @@ def real_features(network_key: str, real: torch.Tensor, device: torch.device, co
     write_bytes(path, buffer.getvalue())
     return features
 
-
-REAL_FEATURES_VERSION = 1  # bump when the features computed for the same network and images change
 
 
 def kid_figures(real: torch.Tensor, fake: torch.Tensor) -> tuple[float, float]:

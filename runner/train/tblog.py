@@ -138,20 +138,6 @@ def _session_end_pb(status: int) -> summary_pb2.Summary:
     return summary_pb2.Summary(value=[value])
 
 
-def write_image_event(logdir: Path, tag: str, image_hwc: np.ndarray) -> int:
-    """One uint8 (H, W, 3) image as its own run: the sweep-level comparison in TensorBoard.
-
-    Each call (the end of a run, then of every resume) writes one event file at the next step,
-    so the run holds one image a step, the newest last. Returns that step.
-    """
-    # Every earlier call left exactly one event file here: their number is the next step.
-    step = len(list(Path(logdir).glob("events.out.tfevents.*")))
-    writer = SummaryWriter(str(logdir))
-    writer.add_image(tag, image_hwc, step, dataformats="HWC")
-    writer.close()
-    return step
-
-
 def save_png(grid: torch.Tensor, path: Path) -> None:
     """A (C, H, W) image in [0, 1] as a PNG file, written whole or not at all."""
     write_bytes(path, png_bytes(grid))

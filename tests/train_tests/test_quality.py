@@ -13,9 +13,11 @@ from models.metrics import (
     kid_subset_estimates,
     precision_recall,
 )
+from runner import data as data_sources
 from runner.data import DigitsData, MnistData
 from runner.train.quality import QualityError, QualityMeter, load_feature_net, real_features
-from runner.train.tensors import load_tensors
+from runner.train.quality_keys import class_features_cached
+from runner.train.tensors import from_arrays, load_tensors
 
 
 def test_frechet_distance_of_known_gaussians():
@@ -142,6 +144,20 @@ def test_feature_network_is_cached_and_deterministic(tmp_path, monkeypatch):
     for a, b in zip(first.state_dict().values(), retrained.state_dict().values(), strict=True):
         assert torch.equal(a, b)  # same data, same seed, same weights
 
+
+
+def test_the_drivers_check_finds_the_files_a_meter_cached_and_not_one_cut_short(tmp_path, monkeypatch):
+    """runner.train.quality_keys names the files without torch (the driver's check before a
+    sweep) as the meter names them when it writes and reads them."""
+    monkeypatch.setenv("GENSWEEP_CACHE", str(tmp_path))
+    arrays = data_sources.load("digits", DigitsData(train_size=300, val_size=50, seed=4))
+    assert not class_features_cached(arrays, 50)
+    QualityMeter(from_arrays(arrays), samples=50, device=torch.device("cpu"))
+    assert class_features_cached(arrays, 50)
+    assert not class_features_cached(arrays, 40)  # other val images: their features are not cached
+    (network,) = tmp_path.glob("feature-net-*.pt")
+    network.write_bytes(network.read_bytes()[:-100])  # a disk that filled mid-write
+    assert not class_features_cached(arrays, 50)
 
 def test_real_mnist_digits_score_well_against_each_other(mnist_dir):
     mnist = load_tensors("mnist", MnistData(path=str(mnist_dir)))

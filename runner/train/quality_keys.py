@@ -1,0 +1,54 @@
+"""The names of the quality metrics' cached files (the feature network's weights, the val
+images' features), read from numpy arrays: without torch, so `gensweep run` sees that a sweep's
+quality files are cached before it imports torch (1.4-1.9 s of its start-up, BENCHMARKS.md
+"Start-up"). runner.train.quality writes and reads the files under these names."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from models.feature_net_recipe import RECIPE_VERSION
+from runner.data import ImageArrays, cache_dir
+
+FEATURE_TRAINING_LIMIT = 20_000  # enough for a good digit classifier; bounds the one-off cost
+REAL_FEATURES_VERSION = 1  # bump when the features computed for the same network and images change
+
+
+def data_fingerprint(train_images: np.ndarray, train_labels: np.ndarray) -> str:
+    """A content hash of the labelled training split: the feature network's cache key."""
+    digest = hashlib.sha256(f"v{RECIPE_VERSION}:{tuple(train_images.shape)}".encode())
+    digest.update(np.ascontiguousarray(train_images[:FEATURE_TRAINING_LIMIT]).tobytes())
+    digest.update(np.ascontiguousarray(train_labels[:FEATURE_TRAINING_LIMIT]).tobytes())
+    return digest.hexdigest()[:20]
+
+
+def feature_net_key(train_images: np.ndarray, train_labels: np.ndarray) -> str:
+    """The feature network's name for these data: its weights' file, and its features' key."""
+    return f"feature-net-{data_fingerprint(train_images, train_labels)}"
+
+
+def feature_net_path(train_images: np.ndarray, train_labels: np.ndarray) -> Path:
+    return cache_dir() / f"{feature_net_key(train_images, train_labels)}.pt"
+
+
+def real_features_path(network_key: str, real: np.ndarray) -> Path:
+    """The val images' features by `network_key`'s network: the images are hashed, so another
+    split, size or sample count is another entry."""
+    digest = hashlib.sha256(f"v{REAL_FEATURES_VERSION}:{network_key}:{tuple(real.shape)}".encode())
+    digest.update(np.ascontiguousarray(real).tobytes())
+    return cache_dir() / f"real-features-{digest.hexdigest()[:20]}.pt"
+
+
+def class_features_cached(arrays: ImageArrays, samples: int) -> bool:
+    """Whether the feature network for these arrays and its features of their first `samples`
+    val images are both cached, each a whole file (torch.save writes a zip archive: a file cut
+    short has no central directory)."""
+    if arrays.train_labels is None or arrays.num_classes is None:
+        return False
+    network_key = feature_net_key(arrays.train_images, arrays.train_labels)
+    files = (cache_dir() / f"{network_key}.pt", real_features_path(network_key, arrays.val_images[:samples]))
+    return all(path.is_file() and zipfile.is_zipfile(path) for path in files)
