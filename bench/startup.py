@@ -142,7 +142,8 @@ def table(repeats: int = 5, against: Path | None = None, up: bool = False) -> li
         cells = []
         for name in names:
             at = marks[name].get(phase)
-            order = sorted((statistics.median(v), p) for p, v in marks[name].items())
+            # the marks of this table only: a phase ends at its mark and starts at the last one before
+            order = sorted((statistics.median(v), p) for p, v in marks[name].items() if p in dict(PHASES))
             if not at:
                 cells += ["-", "-"]
                 continue
