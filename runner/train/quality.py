@@ -40,11 +40,13 @@ class QualityError(GensweepError):
 def feature_net_key(data: ImageData) -> str:
     """The feature network's name for this data (runner.train.quality_keys): a content hash of
     its labelled training split."""
-    return quality_keys.feature_net_key(data.train_images.cpu().numpy(), data.train_labels.cpu().numpy())
+    leading = slice(0, FEATURE_TRAINING_LIMIT)  # to the host: what the network trains on, not the whole split
+    return quality_keys.feature_net_key(tuple(data.train_images.shape), data.train_images[leading].cpu().numpy(),
+                                        data.train_labels[leading].cpu().numpy())
 
 
 def feature_net_path(data: ImageData) -> Path:
-    return quality_keys.feature_net_path(data.train_images.cpu().numpy(), data.train_labels.cpu().numpy())
+    return quality_keys.feature_net_path(feature_net_key(data))
 
 
 def load_feature_net(data: ImageData, say=lambda message: None) -> FeatureNet:

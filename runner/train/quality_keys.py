@@ -18,21 +18,18 @@ FEATURE_TRAINING_LIMIT = 20_000  # enough for a good digit classifier; bounds th
 REAL_FEATURES_VERSION = 1  # bump when the features computed for the same network and images change
 
 
-def data_fingerprint(train_images: np.ndarray, train_labels: np.ndarray) -> str:
-    """A content hash of the labelled training split: the feature network's cache key."""
-    digest = hashlib.sha256(f"v{RECIPE_VERSION}:{tuple(train_images.shape)}".encode())
-    digest.update(np.ascontiguousarray(train_images[:FEATURE_TRAINING_LIMIT]).tobytes())
-    digest.update(np.ascontiguousarray(train_labels[:FEATURE_TRAINING_LIMIT]).tobytes())
-    return digest.hexdigest()[:20]
+def feature_net_key(train_shape: tuple[int, ...], leading_images: np.ndarray, leading_labels: np.ndarray) -> str:
+    """The feature network's name for a labelled training split of `train_shape` whose first
+    FEATURE_TRAINING_LIMIT images and labels (what it is trained on) are `leading_*`: its
+    weights' file, and its features' key. A content hash, so the same data gets the same network."""
+    digest = hashlib.sha256(f"v{RECIPE_VERSION}:{tuple(train_shape)}".encode())
+    digest.update(np.ascontiguousarray(leading_images[:FEATURE_TRAINING_LIMIT]).tobytes())
+    digest.update(np.ascontiguousarray(leading_labels[:FEATURE_TRAINING_LIMIT]).tobytes())
+    return f"feature-net-{digest.hexdigest()[:20]}"
 
 
-def feature_net_key(train_images: np.ndarray, train_labels: np.ndarray) -> str:
-    """The feature network's name for these data: its weights' file, and its features' key."""
-    return f"feature-net-{data_fingerprint(train_images, train_labels)}"
-
-
-def feature_net_path(train_images: np.ndarray, train_labels: np.ndarray) -> Path:
-    return cache_dir() / f"{feature_net_key(train_images, train_labels)}.pt"
+def feature_net_path(network_key: str) -> Path:
+    return cache_dir() / f"{network_key}.pt"
 
 
 def real_features_path(network_key: str, real: np.ndarray) -> Path:
@@ -49,6 +46,7 @@ def class_features_cached(arrays: ImageArrays, samples: int) -> bool:
     short has no central directory)."""
     if arrays.train_labels is None or arrays.num_classes is None:
         return False
-    network_key = feature_net_key(arrays.train_images, arrays.train_labels)
-    files = (cache_dir() / f"{network_key}.pt", real_features_path(network_key, arrays.val_images[:samples]))
+    network_key = feature_net_key(arrays.train_images.shape, arrays.train_images[:FEATURE_TRAINING_LIMIT],
+                                  arrays.train_labels[:FEATURE_TRAINING_LIMIT])
+    files = (feature_net_path(network_key), real_features_path(network_key, arrays.val_images[:samples]))
     return all(path.is_file() and zipfile.is_zipfile(path) for path in files)
