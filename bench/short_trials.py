@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import collections
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -69,8 +70,6 @@ def two_alone_side_by_side(document: dict) -> float:
     script = ("import sys, json; sys.path[:0] = [sys.argv[1], sys.argv[1] + '/bench']; "
               "from short_trials import one_trial_alone; document = json.loads(sys.argv[2]); "
               "one_trial_alone(document); print(min(one_trial_alone(document) for _ in range(2)))")
-    import json
-
     both = [subprocess.Popen([sys.executable, "-c", script, str(ROOT), json.dumps(document)], stdout=subprocess.PIPE,
                              text=True) for _ in range(2)]
     return max(float(process.communicate()[0].split()[-1]) for process in both)

@@ -22,8 +22,8 @@ AUTH_TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_set
 
 
 # Ray's setting that starts a worker process a CPU, idle, when the first driver connects. Tune
-# gives every trial's actor a runtime_env, and Ray never hands such an actor an idle worker
-# (BENCHMARKS.md, "Start-up"): a sweep's idle workers only took CPU (two processes importing
+# gives every trial's actor a runtime_env, and Ray hands such an actor only an idle worker of
+# the same runtime_env, never one of these (BENCHMARKS.md, "Start-up"): a sweep's idle workers only took CPU (two processes importing
 # Ray beside the driver and the first trial's process, on a 2-core machine), which sweeps and
 # tests running side by side share; a 1-trial run alone was as fast within noise. Private: a
 # RAY_CONFIG entry of the raylet, read from the environment of the process that starts Ray.

@@ -20,8 +20,8 @@ REAL_FEATURES_VERSION = 1  # bump when the features computed for the same networ
 
 def feature_net_key(train_shape: tuple[int, ...], leading_images: np.ndarray, leading_labels: np.ndarray) -> str:
     """The feature network's name for a labelled training split of `train_shape` whose first
-    FEATURE_TRAINING_LIMIT images and labels (what it is trained on) are `leading_*`: its
-    weights' file, and its features' key. A content hash, so the same data gets the same network."""
+    FEATURE_TRAINING_LIMIT images and labels (what it is trained on) lead `leading_*` (only
+    those are read): its weights' file, and its features' key. A content hash, so the same data gets the same network."""
     digest = hashlib.sha256(f"v{RECIPE_VERSION}:{tuple(train_shape)}".encode())
     digest.update(np.ascontiguousarray(leading_images[:FEATURE_TRAINING_LIMIT]).tobytes())
     digest.update(np.ascontiguousarray(leading_labels[:FEATURE_TRAINING_LIMIT]).tobytes())
@@ -46,7 +46,6 @@ def class_features_cached(arrays: ImageArrays, samples: int) -> bool:
     short has no central directory)."""
     if arrays.train_labels is None or arrays.num_classes is None:
         return False
-    network_key = feature_net_key(arrays.train_images.shape, arrays.train_images[:FEATURE_TRAINING_LIMIT],
-                                  arrays.train_labels[:FEATURE_TRAINING_LIMIT])
+    network_key = feature_net_key(arrays.train_images.shape, arrays.train_images, arrays.train_labels)
     files = (feature_net_path(network_key), real_features_path(network_key, arrays.val_images[:samples]))
     return all(path.is_file() and zipfile.is_zipfile(path) for path in files)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import yaml
 from tbreader import hparams_of, read_events
@@ -98,6 +99,10 @@ def test_the_sweep_level_comparison_image(finished_sweep):
     assert image is not None and image.shape[1] > 3 * 8 * 28  # three 8x8 grids side by side
     events = read_events(run_dir / "_comparison")
     assert events.Tags()["images"] == ["comparison/samples"]
+    # TensorBoard's copy is the same picture, its size as TensorBoard reads it (no torch wrote it)
+    (event,) = events.Images("comparison/samples")
+    shown = cv2.imdecode(np.frombuffer(event.encoded_image_string, np.uint8), cv2.IMREAD_COLOR)
+    assert (event.height, event.width) == image.shape[:2] and np.array_equal(shown, image)
 
 
 def test_a_second_run_goes_into_its_own_directory_and_keep_checkpoints_bounds_each_trials_disk(finished_sweep):
